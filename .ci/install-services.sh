@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Install the system services that lakehouse_assets_tests/services.py starts:
+# PostgreSQL 15 and redis-server (Debian 12 packages). Idempotent: does
+# nothing when both are present. Must run as root. Python packages are not
+# installed here.
+set -euo pipefail
+
+missing=()
+[ -x /usr/lib/postgresql/15/bin/pg_ctl ] || missing+=(postgresql-15)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    echo "install-services: postgresql-15 and redis-server already installed"
+    exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-services: must run as root to install: ${missing[*]}" >&2
+    exit 1
+fi
+
+echo "install-services: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# policy-rc.d keeps the packages from starting system-wide daemons
+# (tests start their own servers on free loopback ports).
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod +x "$policy"
+    created_policy=1
+fi
+trap '[ "$created_policy" -eq 1 ] && rm -f "$policy"' EXIT
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+# The postgres server refuses to run as root; the package creates this user.
+id postgres >/dev/null 2>&1 || { echo "install-services: no postgres user" >&2; exit 1; }
+echo "install-services: done"

@@ -1,0 +1,123 @@
+"""Asset checks on the data layers. Blocking checks stop downstream work on bad data."""
+
+import dagster as dg
+
+from lakehouse_assets.layers.bronze import bronze_transactions
+from lakehouse_assets.layers.features import FEATURE_COLUMNS, LABEL, customer_features
+from lakehouse_assets.layers.gold import gold_customer_summary
+from lakehouse_assets.layers.silver import silver_transactions
+from lakehouse_assets.resources import LakehouseDuckDB
+
+BRONZE_NOT_EMPTY = "bronze_not_empty"
+SILVER_NOT_EMPTY = "silver_not_empty"
+SILVER_NO_NULL_KEYS = "silver_no_null_keys"
+SILVER_CONSERVES_ROWS = "silver_conserves_bronze_rows"
+GOLD_ONE_ROW_PER_CUSTOMER = "gold_one_row_per_customer"
+FEATURES_ONE_ROW_PER_CUSTOMER = "features_one_row_per_customer"
+FEATURES_FINITE = "features_finite"
+FEATURES_BOTH_CLASSES = "features_both_label_classes"
+
+
+def _scalar(duckdb: LakehouseDuckDB, sql: str):
+    with duckdb.get_connection() as conn:
+        return conn.execute(sql).fetchone()
+
+
+@dg.asset_check(asset=bronze_transactions, name=BRONZE_NOT_EMPTY, blocking=True, pool="duckdb")
+def bronze_not_empty(duckdb: LakehouseDuckDB) -> dg.AssetCheckResult:
+    """bronze.transactions holds at least one row."""
+    (rows,) = _scalar(duckdb, "SELECT count(*) FROM bronze.transactions")
+    return dg.AssetCheckResult(passed=rows > 0, metadata={"rows": rows})
+
+
+@dg.asset_check(asset=silver_transactions, name=SILVER_NOT_EMPTY, blocking=True, pool="duckdb")
+def silver_not_empty(duckdb: LakehouseDuckDB) -> dg.AssetCheckResult:
+    """silver.transactions holds at least one valid row."""
+    (rows,) = _scalar(duckdb, "SELECT count(*) FROM silver.transactions")
+    return dg.AssetCheckResult(passed=rows > 0, metadata={"rows": rows})
+
+
+@dg.asset_check(asset=silver_transactions, name=SILVER_NO_NULL_KEYS, blocking=True, pool="duckdb")
+def silver_no_null_keys(duckdb: LakehouseDuckDB) -> dg.AssetCheckResult:
+    """No silver row lacks customer_id, event_time or amount."""
+    (nulls,) = _scalar(
+        duckdb,
+        "SELECT count(*) FROM silver.transactions "
+        "WHERE customer_id IS NULL OR event_time IS NULL OR amount IS NULL",
+    )
+    return dg.AssetCheckResult(passed=nulls == 0, metadata={"rows_with_null_keys": nulls})
+
+
+@dg.asset_check(asset=silver_transactions, name=SILVER_CONSERVES_ROWS, blocking=True, pool="duckdb")
+def silver_conserves_bronze_rows(duckdb: LakehouseDuckDB) -> dg.AssetCheckResult:
+    """rows(bronze) = rows(silver) + rows(rejected): nothing disappears silently."""
+    bronze, silver, rejected = _scalar(
+        duckdb,
+        "SELECT (SELECT count(*) FROM bronze.transactions), (SELECT count(*) FROM silver.transactions),"
+        " (SELECT count(*) FROM silver.rejected_transactions)",
+    )
+    return dg.AssetCheckResult(
+        passed=bronze == silver + rejected,
+        metadata={"bronze_rows": bronze, "silver_rows": silver, "rejected_rows": rejected,
+                  "unaccounted_rows": bronze - silver - rejected},
+    )  # fmt: skip
+
+
+@dg.asset_check(asset=gold_customer_summary, name=GOLD_ONE_ROW_PER_CUSTOMER, blocking=True, pool="duckdb")
+def gold_one_row_per_customer(duckdb: LakehouseDuckDB) -> dg.AssetCheckResult:
+    """gold.customer_summary has exactly one row for each customer in silver."""
+    rows, distinct, silver_customers = _scalar(
+        duckdb,
+        "SELECT count(*), count(DISTINCT customer_id), "
+        "(SELECT count(DISTINCT customer_id) FROM silver.transactions) FROM gold.customer_summary",
+    )
+    return dg.AssetCheckResult(
+        passed=rows == distinct == silver_customers and rows > 0,
+        metadata={"rows": rows, "distinct_customers": distinct, "silver_customers": silver_customers},
+    )
+
+
+@dg.asset_check(asset=customer_features, name=FEATURES_ONE_ROW_PER_CUSTOMER, blocking=True, pool="duckdb")
+def features_one_row_per_customer(duckdb: LakehouseDuckDB) -> dg.AssetCheckResult:
+    """gold.customer_features has exactly one, non-empty, row per customer."""
+    rows, distinct = _scalar(
+        duckdb, "SELECT count(*), count(DISTINCT customer_id) FROM gold.customer_features"
+    )
+    return dg.AssetCheckResult(
+        passed=rows == distinct and rows > 0, metadata={"rows": rows, "distinct_customers": distinct}
+    )
+
+
+@dg.asset_check(asset=customer_features, name=FEATURES_FINITE, blocking=True, pool="duckdb")
+def features_finite(duckdb: LakehouseDuckDB) -> dg.AssetCheckResult:
+    """No feature value is NULL, NaN or infinite."""
+    bad = " + ".join(
+        f"count(*) FILTER (WHERE {c} IS NULL OR NOT isfinite({c}::DOUBLE))" for c in FEATURE_COLUMNS
+    )
+    (bad_values,) = _scalar(duckdb, f"SELECT {bad} FROM gold.customer_features")
+    return dg.AssetCheckResult(passed=bad_values == 0, metadata={"non_finite_values": bad_values})
+
+
+@dg.asset_check(asset=customer_features, name=FEATURES_BOTH_CLASSES, blocking=True, pool="duckdb")
+def features_both_label_classes(duckdb: LakehouseDuckDB) -> dg.AssetCheckResult:
+    """Both label classes (churned and retained) are present, so a model can be trained."""
+    churned, retained = _scalar(
+        duckdb,
+        f"SELECT count(*) FILTER (WHERE {LABEL} = 1), count(*) FILTER (WHERE {LABEL} = 0) "
+        "FROM gold.customer_features",
+    )
+    return dg.AssetCheckResult(
+        passed=churned > 0 and retained > 0, metadata={"churned": churned, "retained": retained}
+    )
+
+
+data_checks = [
+    bronze_not_empty,
+    silver_not_empty,
+    silver_no_null_keys,
+    silver_conserves_bronze_rows,
+    gold_one_row_per_customer,
+    features_one_row_per_customer,
+    features_finite,
+    features_both_label_classes,
+]

@@ -1,0 +1,34 @@
+"""The code location: every asset, check, resource, sensor and schedule in one place."""
+
+import dagster as dg
+
+from lakehouse_assets.checks import data_checks
+from lakehouse_assets.layers.bronze import bronze_transactions
+from lakehouse_assets.layers.features import customer_features
+from lakehouse_assets.layers.gold import gold_customer_summary
+from lakehouse_assets.layers.raw import raw_transactions
+from lakehouse_assets.layers.silver import silver_transactions
+from lakehouse_assets.resources import LakehouseDuckDB, LandingZone
+
+data_assets = [
+    raw_transactions,
+    bronze_transactions,
+    silver_transactions,
+    gold_customer_summary,
+    customer_features,
+]
+
+
+def build_resources() -> dict:
+    """Resources of the local profile; paths are resolved from the environment when a run starts."""
+    return {"duckdb": LakehouseDuckDB(), "landing": LandingZone()}
+
+
+# Steps run one after another in the run's own process: DuckDB allows one writing process per
+# file, and a process per step would cost more than most steps themselves.
+defs = dg.Definitions(
+    assets=data_assets,
+    asset_checks=data_checks,
+    resources=build_resources(),
+    executor=dg.in_process_executor,
+)

@@ -1,0 +1,1 @@
+"""The medallion layers: raw files -> bronze -> silver -> gold -> features."""

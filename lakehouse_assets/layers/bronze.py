@@ -1,0 +1,144 @@
+"""Bronze layer: every landed row as text, with lineage, loaded once per file version."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import duckdb
+
+from lakehouse_assets.landing import (
+    CONTRACT_COLUMNS,
+    REQUIRED_COLUMNS,
+    LandedFile,
+    describe_files,
+    reader_sql,
+)
+from lakehouse_assets.layers.raw import raw_transactions
+from lakehouse_assets.metadata import table_metadata
+from lakehouse_assets.resources import LakehouseDuckDB, LandingZone, transaction
+
+TABLE = "bronze.transactions"
+FILES_TABLE = "bronze.ingested_files"
+LINEAGE_COLUMNS = ("_source_file", "_source_row", "_ingested_at")
+
+
+@dg.asset(deps=[raw_transactions], group_name="bronze", kinds={"duckdb"}, pool="duckdb")
+def bronze_transactions(
+    context: dg.AssetExecutionContext, duckdb: LakehouseDuckDB, landing: LandingZone
+) -> dg.MaterializeResult:
+    """`bronze.transactions`: every landed row as-is (text), plus `_source_file`, `_source_row`
+    and `_ingested_at`.
+
+    Idempotent per file: a file whose content hash is already loaded adds nothing; a changed
+    file replaces its own rows. All files of a run are validated first and written in one
+    transaction, so a bad file leaves the table as it was.
+    """
+    folder = landing.folder()
+    files = describe_files(folder, landing.data_files())
+    with duckdb.get_connection() as conn:
+        _create_tables(conn)
+        loaded = dict(conn.execute(f"SELECT sha256, source_file FROM {FILES_TABLE}").fetchall())
+        todo = []
+        for f in files:
+            if f.sha256 in loaded:
+                context.log.info(f"{f.relative_path}: already in bronze as {loaded[f.sha256]}, skipped")
+            else:
+                todo.append(f)
+        columns = {f.relative_path: _checked_columns(conn, f) for f in todo}
+        ingested_at = datetime.now(UTC).replace(tzinfo=None)
+        new_rows = _load(context, conn, todo, columns, ingested_at)
+        metadata = table_metadata(conn, TABLE)
+    return dg.MaterializeResult(
+        metadata={
+            **metadata,
+            "files_loaded": len(todo),
+            "files_skipped": len(files) - len(todo),
+            "rows_loaded": new_rows,
+        }
+    )
+
+
+def _create_tables(conn: duckdb.DuckDBPyConnection) -> None:
+    contract = ", ".join(f"{c} VARCHAR" for c in CONTRACT_COLUMNS)
+    conn.execute("CREATE SCHEMA IF NOT EXISTS bronze")
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {TABLE} (_source_file VARCHAR, _source_row BIGINT, "
+        f"_ingested_at TIMESTAMP, {contract})"
+    )
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {FILES_TABLE} (source_file VARCHAR PRIMARY KEY, "
+        "sha256 VARCHAR, size_bytes BIGINT, row_count BIGINT, ingested_at TIMESTAMP)"
+    )
+
+
+def _fail(f: LandedFile, problem: str) -> dg.Failure:
+    return dg.Failure(
+        f"Landing file {f.path} {problem}. Nothing was written; fix or remove the file and rerun.",
+        metadata={"file": dg.MetadataValue.path(str(f.path))},
+        allow_retries=False,
+    )
+
+
+def _checked_columns(conn: duckdb.DuckDBPyConnection, f: LandedFile) -> dict[str, str]:
+    """Map the file's column names to bronze names (trimmed, lower case); fail on a bad file."""
+    if f.size_bytes == 0:
+        raise _fail(f, "is empty (0 bytes)")
+    try:
+        described = conn.execute(
+            f"DESCRIBE SELECT * FROM {reader_sql(f.path)}", {"path": str(f.path)}
+        ).fetchall()
+    except duckdb.Error as error:
+        kind = "Parquet" if f.path.suffix.lower() == ".parquet" else "CSV"
+        raise _fail(f, f"cannot be read as {kind}: {error}") from error
+    names = {row[0]: row[0].strip().lower() for row in described if row[0] != "_source_row"}
+    if len(set(names.values())) != len(names):
+        raise _fail(f, f"has columns that differ only in case or spaces: {sorted(names)}")
+    missing = [c for c in REQUIRED_COLUMNS if c not in names.values()]
+    if missing:
+        raise _fail(
+            f,
+            f"lacks required column(s) {', '.join(missing)} "
+            f"(found: {', '.join(names) or 'none'}; required: {', '.join(REQUIRED_COLUMNS)})",
+        )
+    clashing = [n for n in names.values() if n in LINEAGE_COLUMNS]
+    if clashing:
+        raise _fail(f, f"has column(s) reserved for lineage: {', '.join(clashing)}")
+    return names
+
+
+def _load(context, conn, todo: list[LandedFile], columns, ingested_at: datetime) -> int:
+    """Write every file in `todo` in one transaction; on any error nothing is kept."""
+    total = 0
+    with transaction(conn):
+        for f in todo:
+            rows, replaced = _load_file(conn, f, columns[f.relative_path], ingested_at)
+            total += rows
+            note = f", replacing {replaced:,} rows of its previous version" if replaced else ""
+            context.log.info(f"{f.relative_path}: {rows:,} rows loaded into {TABLE}{note}")
+    return total
+
+
+def _load_file(conn, f: LandedFile, names: dict[str, str], ingested_at: datetime) -> tuple[int, int]:
+    """Replace the rows of `f`'s path with its current content; returns (inserted, replaced)."""
+    existing = {r[0] for r in conn.execute(f"DESCRIBE {TABLE}").fetchall()}
+    for extra in sorted(set(names.values()) - existing):
+        conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN {_quote(extra)} VARCHAR")
+    replaced = conn.execute(
+        f"DELETE FROM {TABLE} WHERE _source_file = $file", {"file": f.relative_path}
+    ).fetchone()[0]
+    select = ", ".join(f"CAST({_quote(src)} AS VARCHAR) AS {_quote(dst)}" for src, dst in names.items())
+    inserted = conn.execute(
+        f"INSERT INTO {TABLE} BY NAME SELECT $file AS _source_file, _source_row, "
+        f"$ingested_at AS _ingested_at, {select} FROM {reader_sql(f.path)}",
+        {"file": f.relative_path, "ingested_at": ingested_at, "path": str(f.path)},
+    ).fetchone()[0]
+    if inserted == 0:
+        raise _fail(f, "holds no rows (only a header, or an empty table)")
+    conn.execute(
+        f"INSERT OR REPLACE INTO {FILES_TABLE} VALUES ($file, $sha, $size, $rows, $at)",
+        {"file": f.relative_path, "sha": f.sha256, "size": f.size_bytes, "rows": inserted, "at": ingested_at},
+    )
+    return inserted, replaced
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'

@@ -1,0 +1,66 @@
+"""Resources of the data layers: the DuckDB database and the landing folder."""
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from lakehouse_assets import settings
+
+DATA_SUFFIXES = (".csv", ".parquet")
+
+
+class LakehouseDuckDB(DuckDBResource):
+    """dagster-duckdb's resource, with the path resolved when a run starts.
+
+    An empty `database` means `$LAKEHOUSE_DUCKDB_PATH`, else `$LAKEHOUSE_HOME/lakehouse.duckdb`.
+    Connections use UTC so that timestamps with offsets are read consistently.
+    """
+
+    database: str = Field(default="", description="DuckDB file; empty = from the environment.")
+
+    def database_path(self) -> Path:
+        return Path(self.database).absolute() if self.database else settings.duckdb_path()
+
+    @contextmanager
+    def get_connection(self):
+        path = self.database_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        plain = DuckDBResource(database=str(path), connection_config=self.connection_config)
+        with plain.get_connection() as conn:
+            conn.execute("SET TimeZone = 'UTC'")
+            yield conn
+
+
+class LandingZone(dg.ConfigurableResource):
+    """The folder where raw transaction files (CSV or Parquet) land."""
+
+    path: str = Field(default="", description="Landing folder; empty = from the environment.")
+
+    def folder(self) -> Path:
+        return Path(self.path).absolute() if self.path else settings.landing_dir()
+
+    def data_files(self) -> list[Path]:
+        """The CSV and Parquet files in the landing folder, sorted by name (hidden files skipped)."""
+        folder = self.folder()
+        if not folder.is_dir():
+            return []
+        return sorted(
+            p
+            for p in folder.rglob("*")
+            if p.is_file() and p.suffix.lower() in DATA_SUFFIXES and not p.name.startswith(".")
+        )
+
+
+@contextmanager
+def transaction(conn):
+    """Run the block in one DuckDB transaction: all of it is committed, or none of it."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

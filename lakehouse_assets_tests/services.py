@@ -1,0 +1,323 @@
+"""Real servers on loopback for tests: PostgreSQL 15, a moto S3 server, redis.
+
+Each helper is a plain context manager that starts the server on a free
+127.0.0.1 port, waits (bounded) until it answers, and kills the server's
+process group on exit, even when the test fails. A server that does not come
+up raises ``ServiceStartError`` with the tail of its log.
+
+System packages come from ``.ci/install-services.sh``; the Python clients
+(boto3, psycopg2, redis, ...) are imported only where they are used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PG_BIN = Path(os.environ.get("LAKEHOUSE_PG_BIN", "/usr/lib/postgresql/15/bin"))
+HOST = "127.0.0.1"
+
+
+class ServiceStartError(RuntimeError):
+    """A test service did not become ready in time."""
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def _log_tail(log: Path, lines: int = 40) -> str:
+    try:
+        text = log.read_text(errors="replace")
+    except OSError as exc:
+        return f"(no log: {exc})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _spawn(cmd: list[str], log: Path, **kwargs) -> subprocess.Popen:
+    """Start ``cmd`` in its own process group, stdout+stderr appended to ``log``."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **kwargs,
+        )
+
+
+def _wait_ready(
+    name: str, proc: subprocess.Popen, ready: Callable[[], bool], log: Path, timeout: float
+) -> None:
+    """Poll ``ready()`` until true; raise with the log tail on exit or timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            problem = f"exited with code {proc.returncode}"
+            break
+        if ready():
+            return
+        if time.monotonic() > deadline:
+            problem = f"not ready after {timeout:.0f}s"
+            break
+        time.sleep(0.1)
+    raise ServiceStartError(f"{name} {problem}; log {log}:\n{_log_tail(log)}")
+
+
+def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 10.0) -> None:
+    """Send ``sig`` to the leader, wait up to ``grace`` s, then SIGKILL its group."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(grace)
+    # Kill whatever is left in the group (also children of an exited leader).
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+# --------------------------------------------------------------- postgres
+
+
+@dataclass
+class PostgresServer:
+    """A running PostgreSQL; ``user`` is a superuser with password auth."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    data_dir: Path
+    log: Path
+    timeout: float = 30.0
+    _proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    def url(self, driver: str | None = None, database: str = "postgres") -> str:
+        """SQLAlchemy/libpq URL. Dagster needs ``driver="psycopg2"``: with
+        SQLAlchemy 2.1 a bare ``postgresql://`` means psycopg 3."""
+        scheme = f"postgresql+{driver}" if driver else "postgresql"
+        return f"{scheme}://{self.user}:{self.password}@{self.host}:{self.port}/{database}"
+
+    def create_database(self, name: str) -> None:
+        """Create database ``name`` (a plain identifier) with psql."""
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ValueError(f"not a plain identifier: {name!r}")
+        self.psql(f'CREATE DATABASE "{name}"')
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        """Run ``sql`` with the psql client and return its output."""
+        cmd = [str(PG_BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At",
+               "-h", self.host, "-p", str(self.port), "-U", self.user, "-d", database,
+               "-c", sql]  # fmt: skip
+        env = {**os.environ, "PGPASSWORD": self.password}
+        return subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+
+    def start(self) -> None:
+        """Start the server on ``data_dir`` and wait until it accepts connections."""
+        if self._proc is not None:
+            raise RuntimeError("postgres is already running")
+        cmd = [str(PG_BIN / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
+               "-c", f"listen_addresses={self.host}", "-c", "unix_socket_directories=",
+               "-c", "fsync=off", "-c", "synchronous_commit=off",
+               "-c", "full_page_writes=off"]  # fmt: skip
+        self._proc = _spawn(cmd, self.log, cwd=self.data_dir, **_as_postgres())
+        isready = [str(PG_BIN / "pg_isready"), "-q", "-h", self.host, "-p", str(self.port)]
+        try:
+            _wait_ready(
+                "postgres",
+                self._proc,
+                lambda: subprocess.run(isready, check=False).returncode == 0,
+                self.log,
+                self.timeout,
+            )
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT); the data directory is kept."""
+        if self._proc is not None:
+            _stop(self._proc, signal.SIGINT)
+            self._proc = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same data directory and port."""
+        self.stop()
+        self.start()
+
+
+def _as_postgres() -> dict:
+    """Popen kwargs to run as the ``postgres`` user when we are root."""
+    if os.geteuid() != 0:
+        return {}
+    return {"user": "postgres", "group": "postgres", "extra_groups": []}
+
+
+@contextlib.contextmanager
+def postgres_server(tmp_dir: Path | str, timeout: float = 30.0) -> Iterator[PostgresServer]:
+    """Run PostgreSQL 15 on a free loopback port; yields a ``PostgresServer``.
+
+    The log goes to ``tmp_dir/postgres.log``. The data directory is a fresh
+    directory under the system temp dir owned by the server user (as root
+    that is ``postgres``, which cannot enter pytest's 0700 ``tmp_path``); it
+    is removed on exit.
+    """
+    tmp_dir = Path(tmp_dir)
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    log = tmp_dir / "postgres.log"
+    base = Path(tempfile.mkdtemp(prefix="lakehouse-pg-"))
+    try:
+        if os.geteuid() == 0:
+            shutil.chown(base, "postgres", "postgres")
+        server = PostgresServer(
+            host=HOST,
+            port=free_port(),
+            user="lakehouse",
+            password=secrets.token_hex(16),  # hex: safe in URLs unescaped
+            data_dir=base / "data",
+            log=log,
+            timeout=timeout,
+        )
+        pwfile = base / "pwfile"
+        pwfile.write_text(server.password + "\n")
+        if os.geteuid() == 0:
+            shutil.chown(pwfile, "postgres", "postgres")
+        initdb = [str(PG_BIN / "initdb"), "-D", str(server.data_dir), "-U", server.user,
+                  f"--pwfile={pwfile}", "--auth=scram-sha-256", "-E", "UTF8",
+                  "--no-locale", "--no-sync", "--no-instructions"]  # fmt: skip
+        with open(log, "ab") as out:
+            done = subprocess.run(
+                initdb, cwd=base, stdout=out, stderr=subprocess.STDOUT, check=False,
+                timeout=timeout, **_as_postgres(),
+            )  # fmt: skip
+        pwfile.unlink()
+        if done.returncode != 0:
+            raise ServiceStartError(f"initdb failed; log {log}:\n{_log_tail(log)}")
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# --------------------------------------------------------------------- s3
+
+
+@dataclass
+class S3Server:
+    """A running moto S3 server; any credentials are accepted."""
+
+    endpoint_url: str
+    access_key: str = "testing"
+    secret_key: str = "testing"
+    region: str = "us-east-1"
+
+    def env(self) -> dict[str, str]:
+        """Environment for boto3-based clients (MLflow included)."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_ENDPOINT_URL_S3": self.endpoint_url,
+            "MLFLOW_S3_ENDPOINT_URL": self.endpoint_url,
+        }
+
+    def client(self):
+        """A boto3 S3 client for this server."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+        )
+
+    def create_bucket(self, name: str) -> str:
+        """Create bucket ``name`` and return it."""
+        self.client().create_bucket(Bucket=name)
+        return name
+
+
+def _http_answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=1).close()
+    except urllib.error.HTTPError:
+        return True  # any HTTP answer means the server is up
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def s3_server(tmp_dir: Path | str | None = None, timeout: float = 30.0) -> Iterator[S3Server]:
+    """Run moto's S3 server (``python -m moto.server``) on a free loopback port.
+
+    The log goes to ``tmp_dir/moto.log`` (a throwaway dir if not given).
+    """
+    with contextlib.ExitStack() as stack:
+        if tmp_dir is None:
+            tmp_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="lakehouse-s3-"))
+        log = Path(tmp_dir) / "moto.log"
+        port = free_port()
+        proc = _spawn([sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)], log)
+        stack.callback(_stop, proc)
+        server = S3Server(endpoint_url=f"http://{HOST}:{port}")
+        _wait_ready("moto s3", proc, lambda: _http_answers(server.endpoint_url), log, timeout)
+        yield server
+
+
+# ------------------------------------------------------------------ redis
+
+
+def _redis_pong(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def redis_server(tmp_dir: Path | str, timeout: float = 15.0) -> Iterator[str]:
+    """Run Debian's ``redis-server`` without persistence; yields ``redis://`` URL.
+
+    Its log goes to ``tmp_dir/redis.log``.
+    """
+    tmp_dir = Path(tmp_dir)
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    log = tmp_dir / "redis.log"
+    port = free_port()
+    cmd = ["redis-server", "--port", str(port), "--bind", HOST, "--save", "",
+           "--appendonly", "no", "--dir", str(tmp_dir), "--daemonize", "no"]  # fmt: skip
+    proc = _spawn(cmd, log)
+    try:
+        _wait_ready("redis", proc, lambda: _redis_pong(port), log, timeout)
+        yield f"redis://{HOST}:{port}/0"
+    finally:
+        _stop(proc)
