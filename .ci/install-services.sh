@@ -31,7 +31,7 @@ if [ ! -e "$policy" ]; then
     chmod +x "$policy"
     created_policy=1
 fi
-trap '[ "$created_policy" -eq 1 ] && rm -f "$policy"' EXIT
+trap 'if [ "$created_policy" -eq 1 ]; then rm -f "$policy"; fi' EXIT
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
 
 # The postgres server refuses to run as root; the package creates this user.

@@ -8,6 +8,10 @@ from lakehouse_assets.layers.features import customer_features
 from lakehouse_assets.layers.gold import gold_customer_summary
 from lakehouse_assets.layers.raw import raw_transactions
 from lakehouse_assets.layers.silver import silver_transactions
+from lakehouse_assets.model.evaluation import churn_model_evaluation
+from lakehouse_assets.model.mlflow_resource import MlflowTracking
+from lakehouse_assets.model.registry import registered_churn_model
+from lakehouse_assets.model.training import churn_model
 from lakehouse_assets.resources import LakehouseDuckDB, LandingZone
 
 data_assets = [
@@ -17,17 +21,18 @@ data_assets = [
     gold_customer_summary,
     customer_features,
 ]
+model_assets = [churn_model, churn_model_evaluation, registered_churn_model]
 
 
 def build_resources() -> dict:
     """Resources of the local profile; paths are resolved from the environment when a run starts."""
-    return {"duckdb": LakehouseDuckDB(), "landing": LandingZone()}
+    return {"duckdb": LakehouseDuckDB(), "landing": LandingZone(), "mlflow": MlflowTracking()}
 
 
 # Steps run one after another in the run's own process: DuckDB allows one writing process per
 # file, and a process per step would cost more than most steps themselves.
 defs = dg.Definitions(
-    assets=data_assets,
+    assets=[*data_assets, *model_assets],
     asset_checks=data_checks,
     resources=build_resources(),
     executor=dg.in_process_executor,

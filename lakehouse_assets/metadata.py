@@ -38,3 +38,9 @@ def _cell(value) -> str:
         return f"{value:.4g}"
     text = str(value).replace("|", "\\|").replace("\n", " ")
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def markdown_rows(header: list[str], rows: list[tuple]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)

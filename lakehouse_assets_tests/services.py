@@ -12,6 +12,7 @@ System packages come from ``.ci/install-services.sh``; the Python clients
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import secrets
@@ -92,9 +93,49 @@ def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 10.0
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(grace)
     # Kill whatever is left in the group (also children of an exited leader).
+    deadline = time.monotonic() + 5
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        while time.monotonic() < deadline:  # until the group is gone
+            os.killpg(proc.pid, 0)
+            time.sleep(0.05)
     proc.wait()
+
+
+def http_answers(url: str) -> bool:
+    """True if ``url`` gives any HTTP answer (even an error status)."""
+    try:
+        urllib.request.urlopen(url, timeout=1).close()
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def server_process(
+    name: str,
+    cmd: list[str],
+    log: Path | str,
+    ready: Callable[[], bool],
+    timeout: float = 30.0,
+    **popen_kwargs,
+) -> Iterator[subprocess.Popen]:
+    """Run ``cmd`` in its own process group until the block exits.
+
+    Waits until ``ready()`` is true (raising ``ServiceStartError`` with the
+    tail of ``log`` otherwise); on exit SIGTERMs it, then SIGKILLs the group.
+    Used below, and for ad-hoc servers such as ``mlflow server``.
+    """
+    log = Path(log)
+    proc = _spawn(cmd, log, **popen_kwargs)
+    try:
+        _wait_ready(name, proc, ready, log, timeout)
+        yield proc
+    finally:
+        _stop(proc)
 
 
 # --------------------------------------------------------------- postgres
@@ -263,16 +304,6 @@ class S3Server:
         return name
 
 
-def _http_answers(url: str) -> bool:
-    try:
-        urllib.request.urlopen(url, timeout=1).close()
-    except urllib.error.HTTPError:
-        return True  # any HTTP answer means the server is up
-    except OSError:
-        return False
-    return True
-
-
 @contextlib.contextmanager
 def s3_server(tmp_dir: Path | str | None = None, timeout: float = 30.0) -> Iterator[S3Server]:
     """Run moto's S3 server (``python -m moto.server``) on a free loopback port.
@@ -282,13 +313,13 @@ def s3_server(tmp_dir: Path | str | None = None, timeout: float = 30.0) -> Itera
     with contextlib.ExitStack() as stack:
         if tmp_dir is None:
             tmp_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="lakehouse-s3-"))
-        log = Path(tmp_dir) / "moto.log"
         port = free_port()
-        proc = _spawn([sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)], log)
-        stack.callback(_stop, proc)
         server = S3Server(endpoint_url=f"http://{HOST}:{port}")
-        _wait_ready("moto s3", proc, lambda: _http_answers(server.endpoint_url), log, timeout)
-        yield server
+        cmd = [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)]
+        log = Path(tmp_dir) / "moto.log"
+        ready = functools.partial(http_answers, server.endpoint_url)
+        with server_process("moto s3", cmd, log, ready, timeout):
+            yield server
 
 
 # ------------------------------------------------------------------ redis
@@ -315,9 +346,5 @@ def redis_server(tmp_dir: Path | str, timeout: float = 15.0) -> Iterator[str]:
     port = free_port()
     cmd = ["redis-server", "--port", str(port), "--bind", HOST, "--save", "",
            "--appendonly", "no", "--dir", str(tmp_dir), "--daemonize", "no"]  # fmt: skip
-    proc = _spawn(cmd, log)
-    try:
-        _wait_ready("redis", proc, lambda: _redis_pong(port), log, timeout)
+    with server_process("redis", cmd, log, functools.partial(_redis_pong, port), timeout):
         yield f"redis://{HOST}:{port}/0"
-    finally:
-        _stop(proc)

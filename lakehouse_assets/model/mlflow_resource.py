@@ -1,0 +1,174 @@
+"""The MLflow resource: one MLflow run per Dagster run, pickled models as artifacts, and only
+endpoints that MLflow 2.x servers also have."""
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from lakehouse_assets import settings
+from lakehouse_assets.model.mlflow_errors import mlflow_errors, redact
+
+DAGSTER_RUN_TAG = "dagster_run_id"  # the tag dagster-mlflow's `mlflow_tracking` resource sets
+MODEL_ARTIFACT_DIR = "model"
+MODEL_FILE = "model.pkl"
+
+
+@dataclass(frozen=True)
+class OpenRun:
+    """An MLflow run that is RUNNING for the duration of one step."""
+
+    client: object  # mlflow.MlflowClient
+    run_id: str
+    experiment_id: str
+    server: str
+
+
+class MlflowTracking(dg.ConfigurableResource):
+    """MLflow tracking and registry, used through `MlflowClient` calls that 2.x servers support.
+
+    Follows dagster-mlflow's convention: one MLflow run per Dagster run, found by its
+    `dagster_run_id` tag. Unlike it, every step ends the MLflow run it opened (FINISHED or
+    FAILED), so no run is left RUNNING, and errors are classified: transient ones are retried by
+    the step's RetryPolicy, deterministic ones fail at once with the endpoint and likely cause.
+    MLflow's own HTTP retries are turned off so that retrying is visible in Dagster.
+    """
+
+    tracking_uri: str = Field(
+        default="",
+        description="Empty = $MLFLOW_TRACKING_URI, else sqlite:///$LAKEHOUSE_HOME/mlflow.db.",
+    )
+    experiment_name: str = "lakehouse_ml_pipeline"
+    registered_model_name: str = "customer_churn"
+    request_timeout_seconds: int = Field(default=30, description="Timeout of one HTTP request.")
+    ui_url: str = Field(
+        default="",
+        description="Base URL of the MLflow UI for links; empty = the tracking URI when it is http(s).",
+    )
+
+    def uri(self) -> str:
+        if self.tracking_uri:
+            return self.tracking_uri
+        if os.environ.get("MLFLOW_TRACKING_URI"):
+            return os.environ["MLFLOW_TRACKING_URI"]
+        return f"sqlite:///{settings.lakehouse_home() / 'mlflow.db'}"
+
+    def server(self) -> str:
+        """The tracking URI without credentials, for messages."""
+        return redact(self.uri())
+
+    def default_artifact_root(self) -> str | None:
+        """Artifacts of the local sqlite store go under $LAKEHOUSE_HOME/mlartifacts."""
+        if self.uri().startswith("sqlite:") and not self.tracking_uri:
+            return (settings.lakehouse_home() / "mlartifacts").as_uri()
+        return None
+
+    def client(self):
+        # Dagster's RetryPolicy retries transient failures; MLflow must not retry them silently.
+        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+        os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(self.request_timeout_seconds)
+        from mlflow import MlflowClient
+
+        if self.uri().startswith("sqlite:"):
+            settings.lakehouse_home().mkdir(parents=True, exist_ok=True)
+        return MlflowClient(tracking_uri=self.uri(), registry_uri=self.uri())
+
+    def errors(self, action: str):
+        """Context manager that classifies MLflow errors raised while doing `action`."""
+        return mlflow_errors(action, self.server())
+
+    def experiment_id(self, client) -> str:
+        with self.errors(f"find experiment {self.experiment_name!r}"):
+            experiment = client.get_experiment_by_name(self.experiment_name)
+            if experiment is not None:
+                return experiment.experiment_id
+        with self.errors(f"create experiment {self.experiment_name!r}"):
+            from mlflow.exceptions import MlflowException
+
+            try:
+                return client.create_experiment(
+                    self.experiment_name, artifact_location=self.default_artifact_root()
+                )
+            except MlflowException as error:  # created meanwhile by another process
+                if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                return client.get_experiment_by_name(self.experiment_name).experiment_id
+
+    @contextmanager
+    def run_for(self, context: dg.AssetExecutionContext) -> Iterator[OpenRun]:
+        """The MLflow run of this Dagster run (created on first use), open for this step."""
+        client = self.client()
+        experiment_id = self.experiment_id(client)
+        with self.errors("find the MLflow run of this Dagster run"):
+            found = client.search_runs(
+                [experiment_id], filter_string=f"tags.{DAGSTER_RUN_TAG} = '{context.run_id}'"
+            )
+        if found:
+            run_id = found[0].info.run_id
+        else:
+            with self.errors("create an MLflow run"):
+                run_id = client.create_run(
+                    experiment_id,
+                    tags={DAGSTER_RUN_TAG: context.run_id, "dagster_job": context.job_name},
+                    run_name=f"dagster-{context.run_id[:8]}",
+                ).info.run_id
+        with self.open_run(run_id, client=client) as run:
+            yield run
+
+    @contextmanager
+    def open_run(self, run_id: str, client=None) -> Iterator[OpenRun]:
+        """Mark `run_id` RUNNING for the block, then FINISHED, or FAILED if the block raised."""
+        client = client or self.client()
+        with self.errors(f"open MLflow run {run_id}"):
+            run = client.get_run(run_id)
+            client.update_run(run_id, status="RUNNING")
+        try:
+            yield OpenRun(client, run_id, run.info.experiment_id, self.server())
+        except BaseException as error:
+            try:
+                self.end_run(client, run_id, "FAILED")
+            except Exception as end_error:  # keep the original error; the failure sensor retries
+                dg.get_dagster_logger().warning(
+                    f"Could not end MLflow run {run_id} as FAILED after {type(error).__name__}: {end_error}"
+                )
+            raise
+        self.end_run(client, run_id, "FINISHED")
+
+    def end_run(self, client, run_id: str, status: str) -> None:
+        with self.errors(f"end MLflow run {run_id} as {status}"):
+            client.set_terminated(run_id, status=status)
+
+    def end_runs_of_dagster_run(self, dagster_run_id: str, status: str = "FAILED") -> list[str]:
+        """End every MLflow run tagged with `dagster_run_id` that is still RUNNING."""
+        client = self.client()
+        experiment_id = self.experiment_id(client)
+        with self.errors("find the MLflow runs of a Dagster run"):
+            runs = client.search_runs(
+                [experiment_id],
+                filter_string=f"tags.{DAGSTER_RUN_TAG} = '{dagster_run_id}' and attributes.status = 'RUNNING'",
+            )
+        for run in runs:
+            self.end_run(client, run.info.run_id, status)
+        return [r.info.run_id for r in runs]
+
+    def log_model_pickle(self, run: OpenRun, payload: bytes, work_dir: Path) -> None:
+        """Upload pickled model bytes as `model/model.pkl` of the run (plain artifact upload)."""
+        path = work_dir / MODEL_FILE
+        path.write_bytes(payload)
+        with self.errors(f"upload {MODEL_ARTIFACT_DIR}/{MODEL_FILE} to run {run.run_id}"):
+            run.client.log_artifact(run.run_id, str(path), artifact_path=MODEL_ARTIFACT_DIR)
+
+    def download_model_pickle(self, client, run_id: str, work_dir: Path) -> bytes:
+        with self.errors(f"download {MODEL_ARTIFACT_DIR}/{MODEL_FILE} of run {run_id}"):
+            local = client.download_artifacts(
+                run_id, f"{MODEL_ARTIFACT_DIR}/{MODEL_FILE}", dst_path=str(work_dir)
+            )
+        return Path(local).read_bytes()
+
+    def run_url(self, experiment_id: str, run_id: str) -> str | None:
+        base = self.ui_url or (self.server() if self.uri().startswith("http") else "")
+        return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}" if base else None

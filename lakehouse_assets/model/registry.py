@@ -1,0 +1,105 @@
+"""`registered_churn_model`: register the evaluated model and move `champion` only when it wins."""
+
+import dagster as dg
+
+from lakehouse_assets.model.champion import CHAMPION_ALIAS, current_champion
+from lakehouse_assets.model.evaluation import churn_model_evaluation
+from lakehouse_assets.model.lineage import latest_metadata
+from lakehouse_assets.model.mlflow_resource import MODEL_ARTIFACT_DIR, MlflowTracking
+from lakehouse_assets.model.retries import mlflow_retry_policy
+from lakehouse_assets.model.training import SHA_TAG
+
+
+@dg.asset(
+    deps=[churn_model_evaluation],
+    group_name="model",
+    kinds={"mlflow"},
+    retry_policy=mlflow_retry_policy(),
+)
+def registered_churn_model(
+    context: dg.AssetExecutionContext, mlflow: MlflowTracking
+) -> dg.MaterializeResult:
+    """A version of the registered model (`customer_churn` by default) whose source is the
+    evaluated run's `model` artifact folder, tagged with run id, SHA-256 and metrics. The alias
+    `champion` moves to it only when it beats the current champion on ROC AUC; otherwise it
+    stays a registered challenger."""
+    evaluation = latest_metadata(context, "churn_model_evaluation")
+    run_id = evaluation["mlflow_run_id"]
+    if not evaluation["beats_baseline"]:
+        raise dg.Failure(
+            f"The latest evaluation of MLflow run {run_id} did not beat the baseline; "
+            "refusing to register it.",
+            allow_retries=False,
+        )
+    name = mlflow.registered_model_name
+    with mlflow.open_run(run_id) as run:
+        client = run.client
+        champion = current_champion(mlflow, client)
+        evaluated_against = evaluation["champion_version"]
+        if (champion.version if champion else "none") != evaluated_against:
+            raise dg.Failure(
+                f"The champion of {name!r} changed since the evaluation (evaluated against "
+                f"{evaluated_against}, now {champion.version if champion else 'none'}). "
+                "Materialize churn_model_evaluation again.",
+                allow_retries=False,
+            )
+        version = _version_for_run(mlflow, client, run_id, evaluation)
+        promote = bool(evaluation["beats_champion"])
+        if champion is not None and champion.version == version:
+            promote, decision = True, f"version {version} already is the champion"
+        elif promote:
+            with mlflow.errors(f"move alias {CHAMPION_ALIAS!r} of {name!r} to version {version}"):
+                client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+            decision = (
+                f"version {version} is the new champion"
+                + (f" (ROC AUC {evaluation['roc_auc']:.4f} > {evaluation['champion_roc_auc']:.4f} of "
+                   f"version {champion.version})" if champion else " (first version)")
+            )  # fmt: skip
+        else:
+            decision = (
+                f"version {version} stays a registered challenger: ROC AUC {evaluation['roc_auc']:.4f} "
+                f"does not beat champion version {champion.version} ({evaluation['champion_roc_auc']:.4f})"
+            )
+        with mlflow.errors(f"tag version {version} of {name!r}"):
+            client.set_model_version_tag(name, version, "role", "champion" if promote else "challenger")
+            client.set_tag(run_id, "registered_version", version)
+    context.log.info(decision)
+    return dg.MaterializeResult(
+        metadata={
+            "registered_model": name,
+            "version": version,
+            "mlflow_run_id": run_id,
+            "champion": promote,
+            "champion_version": version if promote else champion.version,
+            "decision": dg.MetadataValue.md(decision),
+            "roc_auc": evaluation["roc_auc"],
+        }
+    )
+
+
+def _version_for_run(mlflow: MlflowTracking, client, run_id: str, evaluation: dict) -> str:
+    """The version registered from `run_id`, creating the registered model and version if needed."""
+    from mlflow.exceptions import MlflowException
+
+    name = mlflow.registered_model_name
+    with mlflow.errors(f"create registered model {name!r}"):
+        try:
+            client.create_registered_model(name, description="Customer churn classifier (lakehouse-assets)")
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+    with mlflow.errors(f"search versions of {name!r} from run {run_id}"):
+        existing = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    if existing:  # a retried step, or the same run registered before
+        return str(existing[0].version)
+    with mlflow.errors(f"create a version of {name!r} from run {run_id}"):
+        artifact_uri = client.get_run(run_id).info.artifact_uri
+        tags = {
+            "mlflow_run_id": run_id,
+            SHA_TAG: client.get_run(run_id).data.tags[SHA_TAG],
+            **{k: f"{evaluation[k]:.6f}" for k in ("roc_auc", "accuracy", "f1_score")},
+        }
+        version = client.create_model_version(
+            name, source=f"{artifact_uri}/{MODEL_ARTIFACT_DIR}", run_id=run_id, tags=tags
+        )
+    return str(version.version)

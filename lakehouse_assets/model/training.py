@@ -1,0 +1,122 @@
+"""`churn_model`: train the churn classifier and log it to MLflow as a pickled artifact."""
+
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+import dagster as dg
+import numpy as np
+
+from lakehouse_assets.layers.features import FEATURE_COLUMNS, customer_features
+from lakehouse_assets.metadata import markdown_rows
+from lakehouse_assets.model import pickles
+from lakehouse_assets.model.dataset import load_split
+from lakehouse_assets.model.mlflow_resource import MODEL_ARTIFACT_DIR, MODEL_FILE, MlflowTracking
+from lakehouse_assets.model.retries import mlflow_retry_policy
+from lakehouse_assets.model.scoring import score
+from lakehouse_assets.resources import LakehouseDuckDB
+
+SHA_TAG = "model_sha256"
+FINGERPRINT_TAG = "features_fingerprint"
+
+
+class ChurnModelConfig(dg.Config):
+    model_type: Literal["random_forest", "hist_gradient_boosting"] = "random_forest"
+    """`random_forest` (default) or `hist_gradient_boosting` (much faster on millions of rows)."""
+    n_estimators: int = 100
+    """Trees (random forest) or boosting iterations (gradient boosting)."""
+    max_depth: int = 10
+    random_state: int = 42
+    """Seed of the estimator and of the stratified train/test split."""
+    test_size: float = 0.2
+    max_train_rows: int = 0
+    """Train on a stratified subsample of at most this many rows; 0 = all training rows."""
+
+
+def build_estimator(config: ChurnModelConfig):
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+
+    if config.model_type == "random_forest":
+        return RandomForestClassifier(
+            n_estimators=config.n_estimators,
+            max_depth=config.max_depth,
+            random_state=config.random_state,
+            n_jobs=-1,
+        )
+    return HistGradientBoostingClassifier(
+        max_iter=config.n_estimators, max_depth=config.max_depth, random_state=config.random_state
+    )
+
+
+@dg.asset(
+    deps=[customer_features],
+    group_name="model",
+    kinds={"scikitlearn", "mlflow"},
+    retry_policy=mlflow_retry_policy(),
+)
+def churn_model(
+    context: dg.AssetExecutionContext,
+    config: ChurnModelConfig,
+    duckdb: LakehouseDuckDB,
+    mlflow: MlflowTracking,
+) -> dg.MaterializeResult:
+    """Churn classifier trained on `gold.customer_features` (stratified, seeded 80/20 split),
+    logged to MLflow with its parameters, test metrics, the pickled model as artifact
+    `model/model.pkl` and the pickle's SHA-256 as tag `model_sha256`."""
+    split = load_split(duckdb, config.test_size, config.random_state, config.max_train_rows)
+    context.log.info(
+        f"Training {config.model_type} on {len(split.y_train):,} rows, testing on {len(split.y_test):,}"
+    )
+    model = build_estimator(config).fit(split.x_train, split.y_train)
+    metrics = score(model, split.x_test, split.y_test)
+    payload, sha256 = pickles.dump(model)
+    params = {
+        "model_type": config.model_type,
+        "n_estimators": config.n_estimators,
+        "max_depth": config.max_depth,
+        "random_state": config.random_state,
+        "test_size": config.test_size,
+        "max_train_rows": config.max_train_rows,
+        "train_rows": len(split.y_train),
+        "test_rows": len(split.y_test),
+        "features": ",".join(FEATURE_COLUMNS),
+    }
+    with mlflow.run_for(context) as run, tempfile.TemporaryDirectory() as tmp:
+        with mlflow.errors(f"log params, metrics and tags to run {run.run_id}"):
+            from mlflow.entities import Metric, Param, RunTag
+
+            run.client.log_batch(
+                run.run_id,
+                metrics=[Metric(k, v, 0, 0) for k, v in metrics.items()],
+                params=[Param(k, str(v)) for k, v in params.items()],
+                tags=[RunTag(SHA_TAG, sha256), RunTag(FINGERPRINT_TAG, split.fingerprint)],
+            )
+        mlflow.log_model_pickle(run, payload, Path(tmp))
+    context.log.info(f"Logged {MODEL_ARTIFACT_DIR}/{MODEL_FILE} ({len(payload):,} bytes) to run {run.run_id}")
+    url = mlflow.run_url(run.experiment_id, run.run_id)
+    return dg.MaterializeResult(
+        metadata={
+            "mlflow_run_id": run.run_id,
+            "mlflow_experiment_id": run.experiment_id,
+            "mlflow_run": dg.MetadataValue.url(url) if url else dg.MetadataValue.text(mlflow.server()),
+            "model_sha256": sha256,
+            "model_type": config.model_type,
+            **{k: float(v) for k, v in metrics.items()},
+            "feature_importance": dg.MetadataValue.md(_importance_table(model, split)),
+        }
+    )
+
+
+def _importance_table(model, split) -> str:
+    importances = getattr(model, "feature_importances_", None)
+    if importances is None:
+        from sklearn.inspection import permutation_importance
+
+        sample = slice(0, min(len(split.y_test), 5000))
+        importances = permutation_importance(
+            model, split.x_test[sample], split.y_test[sample], n_repeats=3, random_state=0
+        ).importances_mean
+    order = np.argsort(importances)[::-1]
+    return markdown_rows(
+        ["feature", "importance"], [(FEATURE_COLUMNS[i], f"{importances[i]:.4f}") for i in order]
+    )
