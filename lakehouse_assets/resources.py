@@ -4,6 +4,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import duckdb
+from dagster._utils.backoff import backoff
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
@@ -14,6 +16,8 @@ DATA_SUFFIXES = (".csv", ".parquet")
 
 class LakehouseDuckDB(DuckDBResource):
     """dagster-duckdb's resource, with the path resolved when a run starts.
+
+    Used wherever DuckDBResource is: `with duckdb.get_connection() as conn: ...`.
 
     An empty `database` means `$LAKEHOUSE_DUCKDB_PATH`, else `$LAKEHOUSE_HOME/lakehouse.duckdb`.
     Connections use UTC so that timestamps with offsets are read consistently.
@@ -26,12 +30,20 @@ class LakehouseDuckDB(DuckDBResource):
 
     @contextmanager
     def get_connection(self):
+        """A connection that is closed even when the block raises (DuckDBResource's is not)."""
         path = self.database_path()
         path.parent.mkdir(parents=True, exist_ok=True)
-        plain = DuckDBResource(database=str(path), connection_config=self.connection_config)
-        with plain.get_connection() as conn:
+        conn = backoff(
+            fn=duckdb.connect,
+            retry_on=(duckdb.IOException,),  # another process holds the write lock
+            kwargs={"database": str(path), "config": {"custom_user_agent": "dagster", **self.connection_config}},
+            max_retries=10,
+        )
+        try:
             conn.execute("SET TimeZone = 'UTC'")
             yield conn
+        finally:
+            conn.close()
 
 
 class LandingZone(dg.ConfigurableResource):

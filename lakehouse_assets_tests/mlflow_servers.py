@@ -388,20 +388,53 @@ class _Handler(BaseHTTPRequestHandler):
         self.service._record(self.command, self.path, status)
 
 
+class _ThreadingServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer that can also cut its open (keep-alive) connections."""
+
+    daemon_threads = True
+
+    def __init__(self, handler: type[_Handler], service: LoopbackHTTPServer) -> None:
+        super().__init__((HOST, 0), handler)
+        self.service = service
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def process_request(self, request, client_address) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Shut down every open client connection (clients see a reset/EOF)."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
 @contextlib.contextmanager
 def _serve(service: LoopbackHTTPServer, handler: type[_Handler]) -> Iterator[None]:
-    """Serve ``handler`` on a free loopback port in a daemon thread; set ``service.url``."""
-    httpd = ThreadingHTTPServer((HOST, 0), handler)
-    httpd.daemon_threads = True
-    httpd.service = service  # type: ignore[attr-defined]
+    """Serve ``handler`` on a free loopback port in a daemon thread; set ``service.url``.
+
+    On exit the listening socket *and* the clients' pooled keep-alive
+    connections are closed, so a stopped server really is gone.
+    """
+    httpd = _ThreadingServer(handler, service)
     service.url = f"http://{HOST}:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, name=f"{handler.__name__}", daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, name=handler.__name__, daemon=True)
     thread.start()
     try:
         yield
     finally:
         httpd.shutdown()
         httpd.server_close()
+        httpd.close_connections()
         thread.join(5)
 
 
