@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from lakehouse_assets import automation
 from lakehouse_assets.checks import data_checks
 from lakehouse_assets.layers.bronze import bronze_transactions
 from lakehouse_assets.layers.features import customer_features
@@ -9,10 +10,9 @@ from lakehouse_assets.layers.gold import gold_customer_summary
 from lakehouse_assets.layers.raw import raw_transactions
 from lakehouse_assets.layers.silver import silver_transactions
 from lakehouse_assets.model.evaluation import churn_model_evaluation
-from lakehouse_assets.model.mlflow_resource import MlflowTracking
 from lakehouse_assets.model.registry import registered_churn_model
 from lakehouse_assets.model.training import churn_model
-from lakehouse_assets.resources import LakehouseDuckDB, LandingZone
+from lakehouse_assets.profiles import build_resources
 
 data_assets = [
     raw_transactions,
@@ -23,17 +23,14 @@ data_assets = [
 ]
 model_assets = [churn_model, churn_model_evaluation, registered_churn_model]
 
-
-def build_resources() -> dict:
-    """Resources of the local profile; paths are resolved from the environment when a run starts."""
-    return {"duckdb": LakehouseDuckDB(), "landing": LandingZone(), "mlflow": MlflowTracking()}
-
-
 # Steps run one after another in the run's own process: DuckDB allows one writing process per
 # file, and a process per step would cost more than most steps themselves.
 defs = dg.Definitions(
     assets=[*data_assets, *model_assets],
     asset_checks=data_checks,
     resources=build_resources(),
+    jobs=automation.jobs,
+    sensors=automation.sensors,
+    schedules=automation.schedules,
     executor=dg.in_process_executor,
 )

@@ -7,7 +7,7 @@ import duckdb
 import pytest
 
 from lakehouse_assets import defs
-from lakehouse_assets.definitions import build_resources
+from lakehouse_assets.profiles import build_resources
 
 ENV_VARS = ("LAKEHOUSE_HOME", "LAKEHOUSE_LANDING_DIR", "LAKEHOUSE_DUCKDB_PATH", "MLFLOW_TRACKING_URI")
 

@@ -1,0 +1,66 @@
+"""The whole graph against the default store (sqlite + local artifacts): no server needed."""
+
+import dagster as dg
+
+from lakehouse_assets_tests.conftest import check_results, failure_messages, run_graph
+from lakehouse_assets_tests.model_helpers import (
+    MODEL,
+    champion_predicts,
+    client_for,
+    running_runs,
+    step_starts,
+)
+
+WORSE_MODEL = {"ops": {"churn_model": {"config": {"max_depth": 1, "n_estimators": 3}}}}
+
+
+def test_default_store_registers_a_champion_that_predicts(lakehouse_home, instance):
+    result = run_graph(instance)
+    assert result.success, failure_messages(result)
+    assert all(check_results(result).values())
+    uri = f"sqlite:///{lakehouse_home / 'mlflow.db'}"
+    version, roc_auc = champion_predicts(uri, lakehouse_home)
+    assert version == "1"
+    evaluation = result.asset_materializations_for_node("churn_model_evaluation")[0].metadata
+    assert evaluation["roc_auc"].value >= 0.75
+    assert evaluation["accuracy"].value >= evaluation["baseline_accuracy"].value
+    assert roc_auc > 0.75
+    assert (lakehouse_home / "mlartifacts").is_dir()
+    assert running_runs(uri) == []
+    run = client_for(uri).search_runs(
+        [client_for(uri).get_experiment_by_name("lakehouse_ml_pipeline").experiment_id]
+    )[0]
+    assert run.data.tags["dagster_run_id"] == result.run_id
+    assert {"accuracy", "f1_score", "roc_auc", "baseline_accuracy"} <= set(run.data.metrics)
+    assert run.data.params["model_type"] == "random_forest"
+
+
+def test_a_worse_model_stays_a_challenger(lakehouse_home, instance):
+    assert run_graph(instance).success
+    uri = f"sqlite:///{lakehouse_home / 'mlflow.db'}"
+    second = run_graph(instance, run_config=WORSE_MODEL)
+    assert second.success, failure_messages(second)
+    registered = second.asset_materializations_for_node("registered_churn_model")[0].metadata
+    assert registered["version"].value == "2"
+    assert registered["champion"].value is False
+    assert "stays a registered challenger" in registered["decision"].value
+    client = client_for(uri)
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
+    assert client.get_model_version(MODEL, "2").tags["role"] == "challenger"
+    assert running_runs(uri) == []
+
+
+def test_a_tampered_pickle_is_refused_once_and_never_registered(lakehouse_home, instance):
+    assert run_graph(instance, "*churn_model").success
+    pickles = list((lakehouse_home / "mlartifacts").rglob("model.pkl"))
+    assert len(pickles) == 1
+    pickles[0].write_bytes(pickles[0].read_bytes() + b"tampered")
+    result = run_graph(
+        instance, dg.AssetSelection.assets("churn_model_evaluation", "registered_churn_model")
+    )
+    assert not result.success
+    message = failure_messages(result)
+    assert "Refusing to unpickle" in message and "SHA-256" in message, message
+    assert step_starts(result, "churn_model_evaluation") == 1
+    assert client_for(f"sqlite:///{lakehouse_home / 'mlflow.db'}").search_registered_models() == []
+    assert running_runs(f"sqlite:///{lakehouse_home / 'mlflow.db'}") == []
