@@ -1,5 +1,7 @@
 """Shared fixtures: a fresh LAKEHOUSE_HOME per test and helpers to run the graph through Dagster."""
 
+import os
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -9,7 +11,24 @@ import pytest
 from lakehouse_assets import defs
 from lakehouse_assets.profiles import build_resources
 
-ENV_VARS = ("LAKEHOUSE_HOME", "LAKEHOUSE_LANDING_DIR", "LAKEHOUSE_DUCKDB_PATH", "MLFLOW_TRACKING_URI")
+
+def require_program(path_or_name: str, install_hint: str) -> str:
+    """The program's path; skip the test when it is missing, but fail under CI (CI=true)."""
+    found = shutil.which(path_or_name) or (path_or_name if os.path.exists(path_or_name) else None)
+    if found:
+        return found
+    message = f"{path_or_name} is not installed ({install_hint})"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+ENV_VARS = (
+    "LAKEHOUSE_HOME",
+    "LAKEHOUSE_LANDING_DIR",
+    "LAKEHOUSE_DUCKDB_PATH",
+    "MLFLOW_TRACKING_URI",
+)
 
 
 @pytest.fixture
@@ -45,7 +64,9 @@ def run_graph(
         jobs=[dg.define_asset_job("graph", selection=selection)],
     )
     job = test_defs.resolve_job_def("graph")
-    return job.execute_in_process(run_config=run_config or {}, instance=instance, raise_on_error=False)
+    return job.execute_in_process(
+        run_config=run_config or {}, instance=instance, raise_on_error=False
+    )
 
 
 def check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
@@ -58,9 +79,7 @@ def check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
 
 
 def failure_messages(result: dg.ExecuteInProcessResult) -> str:
-    return "\n".join(
-        str(e.step_failure_data.error) for e in result.all_events if e.is_step_failure
-    )
+    return "\n".join(str(e.step_failure_data.error) for e in result.all_events if e.is_step_failure)
 
 
 def query(home: Path, sql: str, params: dict | None = None) -> list[tuple]:
