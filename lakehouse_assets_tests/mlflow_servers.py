@@ -47,10 +47,10 @@ STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL of a server's process g
 
 LEGACY_MLFLOW_VERSION = "2.9.2"
 # mlflow 2.9.2 already caps numpy<2, pandas<3, pyarrow<15, protobuf<5, gunicorn<22 itself;
-# with these two extra caps its server starts on Python 3.11 (checked with the versions
-# PyPI served in 2026). Changing this tuple changes the cache key, i.e. forces a rebuild.
+# with these two extra caps its server starts on Python 3.11 (checked 2026-11 against what
+# PyPI served then). Changing this tuple changes the cache key, i.e. forces a rebuild.
 LEGACY_REQUIREMENTS = (f"mlflow=={LEGACY_MLFLOW_VERSION}", "sqlalchemy<2.1", "alembic<1.14")
-LEGACY_BUILD_TIMEOUT = 1200.0  # seconds for `pip install` (~35 s with a warm network)
+LEGACY_BUILD_TIMEOUT = 1200.0  # seconds per build step; a build took ~35 s here
 _MARKER = ".lakehouse-complete"  # written last: its presence means the venv is complete
 
 
@@ -88,15 +88,28 @@ def _health_ok(port: int) -> bool:
         conn.close()
 
 
+def _group_gone(proc: subprocess.Popen, timeout: float) -> bool:
+    """Wait up to ``timeout`` s until no process of ``proc``'s group is left."""
+    deadline = time.monotonic() + timeout
+    while True:
+        proc.poll()  # reap the leader (our child) once it exits
+        try:
+            os.killpg(proc.pid, 0)  # workers stay in the group after the leader exits
+        except (ProcessLookupError, PermissionError):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
 def _stop_group(proc: subprocess.Popen, grace: float = STOP_GRACE) -> None:
-    """SIGTERM the process group, wait up to ``grace`` s, then SIGKILL what is left."""
+    """SIGTERM the whole process group; SIGKILL it if anything is left after ``grace`` s."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(grace)
-    # Workers are in the same group even after the leader has exited.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
+    if not _group_gone(proc, grace):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        _group_gone(proc, 5.0)
     proc.wait()
 
 
@@ -303,7 +316,7 @@ _CHUNK = 64 * 1024
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """One request a loopback server answered, and the status it answered with."""
+    """One request a loopback server answered (path includes the query string)."""
 
     method: str
     path: str
@@ -409,6 +422,11 @@ class _ThreadingServer(ThreadingHTTPServer):
             self._connections.discard(request)
         super().shutdown_request(request)
 
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # the client went away mid-request: not worth a traceback
+        super().handle_error(request, client_address)
+
     def close_connections(self) -> None:
         """Shut down every open client connection (clients see a reset/EOF)."""
         with self._connections_lock:
@@ -427,7 +445,12 @@ def _serve(service: LoopbackHTTPServer, handler: type[_Handler]) -> Iterator[Non
     """
     httpd = _ThreadingServer(handler, service)
     service.url = f"http://{HOST}:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, name=handler.__name__, daemon=True)
+    thread = threading.Thread(
+        target=httpd.serve_forever,
+        kwargs={"poll_interval": 0.05},  # shutdown() waits up to one poll interval
+        name=handler.__name__,
+        daemon=True,
+    )
     thread.start()
     try:
         yield

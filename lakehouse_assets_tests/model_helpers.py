@@ -20,7 +20,7 @@ def client_for(uri: str):
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def champion_predicts(uri: str, home: Path) -> tuple[str, float]:
+def champion_predicts(uri: str, home: Path, name: str = MODEL) -> tuple[str, float]:
     """Download the champion's model.pkl, verify its SHA-256, predict on the features table.
 
     Returns the champion version and its ROC AUC on the whole features table.
@@ -28,7 +28,7 @@ def champion_predicts(uri: str, home: Path) -> tuple[str, float]:
     from sklearn.metrics import roc_auc_score
 
     client = client_for(uri)
-    version = client.get_model_version_by_alias(MODEL, "champion")
+    version = client.get_model_version_by_alias(name, "champion")
     assert version.source.endswith("/model")
     with tempfile.TemporaryDirectory() as tmp:
         path = client.download_artifacts(version.run_id, "model/model.pkl", tmp)

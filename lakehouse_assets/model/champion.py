@@ -19,11 +19,18 @@ def current_champion(mlflow: MlflowTracking, client) -> Champion | None:
     from mlflow.exceptions import MlflowException
 
     name = mlflow.registered_model_name
-    with mlflow.errors(f"look up alias {CHAMPION_ALIAS!r} of registered model {name!r}"):
+    with mlflow.errors(f"read registered model {name!r}"):
         try:
-            version = client.get_model_version_by_alias(name, CHAMPION_ALIAS)
+            registered = client.get_registered_model(name)
         except MlflowException as error:
-            if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+            if error.error_code == "RESOURCE_DOES_NOT_EXIST":
                 return None
             raise
+    # Read the alias from the model rather than asking for it: a missing alias is an error
+    # (INVALID_PARAMETER_VALUE), which we could not tell apart from a real one.
+    aliases = registered.aliases or {}
+    if CHAMPION_ALIAS not in aliases:
+        return None
+    with mlflow.errors(f"read version {aliases[CHAMPION_ALIAS]} of {name!r}"):
+        version = client.get_model_version(name, str(aliases[CHAMPION_ALIAS]))
     return Champion(str(version.version), version.run_id, (version.tags or {}).get("model_sha256"))

@@ -21,11 +21,15 @@ class Split:
 def features_fingerprint(conn) -> str:
     """Rows and a content hash of the features table, to tell whether it changed."""
     cols = ", ".join(("customer_id", LABEL, *FEATURE_COLUMNS))
-    rows, digest = conn.execute(f"SELECT count(*), sum(hash({cols})::HUGEINT) FROM {TABLE}").fetchone()
+    rows, digest = conn.execute(
+        f"SELECT count(*), sum(hash({cols})::HUGEINT) FROM {TABLE}"
+    ).fetchone()
     return f"{rows}:{digest}"
 
 
-def load_split(duckdb: LakehouseDuckDB, test_size: float, seed: int, max_train_rows: int = 0) -> Split:
+def load_split(
+    duckdb: LakehouseDuckDB, test_size: float, seed: int, max_train_rows: int = 0
+) -> Split:
     """Features ordered by customer, split with `seed`; `max_train_rows` > 0 subsamples training."""
     from sklearn.model_selection import train_test_split
 
@@ -37,7 +41,10 @@ def load_split(duckdb: LakehouseDuckDB, test_size: float, seed: int, max_train_r
     x = np.column_stack([arrays[c].astype("float64") for c in FEATURE_COLUMNS])
     y = arrays[LABEL].astype("int64")
     if len(np.unique(y)) < 2:
-        raise dg.Failure(f"{TABLE} holds one label class only; a classifier cannot be trained.", allow_retries=False)
+        raise dg.Failure(
+            f"{TABLE} holds one label class only; a classifier cannot be trained.",
+            allow_retries=False,
+        )
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=test_size, stratify=y, random_state=seed
     )

@@ -47,7 +47,10 @@ def churn_model_evaluation(
             data = run.client.get_run(run_id).data
         params, tags = data.params, data.tags
         split = load_split(
-            duckdb, float(params["test_size"]), int(params["random_state"]), int(params["max_train_rows"])
+            duckdb,
+            float(params["test_size"]),
+            int(params["random_state"]),
+            int(params["max_train_rows"]),
         )
         if split.fingerprint != tags.get(FINGERPRINT_TAG):
             raise dg.Failure(
@@ -56,13 +59,17 @@ def churn_model_evaluation(
                 allow_retries=False,
             )
         payload = mlflow.download_model_pickle(run.client, run_id, Path(tmp))
-        model = pickles.load_verified(payload, tags.get(SHA_TAG), f"model/model.pkl of MLflow run {run_id}")
+        model = pickles.load_verified(
+            payload, tags.get(SHA_TAG), f"model/model.pkl of MLflow run {run_id}"
+        )
         model_scores = score(model, split.x_test, split.y_test)
         baseline = majority_baseline(split.y_train, split.y_test)
         champion = current_champion(mlflow, run.client)
         champion_scores = None
         if champion is not None:
-            champion_payload = mlflow.download_model_pickle(run.client, champion.run_id, Path(tmp) / "champion")
+            champion_payload = mlflow.download_model_pickle(
+                run.client, champion.run_id, Path(tmp) / "champion"
+            )
             champion_model = pickles.load_verified(
                 champion_payload, champion.sha256, f"champion version {champion.version}"
             )
@@ -72,7 +79,9 @@ def churn_model_evaluation(
             model_scores["roc_auc"] >= 0.5 + config.min_roc_auc_margin
             and model_scores["accuracy"] >= baseline["accuracy"]
         )
-        beats_champion = champion_scores is None or model_scores["roc_auc"] > champion_scores["roc_auc"]
+        beats_champion = (
+            champion_scores is None or model_scores["roc_auc"] > champion_scores["roc_auc"]
+        )
         logged = {f"baseline_{k}": v for k, v in baseline.items() if k != "roc_auc"}
         logged |= {f"champion_{k}": v for k, v in (champion_scores or {}).items()}
         logged |= {"beats_baseline": float(beats_baseline), "beats_champion": float(beats_champion)}
@@ -130,5 +139,3 @@ def _confusion(model, split) -> str:
         ["actual \\ predicted", "retained (0)", "churned (1)"],
         [("retained (0)", *map(int, matrix[0])), ("churned (1)", *map(int, matrix[1]))],
     )
-
-

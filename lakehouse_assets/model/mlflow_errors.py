@@ -20,7 +20,7 @@ STATUS_PATTERNS = (
     re.compile(r"\b(\d{3}) (?:Client|Server) Error"),
 )
 ENDPOINT_PATTERN = re.compile(r"(/api/[\w./-]+|/ajax-api/[\w./-]+)")
-CONNECTION_HINTS = ("connection refused", "max retries exceeded", "timed out", "timeout",
+CONNECTION_HINTS = ("connection refused", "read timed out", "timed out", "timeout",
                     "connection reset", "connection aborted", "remote end closed")  # fmt: skip
 # MLflow error codes (from a JSON error body) that mean "try again later".
 TRANSIENT_ERROR_CODES = {"TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "INTERNAL_ERROR"}
@@ -40,6 +40,11 @@ def http_status(error: BaseException) -> int | None:
         for pattern in STATUS_PATTERNS:
             if match := pattern.search(str(exc)):
                 return int(match.group(1))
+    # A JSON error body: MLflow maps its error_code to a status. INTERNAL_ERROR is also what the
+    # client reports for connection failures, so it says nothing.
+    code = getattr(error, "error_code", None)
+    if code and code != "INTERNAL_ERROR" and hasattr(error, "get_http_status_code"):
+        return error.get_http_status_code()
     return None
 
 
@@ -63,7 +68,9 @@ def is_transient(error: BaseException) -> bool:
 def likely_cause(error: BaseException, status: int | None) -> str:
     endpoint = _endpoint(error) or ""
     if status == 404 and any(part in endpoint for part in MLFLOW3_ONLY_ENDPOINTS):
-        return "the server is older than the client: this endpoint exists only on MLflow 3.x servers"
+        return (
+            "the server is older than the client: this endpoint exists only on MLflow 3.x servers"
+        )
     if status == 404:
         return (
             "the tracking URI does not point at an MLflow server, or the server is older than "
@@ -100,7 +107,11 @@ def mlflow_errors(action: str, server: str) -> Iterator[None]:
                 f"{likely_cause(error, status)}. Not retried, since the same request would fail "
                 f"again. MLflow client {client_version}. Error: {_short(error)}"
             ),
-            metadata={"mlflow_server": server, "endpoint": endpoint or "", "http_status": status or 0},
+            metadata={
+                "mlflow_server": server,
+                "endpoint": endpoint or "",
+                "http_status": status or 0,
+            },
             allow_retries=False,
         ) from error
 

@@ -142,18 +142,33 @@ class MlflowTracking(dg.ConfigurableResource):
         with self.errors(f"end MLflow run {run_id} as {status}"):
             client.set_terminated(run_id, status=status)
 
-    def end_runs_of_dagster_run(self, dagster_run_id: str, status: str = "FAILED") -> list[str]:
-        """End every MLflow run tagged with `dagster_run_id` that is still RUNNING."""
+    def end_runs_of_dagster_run(
+        self, dagster_run_id: str, status: str = "FAILED", tags: dict[str, str] | None = None
+    ) -> list[str]:
+        """End every MLflow run tagged with `dagster_run_id` that is still RUNNING, and set `tags`
+        on every MLflow run of that Dagster run (also those already ended). Returns the ids of the
+        runs ended or tagged; creates nothing when the experiment does not exist."""
         client = self.client()
-        experiment_id = self.experiment_id(client)
+        with self.errors(f"find experiment {self.experiment_name!r}"):
+            experiment = client.get_experiment_by_name(self.experiment_name)
+        if experiment is None:
+            return []
         with self.errors("find the MLflow runs of a Dagster run"):
             runs = client.search_runs(
-                [experiment_id],
-                filter_string=f"tags.{DAGSTER_RUN_TAG} = '{dagster_run_id}' and attributes.status = 'RUNNING'",
+                [experiment.experiment_id],
+                filter_string=f"tags.{DAGSTER_RUN_TAG} = '{dagster_run_id}'",
             )
+        touched = []
         for run in runs:
-            self.end_run(client, run.info.run_id, status)
-        return [r.info.run_id for r in runs]
+            run_id = run.info.run_id
+            for key, value in (tags or {}).items():
+                with self.errors(f"tag MLflow run {run_id} with {key!r}"):
+                    client.set_tag(run_id, key, value)
+            if run.info.status == "RUNNING":
+                self.end_run(client, run_id, status)
+            if tags or run.info.status == "RUNNING":
+                touched.append(run_id)
+        return touched
 
     def log_model_pickle(self, run: OpenRun, payload: bytes, work_dir: Path) -> None:
         """Upload pickled model bytes as `model/model.pkl` of the run (plain artifact upload)."""
@@ -163,9 +178,16 @@ class MlflowTracking(dg.ConfigurableResource):
             run.client.log_artifact(run.run_id, str(path), artifact_path=MODEL_ARTIFACT_DIR)
 
     def download_model_pickle(self, client, run_id: str, work_dir: Path) -> bytes:
+        # Straight from the run's artifact location: MlflowClient.download_artifacts would also
+        # try 3.x-only logged-model endpoints and report any failure, 503 included, as "not found".
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        work_dir.mkdir(parents=True, exist_ok=True)
         with self.errors(f"download {MODEL_ARTIFACT_DIR}/{MODEL_FILE} of run {run_id}"):
-            local = client.download_artifacts(
-                run_id, f"{MODEL_ARTIFACT_DIR}/{MODEL_FILE}", dst_path=str(work_dir)
+            artifact_uri = client.get_run(run_id).info.artifact_uri
+            repository = get_artifact_repository(artifact_uri, tracking_uri=self.uri())
+            local = repository.download_artifacts(
+                f"{MODEL_ARTIFACT_DIR}/{MODEL_FILE}", dst_path=str(work_dir)
             )
         return Path(local).read_bytes()
 

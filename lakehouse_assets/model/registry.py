@@ -61,7 +61,9 @@ def registered_churn_model(
                 f"does not beat champion version {champion.version} ({evaluation['champion_roc_auc']:.4f})"
             )
         with mlflow.errors(f"tag version {version} of {name!r}"):
-            client.set_model_version_tag(name, version, "role", "champion" if promote else "challenger")
+            client.set_model_version_tag(
+                name, version, "role", "champion" if promote else "challenger"
+            )
             client.set_tag(run_id, "registered_version", version)
     context.log.info(decision)
     return dg.MaterializeResult(
@@ -84,7 +86,9 @@ def _version_for_run(mlflow: MlflowTracking, client, run_id: str, evaluation: di
     name = mlflow.registered_model_name
     with mlflow.errors(f"create registered model {name!r}"):
         try:
-            client.create_registered_model(name, description="Customer churn classifier (lakehouse-assets)")
+            client.create_registered_model(
+                name, description="Customer churn classifier (lakehouse-assets)"
+            )
         except MlflowException as error:
             if error.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise

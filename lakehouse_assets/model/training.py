@@ -92,13 +92,17 @@ def churn_model(
                 tags=[RunTag(SHA_TAG, sha256), RunTag(FINGERPRINT_TAG, split.fingerprint)],
             )
         mlflow.log_model_pickle(run, payload, Path(tmp))
-    context.log.info(f"Logged {MODEL_ARTIFACT_DIR}/{MODEL_FILE} ({len(payload):,} bytes) to run {run.run_id}")
+    context.log.info(
+        f"Logged {MODEL_ARTIFACT_DIR}/{MODEL_FILE} ({len(payload):,} bytes) to run {run.run_id}"
+    )
     url = mlflow.run_url(run.experiment_id, run.run_id)
     return dg.MaterializeResult(
         metadata={
             "mlflow_run_id": run.run_id,
             "mlflow_experiment_id": run.experiment_id,
-            "mlflow_run": dg.MetadataValue.url(url) if url else dg.MetadataValue.text(mlflow.server()),
+            "mlflow_run": dg.MetadataValue.url(url)
+            if url
+            else dg.MetadataValue.text(mlflow.server()),
             "model_sha256": sha256,
             "model_type": config.model_type,
             **{k: float(v) for k, v in metrics.items()},

@@ -1,0 +1,113 @@
+"""The whole graph against real MLflow tracking servers on loopback: the current version, an
+MLflow 2.9.2 server (no logged-models API), a server that answers 404 to everything, and one
+that answers 503 twice before it recovers."""
+
+import time
+import uuid
+
+import mlflow
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from lakehouse_assets.model.mlflow_errors import mlflow_errors
+from lakehouse_assets.model.mlflow_resource import MlflowTracking
+from lakehouse_assets_tests.conftest import check_results, failure_messages, run_graph
+from lakehouse_assets_tests.mlflow_servers import (
+    always_404_server,
+    current_mlflow_server,
+    flaky_proxy,
+    legacy_mlflow_server,
+)
+from lakehouse_assets_tests.model_helpers import champion_predicts, running_runs, step_starts
+
+pytestmark = pytest.mark.mlflow_server
+
+
+@pytest.fixture(scope="module")
+def current_url(tmp_path_factory):
+    with current_mlflow_server(tmp_path_factory.mktemp("mlflow-current")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def legacy_url(tmp_path_factory):
+    with legacy_mlflow_server(tmp_path_factory.mktemp("mlflow-legacy")) as url:
+        yield url
+
+
+def tracking(url: str) -> tuple[dict, str]:
+    """An MLflow resource on `url` with a registered model name of its own."""
+    name = f"customer_churn_{uuid.uuid4().hex[:8]}"
+    return {"mlflow": MlflowTracking(tracking_uri=url, registered_model_name=name)}, name
+
+
+@pytest.mark.parametrize("server", ["current_url", "legacy_url"])
+def test_whole_graph_registers_a_champion_on_a_server(server, request, lakehouse_home, instance):
+    url = request.getfixturevalue(server)
+    resources, name = tracking(url)
+    result = run_graph(instance, resources=resources)
+    assert result.success, failure_messages(result)
+    assert all(check_results(result).values())
+    version, roc_auc = champion_predicts(url, lakehouse_home, name)
+    assert version == "1" and roc_auc > 0.75
+    assert running_runs(url) == []
+    assert not (lakehouse_home / "mlflow.db").exists()  # nothing went to the local default
+
+
+def test_tracking_uri_comes_from_the_environment(
+    current_url, lakehouse_home, instance, monkeypatch
+):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", current_url)
+    result = run_graph(instance)
+    assert result.success, failure_messages(result)
+    assert champion_predicts(current_url, lakehouse_home)[0] >= "1"
+    assert not (lakehouse_home / "mlflow.db").exists()
+
+
+def test_log_model_404_on_an_old_server_is_named_and_final(legacy_url, tmp_path):
+    """The incident itself: mlflow.sklearn.log_model against a 2.x server."""
+    import dagster as dg
+
+    client = mlflow.MlflowClient(legacy_url)
+    experiment = client.create_experiment(f"incident-{uuid.uuid4().hex[:8]}")
+    mlflow.set_tracking_uri(legacy_url)
+    try:
+        with mlflow.start_run(experiment_id=experiment):
+            model = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+            with pytest.raises(dg.Failure) as failure:
+                with mlflow_errors("log a model with mlflow.sklearn.log_model", legacy_url):
+                    mlflow.sklearn.log_model(model, name="model")
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert failure.value.allow_retries is False
+    message = failure.value.description
+    assert "/logged-models" in message and "HTTP 404" in message and legacy_url in message
+    assert "the server is older than the client" in message
+
+
+def test_a_server_that_answers_404_fails_once_and_fast(lakehouse_home, instance):
+    with always_404_server() as server:
+        started = time.monotonic()
+        result = run_graph(instance, resources=tracking(server.url)[0])
+        elapsed = time.monotonic() - started
+        requests_made = server.request_count
+    assert not result.success
+    assert step_starts(result, "churn_model") == 1  # no retry
+    message = failure_messages(result)
+    assert "HTTP 404" in message and server.url in message, message
+    assert "the server is older than the client" in message
+    assert requests_made <= 3
+    assert elapsed < 60
+
+
+def test_a_server_that_answers_503_twice_recovers_through_retries(
+    current_url, lakehouse_home, instance
+):
+    with flaky_proxy(current_url, failures=2, status=503) as proxy:
+        resources, name = tracking(proxy.url)
+        result = run_graph(instance, resources=resources)
+        assert proxy.failures_sent == 2
+    assert result.success, failure_messages(result)
+    assert step_starts(result, "churn_model") == 3  # two retries
+    assert champion_predicts(current_url, lakehouse_home, name)[0] == "1"
+    assert running_runs(current_url) == []
