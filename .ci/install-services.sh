@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# Install the system services that lakehouse_assets_tests/services.py starts:
-# PostgreSQL 15 and redis-server (Debian 12 packages). Idempotent: does
-# nothing when both are present. Must run as root. Python packages are not
-# installed here.
+# Install the system services that lakehouse_assets_tests/services.py starts: Debian's
+# `postgresql` (15 on Debian 12, 17 on Debian 13) and `redis-server`. Idempotent: does nothing
+# when both are present. Must run as root. Python packages (moto, boto3, psycopg2, celery,
+# redis, dagster-postgres, dagster-celery, dagster-k8s) come from the project's extras.
 set -euo pipefail
 
 missing=()
-[ -x /usr/lib/postgresql/15/bin/pg_ctl ] || missing+=(postgresql-15)
+compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 
 if [ "${#missing[@]}" -eq 0 ]; then
-    echo "install-services: postgresql-15 and redis-server already installed"
+    echo "install-services: postgresql and redis-server already installed"
     exit 0
 fi
 

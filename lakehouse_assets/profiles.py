@@ -1,9 +1,56 @@
-"""Resources per deployment profile, swapped in this one place."""
+"""Resources per deployment profile, swapped in this one place.
+
+`LAKEHOUSE_ENV` names the profile; it is read once, when the code location loads (restart or
+reload the code location to switch). Values inside a profile are read when a run starts.
+
+* `local` (default): one person, one machine. Paths under `$LAKEHOUSE_HOME`; MLflow at
+  `$MLFLOW_TRACKING_URI`, else a sqlite store under `$LAKEHOUSE_HOME`.
+* `prod`: a team deployment (docs/deployment.md). Every location is a required environment
+  variable, so a missing one fails the run at its start, naming the variable, instead of
+  silently writing to a local default: `LAKEHOUSE_DUCKDB_PATH` (the DuckDB file on a persistent
+  volume), `LAKEHOUSE_LANDING_DIR` and `MLFLOW_TRACKING_URI` (the team's MLflow server, whose
+  artifacts live in object storage behind it).
+"""
+
+import os
+from collections.abc import Callable
+
+import dagster as dg
 
 from lakehouse_assets.model.mlflow_resource import MlflowTracking
 from lakehouse_assets.resources import LakehouseDuckDB, LandingZone
 
+PROFILE_ENV = "LAKEHOUSE_ENV"
+DEFAULT_PROFILE = "local"
 
-def build_resources() -> dict:
-    """Resources of the local profile; paths are resolved from the environment when a run starts."""
+
+def local_resources() -> dict:
+    """Paths resolved from the environment when a run starts, with local defaults."""
     return {"duckdb": LakehouseDuckDB(), "landing": LandingZone(), "mlflow": MlflowTracking()}
+
+
+def prod_resources() -> dict:
+    """Required environment variables, no local fallbacks."""
+    return {
+        "duckdb": LakehouseDuckDB(database=dg.EnvVar("LAKEHOUSE_DUCKDB_PATH")),
+        "landing": LandingZone(path=dg.EnvVar("LAKEHOUSE_LANDING_DIR")),
+        "mlflow": MlflowTracking(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI")),
+    }
+
+
+PROFILES: dict[str, Callable[[], dict]] = {"local": local_resources, "prod": prod_resources}
+
+
+def profile_name() -> str:
+    """The profile `$LAKEHOUSE_ENV` names (default `local`); an unknown name fails loudly."""
+    name = os.environ.get(PROFILE_ENV, "").strip().lower() or DEFAULT_PROFILE
+    if name not in PROFILES:
+        raise ValueError(
+            f"{PROFILE_ENV}={name!r} is not a deployment profile; use one of {sorted(PROFILES)}."
+        )
+    return name
+
+
+def build_resources(profile: str | None = None) -> dict:
+    """Resources of `profile`, by default the one `$LAKEHOUSE_ENV` names."""
+    return PROFILES[profile or profile_name()]()

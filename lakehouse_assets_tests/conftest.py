@@ -24,6 +24,7 @@ def require_program(path_or_name: str, install_hint: str) -> str:
 
 
 ENV_VARS = (
+    "LAKEHOUSE_ENV",
     "LAKEHOUSE_HOME",
     "LAKEHOUSE_LANDING_DIR",
     "LAKEHOUSE_DUCKDB_PATH",

@@ -1,4 +1,4 @@
-"""Real servers on loopback for tests: PostgreSQL 15, a moto S3 server, redis.
+"""Real servers on loopback for tests: PostgreSQL, a moto S3 server, redis.
 
 Each helper is a plain context manager that starts the server on a free
 127.0.0.1 port, waits (bounded) until it answers, and kills the server's
@@ -29,7 +29,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PG_BIN = Path(os.environ.get("LAKEHOUSE_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+def _pg_bin() -> Path:
+    """``$LAKEHOUSE_PG_BIN``, else the newest Debian PostgreSQL (15 on Debian 12, 17 on 13)."""
+    if os.environ.get("LAKEHOUSE_PG_BIN"):
+        return Path(os.environ["LAKEHOUSE_PG_BIN"])
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parts[-3])
+    )
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _pg_bin()
 HOST = "127.0.0.1"
 
 
@@ -224,7 +235,7 @@ def _as_postgres() -> dict:
 
 @contextlib.contextmanager
 def postgres_server(tmp_dir: Path | str, timeout: float = 30.0) -> Iterator[PostgresServer]:
-    """Run PostgreSQL 15 on a free loopback port; yields a ``PostgresServer``.
+    """Run PostgreSQL on a free loopback port; yields a ``PostgresServer``.
 
     The log goes to ``tmp_dir/postgres.log``. The data directory is a fresh
     directory under the system temp dir owned by the server user (as root
@@ -312,16 +323,22 @@ class S3Server:
 
 
 @contextlib.contextmanager
-def s3_server(tmp_dir: Path | str | None = None, timeout: float = 30.0) -> Iterator[S3Server]:
+def s3_server(
+    tmp_dir: Path | str | None = None,
+    timeout: float = 30.0,
+    access_key: str = "testing",
+    secret_key: str = "testing",
+) -> Iterator[S3Server]:
     """Run moto's S3 server (``python -m moto.server``) on a free loopback port.
 
-    The log goes to ``tmp_dir/moto.log`` (a throwaway dir if not given).
+    The log goes to ``tmp_dir/moto.log`` (a throwaway dir if not given). moto accepts any
+    credentials; pass random ones to check that they never leak into logs.
     """
     with contextlib.ExitStack() as stack:
         if tmp_dir is None:
             tmp_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="lakehouse-s3-"))
         port = free_port()
-        server = S3Server(endpoint_url=f"http://{HOST}:{port}")
+        server = S3Server(f"http://{HOST}:{port}", access_key, secret_key)
         cmd = [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)]
         log = Path(tmp_dir) / "moto.log"
         ready = functools.partial(http_answers, server.endpoint_url)
@@ -355,3 +372,115 @@ def redis_server(tmp_dir: Path | str, timeout: float = 15.0) -> Iterator[str]:
            "--appendonly", "no", "--dir", str(tmp_dir), "--daemonize", "no"]  # fmt: skip
     with server_process("redis", cmd, log, functools.partial(_redis_pong, port), timeout):
         yield f"redis://{HOST}:{port}/0"
+
+
+# ------------------------------------------------------------ deployment
+# The team deployment of docs/deployment.md, assembled from the servers above with the files in
+# deploy/ (dagster.yaml, mlflow-server.sh, celery.yaml) used as they are.
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEPLOY_DIR = REPO_ROOT / "deploy"
+VENV_BIN = Path(sys.executable).parent
+# Inherited variables with these prefixes are dropped: a test deployment sets its own.
+_DEPLOYMENT_PREFIXES = ("AWS_", "MLFLOW_", "LAKEHOUSE_", "DAGSTER_", "PG")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """``os.environ`` without deployment variables, the venv's bin first on PATH, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_DEPLOYMENT_PREFIXES)}
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    return {**env, **extra}
+
+
+def dagster_pg_env(pg: PostgresServer, db_name: str = "dagster") -> dict[str, str]:
+    """The variables deploy/dagster.yaml reads."""
+    return {
+        "DAGSTER_PG_USERNAME": pg.user,
+        "DAGSTER_PG_PASSWORD": pg.password,
+        "DAGSTER_PG_HOST": pg.host,
+        "DAGSTER_PG_PORT": str(pg.port),
+        "DAGSTER_PG_DB": db_name,
+    }
+
+
+def dagster_home(path: Path, pg: PostgresServer, db_name: str = "dagster") -> Path:
+    """A DAGSTER_HOME holding deploy/dagster.yaml as it is, and its database on ``pg``."""
+    path.mkdir(parents=True, exist_ok=True)
+    shutil.copy(DEPLOY_DIR / "dagster.yaml", path / "dagster.yaml")
+    pg.create_database(db_name)
+    return path
+
+
+@contextlib.contextmanager
+def team_mlflow_server(
+    tmp_dir: Path, pg: PostgresServer, s3: S3Server, bucket: str = "mlflow", timeout: float = 120
+) -> Iterator[str]:
+    """deploy/mlflow-server.sh on ``pg`` (database ``mlflow``) with artifacts in ``s3://bucket``;
+    one worker. Yields its URL; its log is ``tmp_dir/mlflow-server.log``."""
+    pg.create_database("mlflow")
+    s3.create_bucket(bucket)
+    port = free_port()
+    env = clean_env(
+        **s3.env(),
+        MLFLOW_PG_USERNAME=pg.user,
+        MLFLOW_PG_PASSWORD=pg.password,
+        MLFLOW_PG_HOST=pg.host,
+        MLFLOW_PG_PORT=str(pg.port),
+        MLFLOW_PG_DB="mlflow",
+        MLFLOW_ARTIFACTS_DESTINATION=f"s3://{bucket}/artifacts",
+        MLFLOW_HOST=HOST,
+        MLFLOW_PORT=str(port),
+        MLFLOW_WORKERS="1",
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",  # no job runner processes
+    )
+    url = f"http://{HOST}:{port}"
+    cmd = ["bash", str(DEPLOY_DIR / "mlflow-server.sh")]
+    ready = functools.partial(http_answers, f"{url}/health")
+    log = Path(tmp_dir) / "mlflow-server.log"
+    with server_process("mlflow", cmd, log, ready, timeout, env=env, cwd=tmp_dir):
+        yield url
+
+
+def run_command(
+    cmd: list[str], env: dict[str, str], log: Path, timeout: float, cwd: Path | None = None
+) -> int:
+    """Run ``cmd`` in its own process group, output appended to ``log``; its exit code.
+
+    On timeout the whole group is killed and ``TimeoutError`` raised with the log tail.
+    """
+    proc = _spawn(cmd, log, env=env, cwd=cwd)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        message = f"{cmd[:4]} ran over {timeout:.0f}s; log {log}:\n{_log_tail(log)}"
+        raise TimeoutError(message) from None
+    finally:
+        _stop(proc, grace=5)
+
+
+def leaked_secrets(texts: dict[str, str], secrets_: dict[str, str]) -> list[str]:
+    """``"<secret name> in <source>"`` for each secret value found in a text."""
+    return [f"{name} in {source}" for source, text in texts.items()
+            for name, value in secrets_.items() if value and value in text]  # fmt: skip
+
+
+def run_log_texts(instance, run_id: str) -> dict[str, str]:
+    """What the UI shows of a run: its record (config, tags) and every event with its metadata,
+    serialized as Dagster stores them."""
+    from dagster._serdes import serialize_value
+
+    events = instance.all_logs(run_id)
+    return {
+        "run record": serialize_value(instance.get_run_by_id(run_id)),
+        "run events": "\n".join(serialize_value(e) for e in events),
+    }
+
+
+def file_texts(*roots: Path) -> dict[str, str]:
+    """Every file under ``roots`` (compute logs, server and worker logs) as text."""
+    texts = {}
+    for root in roots:
+        paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in paths:
+            texts[str(path)] = path.read_text(errors="replace")
+    return texts

@@ -29,6 +29,7 @@ class EvaluationConfig(dg.Config):
     group_name="model",
     kinds={"scikitlearn", "mlflow"},
     retry_policy=mlflow_retry_policy(),
+    pool="duckdb",  # reads the DuckDB file, which a writer in another run may hold
     check_specs=[dg.AssetCheckSpec(BEATS_BASELINE, asset="churn_model_evaluation", blocking=True)],
 )
 def churn_model_evaluation(

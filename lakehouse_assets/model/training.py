@@ -1,6 +1,7 @@
 """`churn_model`: train the churn classifier and log it to MLflow as a pickled artifact."""
 
 import tempfile
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -8,7 +9,7 @@ import dagster as dg
 import numpy as np
 
 from lakehouse_assets.layers.features import FEATURE_COLUMNS, customer_features
-from lakehouse_assets.metadata import markdown_rows
+from lakehouse_assets.metadata import log_progress, markdown_rows
 from lakehouse_assets.model import pickles
 from lakehouse_assets.model.dataset import load_split
 from lakehouse_assets.model.mlflow_resource import MODEL_ARTIFACT_DIR, MODEL_FILE, MlflowTracking
@@ -29,8 +30,12 @@ class ChurnModelConfig(dg.Config):
     random_state: int = 42
     """Seed of the estimator and of the stratified train/test split."""
     test_size: float = 0.2
-    max_train_rows: int = 0
-    """Train on a stratified subsample of at most this many rows; 0 = all training rows."""
+    max_train_rows: int = 50_000
+    """Train on a stratified subsample of at most this many rows; 0 = all training rows.
+
+    The default keeps training a few seconds long at any size: at 10,000,000 transactions
+    (794,246 training rows) it costs the random forest 0.002 ROC AUC (0.9045 -> 0.9028);
+    below 62,500 customers it changes nothing. The test split is never subsampled."""
 
 
 def build_estimator(config: ChurnModelConfig):
@@ -53,6 +58,7 @@ def build_estimator(config: ChurnModelConfig):
     group_name="model",
     kinds={"scikitlearn", "mlflow"},
     retry_policy=mlflow_retry_policy(),
+    pool="duckdb",  # reads the DuckDB file, which a writer in another run may hold
 )
 def churn_model(
     context: dg.AssetExecutionContext,
@@ -67,7 +73,9 @@ def churn_model(
     context.log.info(
         f"Training {config.model_type} on {len(split.y_train):,} rows, testing on {len(split.y_test):,}"
     )
+    started = time.perf_counter()
     model = build_estimator(config).fit(split.x_train, split.y_train)
+    log_progress(context, f"Trained {config.model_type} on", len(split.y_train), started)
     metrics = score(model, split.x_test, split.y_test)
     payload, sha256 = pickles.dump(model)
     params = {
@@ -105,6 +113,8 @@ def churn_model(
             else dg.MetadataValue.text(mlflow.server()),
             "model_sha256": sha256,
             "model_type": config.model_type,
+            "train_rows": len(split.y_train),
+            "test_rows": len(split.y_test),
             **{k: float(v) for k, v in metrics.items()},
             "feature_importance": dg.MetadataValue.md(_importance_table(model, split)),
         }
