@@ -2,10 +2,27 @@
 
 import dagster as dg
 
+from lakehouse_assets.sensors import build_landing_sensor, mlflow_run_failure_sensor
+
+WEEKLY_RETRAINING = "weekly_retraining"
+
 refresh_lakehouse_job = dg.define_asset_job(
-    "refresh_lakehouse", selection=dg.AssetSelection.all(), description="Every layer and the model."
+    "refresh_lakehouse",
+    selection=dg.AssetSelection.all(),
+    description="Every layer (raw -> bronze -> silver -> gold -> features), their checks, and the "
+    "model: train, evaluate, register.",
+)
+
+weekly_retraining_schedule = dg.ScheduleDefinition(
+    name=WEEKLY_RETRAINING,
+    job=refresh_lakehouse_job,
+    cron_schedule="0 4 * * 1",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Mondays 04:00 UTC: refresh every layer and retrain, evaluate and register the "
+    "model. Off by default; turn it on in the UI (Automation).",
 )
 
 jobs = [refresh_lakehouse_job]
-sensors: list = []
-schedules: list = []
+sensors = [build_landing_sensor(refresh_lakehouse_job), mlflow_run_failure_sensor]
+schedules = [weekly_retraining_schedule]

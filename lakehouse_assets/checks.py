@@ -63,7 +63,9 @@ def silver_conserves_bronze_rows(duckdb: LakehouseDuckDB) -> dg.AssetCheckResult
     )  # fmt: skip
 
 
-@dg.asset_check(asset=gold_customer_summary, name=GOLD_ONE_ROW_PER_CUSTOMER, blocking=True, pool="duckdb")
+@dg.asset_check(
+    asset=gold_customer_summary, name=GOLD_ONE_ROW_PER_CUSTOMER, blocking=True, pool="duckdb"
+)
 def gold_one_row_per_customer(duckdb: LakehouseDuckDB) -> dg.AssetCheckResult:
     """gold.customer_summary has exactly one row for each customer in silver."""
     rows, distinct, silver_customers = _scalar(
@@ -73,18 +75,25 @@ def gold_one_row_per_customer(duckdb: LakehouseDuckDB) -> dg.AssetCheckResult:
     )
     return dg.AssetCheckResult(
         passed=rows == distinct == silver_customers and rows > 0,
-        metadata={"rows": rows, "distinct_customers": distinct, "silver_customers": silver_customers},
+        metadata={
+            "rows": rows,
+            "distinct_customers": distinct,
+            "silver_customers": silver_customers,
+        },
     )
 
 
-@dg.asset_check(asset=customer_features, name=FEATURES_ONE_ROW_PER_CUSTOMER, blocking=True, pool="duckdb")
+@dg.asset_check(
+    asset=customer_features, name=FEATURES_ONE_ROW_PER_CUSTOMER, blocking=True, pool="duckdb"
+)
 def features_one_row_per_customer(duckdb: LakehouseDuckDB) -> dg.AssetCheckResult:
     """gold.customer_features has exactly one, non-empty, row per customer."""
     rows, distinct = _scalar(
         duckdb, "SELECT count(*), count(DISTINCT customer_id) FROM gold.customer_features"
     )
     return dg.AssetCheckResult(
-        passed=rows == distinct and rows > 0, metadata={"rows": rows, "distinct_customers": distinct}
+        passed=rows == distinct and rows > 0,
+        metadata={"rows": rows, "distinct_customers": distinct},
     )
 
 

@@ -48,3 +48,10 @@ def reader_sql(path: Path) -> str:
         "(SELECT *, row_number() OVER () AS _source_row "
         "FROM read_csv($path, all_varchar = true, header = true, parallel = false))"
     )
+
+
+def columns_sql(path: Path) -> str:
+    """A DuckDB table function reading `path` (parameter `$path`) with the file's own columns."""
+    if path.suffix.lower() == ".parquet":
+        return "read_parquet($path)"
+    return "read_csv($path, all_varchar = true, header = true)"

@@ -1,5 +1,7 @@
 """Metadata the Dagster UI understands: row count, column schema and a small preview."""
 
+import time
+
 import dagster as dg
 import duckdb
 
@@ -44,3 +46,10 @@ def markdown_rows(header: list[str], rows: list[tuple]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def log_progress(context, message: str, rows: int, started: float) -> None:
+    """Log `message: N rows in T s (R rows/s)`, timed from `started` (a `time.perf_counter()`)."""
+    elapsed = time.perf_counter() - started
+    rate = rows / max(elapsed, 1e-9)
+    context.log.info(f"{message} {rows:,} rows in {elapsed:.1f} s ({rate:,.0f} rows/s)")

@@ -20,10 +20,17 @@ class LakehouseDuckDB(DuckDBResource):
     Used wherever DuckDBResource is: `with duckdb.get_connection() as conn: ...`.
 
     An empty `database` means `$LAKEHOUSE_DUCKDB_PATH`, else `$LAKEHOUSE_HOME/lakehouse.duckdb`.
-    Connections use UTC so that timestamps with offsets are read consistently.
+    Connections use UTC so that timestamps with offsets are read consistently, a bounded
+    buffer pool (DuckDB spills to disk beyond it) and no insertion-order guarantee: every
+    table that needs an order says so with ORDER BY, and unordered writes run in parallel
+    with less memory.
     """
 
     database: str = Field(default="", description="DuckDB file; empty = from the environment.")
+    memory_limit: str = Field(
+        default="1GB", description="DuckDB's buffer pool limit; larger work spills to disk."
+    )
+    threads: int = Field(default=0, description="DuckDB worker threads; 0 = one per core.")
 
     def database_path(self) -> Path:
         return Path(self.database).absolute() if self.database else settings.duckdb_path()
@@ -36,11 +43,18 @@ class LakehouseDuckDB(DuckDBResource):
         conn = backoff(
             fn=duckdb.connect,
             retry_on=(duckdb.IOException,),  # another process holds the write lock
-            kwargs={"database": str(path), "config": {"custom_user_agent": "dagster", **self.connection_config}},
+            kwargs={
+                "database": str(path),
+                "config": {"custom_user_agent": "dagster", **self.connection_config},
+            },
             max_retries=10,
         )
         try:
             conn.execute("SET TimeZone = 'UTC'")
+            conn.execute("SET memory_limit = $limit", {"limit": self.memory_limit})
+            conn.execute("SET preserve_insertion_order = false")
+            if self.threads > 0:
+                conn.execute("SET threads = $threads", {"threads": self.threads})
             yield conn
         finally:
             conn.close()

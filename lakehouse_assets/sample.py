@@ -63,7 +63,9 @@ def write_sample(
     watcher never sees half a file.
     """
     if events < 1 or customers < 1 or events < customers:
-        raise ValueError(f"need events >= customers >= 1, got events={events} customers={customers}")
+        raise ValueError(
+            f"need events >= customers >= 1, got events={events} customers={customers}"
+        )
     progress = progress or log.info
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / SAMPLE_FILE_NAME
@@ -86,7 +88,9 @@ def write_sample(
             if last == customers:
                 chunk_events = events - written
             chunk_rng = np.random.default_rng([seed, chunk_no])
-            table = _chunk(chunk_rng, plan, first, last, base_counts[first:last], chunk_events, written)
+            table = _chunk(
+                chunk_rng, plan, first, last, base_counts[first:last], chunk_events, written
+            )
             writer.write_table(table)
             written += table.num_rows
             elapsed = time.perf_counter() - started
@@ -133,7 +137,10 @@ def _chunk(rng, plan, first, last, counts, chunk_events, row_offset) -> pa.Table
     day = start + (end - start) * progress_in_life
     order = np.argsort(day, kind="stable")
     customer, day, churner, progress_in_life = (
-        customer[order], day[order], churner[order], progress_in_life[order]
+        customer[order],
+        day[order],
+        churner[order],
+        progress_in_life[order],
     )
     fade = np.where(churner, 1 - 0.6 * progress_in_life, 1.0)
     amount = np.round(plan["spend"][customer] * fade * rng.lognormal(0, 0.3, base_rows), 2)
@@ -141,19 +148,28 @@ def _chunk(rng, plan, first, last, counts, chunk_events, row_offset) -> pa.Table
     seconds = np.round(day * 86_400).astype("int64")
 
     ids = pc.binary_join_element_wise(
-        "T", pc.utf8_lpad(pa.array(np.arange(row_offset, row_offset + base_rows)).cast(pa.string()), 10, "0"), ""
+        "T",
+        pc.utf8_lpad(
+            pa.array(np.arange(row_offset, row_offset + base_rows)).cast(pa.string()), 10, "0"
+        ),
+        "",
     )
     customer_ids = pc.binary_join_element_wise(
         "C", pc.utf8_lpad(pa.array(customer).cast(pa.string()), 8, "0"), ""
     )
-    times = pa.array(np.datetime64(PERIOD_START, "s") + seconds.astype("timedelta64[s]"), pa.timestamp("s"))
+    times = pa.array(
+        np.datetime64(PERIOD_START, "s") + seconds.astype("timedelta64[s]"), pa.timestamp("s")
+    )
     event_time = pc.strftime(times, format="%Y-%m-%dT%H:%M:%S")
     columns = {
         "transaction_id": ids.to_numpy(zero_copy_only=False).astype(object),
         "customer_id": customer_ids.to_numpy(zero_copy_only=False).astype(object),
         "event_time": event_time.to_numpy(zero_copy_only=False).astype(object),
         "amount": pa.array(amount).cast(pa.string()).to_numpy(zero_copy_only=False).astype(object),
-        "quantity": pa.array(quantity).cast(pa.string()).to_numpy(zero_copy_only=False).astype(object),
+        "quantity": pa.array(quantity)
+        .cast(pa.string())
+        .to_numpy(zero_copy_only=False)
+        .astype(object),
         "channel": CHANNELS[rng.integers(0, len(CHANNELS), base_rows)].astype(object),
     }
     _corrupt(rng, columns, corrupted=round(duplicates * (len(INVALID_KINDS) - 1)))
@@ -169,7 +185,9 @@ def _corrupt(rng, columns: dict[str, np.ndarray], corrupted: int) -> None:
     rows = len(columns["customer_id"])
     corrupted = min(corrupted, rows)
     picks = rng.permutation(rows)[:corrupted]
-    for kind, rows_of_kind in zip(INVALID_KINDS[:-1], np.array_split(picks, len(INVALID_KINDS) - 1)):
+    for kind, rows_of_kind in zip(
+        INVALID_KINDS[:-1], np.array_split(picks, len(INVALID_KINDS) - 1), strict=True
+    ):
         if kind == "missing_customer_id":
             columns["customer_id"][rows_of_kind] = None
         elif kind == "bad_event_time":

@@ -8,7 +8,13 @@ import dagster as dg
 import pyarrow.parquet as pq
 
 from lakehouse_assets.sample import SAMPLE_FILE_NAME
-from lakehouse_assets_tests.conftest import check_results, failure_messages, query, run_graph, scalar
+from lakehouse_assets_tests.conftest import (
+    check_results,
+    failure_messages,
+    query,
+    run_graph,
+    scalar,
+)
 
 DATA = dg.AssetSelection.groups("raw", "bronze", "silver", "gold", "features")
 UP_TO_GOLD = dg.AssetSelection.groups("raw", "bronze", "silver", "gold")
@@ -24,7 +30,9 @@ TABLES = (
 
 def table_state(home: Path, tables: tuple[str, ...] = TABLES) -> dict[str, tuple]:
     """Row count and an order-independent content hash of each table."""
-    return {t: query(home, f"SELECT count(*), sum(hash(t)::HUGEINT) FROM {t} AS t")[0] for t in tables}
+    return {
+        t: query(home, f"SELECT count(*), sum(hash(t)::HUGEINT) FROM {t} AS t")[0] for t in tables
+    }
 
 
 def write_csv(path: Path, text: str) -> Path:
@@ -45,9 +53,22 @@ def test_sample_materializes_with_every_check_passing(lakehouse_home, instance):
     assert bronze == 10_000
     assert silver + rejected == bronze
     assert 400 <= rejected <= 600  # about 5% invalid
-    reasons = {r for (r,) in query(lakehouse_home, "SELECT DISTINCT reason FROM silver.rejected_transactions")}
-    assert reasons == {"missing_customer_id", "bad_event_time", "bad_amount", "future_event_time", "duplicate"}
-    customers = scalar(lakehouse_home, "SELECT count(DISTINCT customer_id) FROM silver.transactions")
+    reasons = {
+        r
+        for (r,) in query(
+            lakehouse_home, "SELECT DISTINCT reason FROM silver.rejected_transactions"
+        )
+    }
+    assert reasons == {
+        "missing_customer_id",
+        "bad_event_time",
+        "bad_amount",
+        "future_event_time",
+        "duplicate",
+    }
+    customers = scalar(
+        lakehouse_home, "SELECT count(DISTINCT customer_id) FROM silver.transactions"
+    )
     gold_rows, gold_customers = query(
         lakehouse_home, "SELECT count(*), count(DISTINCT customer_id) FROM gold.customer_summary"
     )[0]
@@ -78,22 +99,21 @@ t8,c2,2025-02-01,7,,no quantity is fine
 t9,c3,2025-03-01T12:00:00+02:00,1e2,3,offset and exponent
 """,
     )
-    result = run_graph(
-        instance, dg.AssetSelection.groups("raw", "bronze", "silver"), NO_SEED
-    )
+    result = run_graph(instance, dg.AssetSelection.groups("raw", "bronze", "silver"), NO_SEED)
     assert result.success, failure_messages(result)
-    rejected = dict(
-        query(lakehouse_home, "SELECT transaction_id, reason FROM silver.rejected_transactions")
+    rejected = query(
+        lakehouse_home,
+        "SELECT transaction_id, reason FROM silver.rejected_transactions ORDER BY _source_row",
     )
-    assert rejected == {
-        "t2": "missing_customer_id",
-        "t3": "bad_event_time",
-        "t4": "bad_amount",
-        "t5": "bad_amount",
-        "t6": "future_event_time",
-        "t1": "duplicate",
-        "t7": "bad_quantity",
-    }
+    assert rejected == [
+        ("t2", "missing_customer_id"),
+        ("t3", "bad_event_time"),
+        ("t4", "bad_amount"),
+        ("t5", "bad_amount"),
+        ("t6", "future_event_time"),
+        ("t1", "duplicate"),
+        ("t7", "bad_quantity"),
+    ]
     lineage = query(
         lakehouse_home,
         "SELECT _source_file, _source_row FROM silver.rejected_transactions WHERE reason = 'duplicate'",
@@ -109,12 +129,14 @@ t9,c3,2025-03-01T12:00:00+02:00,1e2,3,offset and exponent
         ("t8", "2025-02-01 00:00:00", 7.0, None),
         ("t9", "2025-03-01 10:00:00", 100.0, 3),
     ]
-    assert scalar(lakehouse_home, "SELECT note FROM bronze.transactions WHERE _source_row = 10") == (
-        "offset and exponent"
-    )
+    assert scalar(
+        lakehouse_home, "SELECT note FROM bronze.transactions WHERE _source_row = 10"
+    ) == ("offset and exponent")
 
 
-def test_rematerializing_is_idempotent_and_a_changed_file_replaces_its_rows(lakehouse_home, instance):
+def test_rematerializing_is_idempotent_and_a_changed_file_replaces_its_rows(
+    lakehouse_home, instance
+):
     landing = lakehouse_home / "landing"
     rows = "\n".join(f"t{i},c{i % 7},2025-01-{1 + i % 28:02d},{i}.5" for i in range(50))
     write_csv(landing / "a.csv", "transaction_id,customer_id,event_time,amount\n" + rows)
@@ -130,7 +152,10 @@ def test_rematerializing_is_idempotent_and_a_changed_file_replaces_its_rows(lake
     bronze_meta = second.asset_materializations_for_node("bronze_transactions")[0].metadata
     assert bronze_meta["files_skipped"].value == 2 and bronze_meta["rows_loaded"].value == 0
 
-    write_csv(landing / "b.csv", "customer_id,event_time,amount\nc9,2025-04-01,4\nc9,2025-04-02,5\nc9,2025-04-03,6")
+    write_csv(
+        landing / "b.csv",
+        "customer_id,event_time,amount\nc9,2025-04-01,4\nc9,2025-04-02,5\nc9,2025-04-03,6",
+    )
     third = run_graph(instance, UP_TO_GOLD, NO_SEED)
     assert third.success, failure_messages(third)
     assert scalar(lakehouse_home, "SELECT count(*) FROM bronze.transactions") == 53
@@ -146,11 +171,16 @@ def test_bad_files_fail_with_a_clear_message_and_change_nothing(lakehouse_home, 
     assert run_graph(instance, DATA).success
     before = table_state(lakehouse_home)
     bad_files = {
-        "no_amount.csv": ("customer_id,event_time\nc1,2025-01-01\n", "lacks required column(s) amount"),
+        "no_amount.csv": (
+            "customer_id,event_time\nc1,2025-01-01\n",
+            "lacks required column(s) amount",
+        ),
         "broken.parquet": ("this is not parquet", "cannot be read as Parquet"),
         "empty.csv": ("", "is empty"),
         "header_only.csv": ("customer_id,event_time,amount\n", "holds no rows"),
     }
+    # A good file lands beside each bad one: it must not be half-loaded either.
+    write_csv(landing / "good.csv", "customer_id,event_time,amount\nc1,2025-06-01,5")
     for name, (content, expected) in bad_files.items():
         path = landing / name
         path.write_text(content)
@@ -160,6 +190,26 @@ def test_bad_files_fail_with_a_clear_message_and_change_nothing(lakehouse_home, 
         assert str(path) in message and expected in message, message
         assert table_state(lakehouse_home) == before
         path.unlink()
+    assert run_graph(instance, DATA).success
+    assert scalar(lakehouse_home, "SELECT count(*) FROM bronze.transactions") == 10_001
+
+
+def test_a_copy_under_another_name_adds_only_rejected_duplicates(lakehouse_home, instance):
+    landing = lakehouse_home / "landing"
+    rows = "\n".join(f"t{i},c{i % 3},2025-01-{1 + i:02d},{i}" for i in range(20))
+    write_csv(landing / "a.csv", "transaction_id,customer_id,event_time,amount\n" + rows)
+    assert run_graph(instance, UP_TO_GOLD, NO_SEED).success
+    silver_before = table_state(lakehouse_home, ("silver.transactions", "gold.customer_summary"))
+    (landing / "a_copy.csv").write_bytes((landing / "a.csv").read_bytes())
+    assert run_graph(instance, UP_TO_GOLD, NO_SEED).success
+    assert scalar(lakehouse_home, "SELECT count(*) FROM bronze.transactions") == 40
+    assert table_state(lakehouse_home, ("silver.transactions", "gold.customer_summary")) == (
+        silver_before
+    )
+    assert query(
+        lakehouse_home,
+        "SELECT _source_file, reason, count(*) FROM silver.rejected_transactions GROUP BY ALL",
+    ) == [("a_copy.csv", "duplicate", 20)]
 
 
 def test_features_see_nothing_after_the_cutoff(lakehouse_home, instance):
@@ -171,11 +221,17 @@ def test_features_see_nothing_after_the_cutoff(lakehouse_home, instance):
     assert run_graph(instance, DATA, NO_SEED).success
     features_sql = "SELECT * EXCLUDE (churned) FROM gold.customer_features ORDER BY customer_id"
     before = query(lakehouse_home, features_sql)
-    labels_before = dict(query(lakehouse_home, "SELECT customer_id, churned FROM gold.customer_features"))
-    write_csv(landing / "late.csv", "customer_id,event_time,amount\nc2,2025-05-01,999\nc3,2025-04-02,5")
+    labels_before = dict(
+        query(lakehouse_home, "SELECT customer_id, churned FROM gold.customer_features")
+    )
+    write_csv(
+        landing / "late.csv", "customer_id,event_time,amount\nc2,2025-05-01,999\nc3,2025-04-02,5"
+    )
     assert run_graph(instance, DATA, NO_SEED).success
     assert query(lakehouse_home, features_sql) == before
-    labels_after = dict(query(lakehouse_home, "SELECT customer_id, churned FROM gold.customer_features"))
+    labels_after = dict(
+        query(lakehouse_home, "SELECT customer_id, churned FROM gold.customer_features")
+    )
     assert labels_before["c2"] == 1 and labels_after["c2"] == 0 and labels_after["c3"] == 0
     assert labels_after["c0"] == 0 and labels_after["c4"] == 1
 

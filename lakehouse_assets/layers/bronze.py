@@ -1,5 +1,6 @@
 """Bronze layer: every landed row as text, with lineage, loaded once per file version."""
 
+import time
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -9,11 +10,12 @@ from lakehouse_assets.landing import (
     CONTRACT_COLUMNS,
     REQUIRED_COLUMNS,
     LandedFile,
+    columns_sql,
     describe_files,
     reader_sql,
 )
 from lakehouse_assets.layers.raw import raw_transactions
-from lakehouse_assets.metadata import table_metadata
+from lakehouse_assets.metadata import log_progress, table_metadata
 from lakehouse_assets.resources import LakehouseDuckDB, LandingZone, transaction
 
 TABLE = "bronze.transactions"
@@ -28,23 +30,24 @@ def bronze_transactions(
     """`bronze.transactions`: every landed row as-is (text), plus `_source_file`, `_source_row`
     and `_ingested_at`.
 
-    Idempotent per file: a file whose content hash is already loaded adds nothing; a changed
-    file replaces its own rows. All files of a run are validated first and written in one
-    transaction, so a bad file leaves the table as it was.
+    A file is identified by its path and its content by SHA-256: a file loaded before with the
+    same content adds nothing; a changed file replaces its own rows. (A copy under another name
+    is loaded, and silver rejects its rows as duplicates.) All files of a run are validated and
+    written in one transaction, so a bad file leaves the table as it was.
     """
     folder = landing.folder()
     files = describe_files(folder, landing.data_files())
-    with duckdb.get_connection() as conn:
+    ingested_at = datetime.now(UTC).replace(tzinfo=None)
+    with duckdb.get_connection() as conn, transaction(conn):
         _create_tables(conn)
-        loaded = dict(conn.execute(f"SELECT sha256, source_file FROM {FILES_TABLE}").fetchall())
+        loaded = dict(conn.execute(f"SELECT source_file, sha256 FROM {FILES_TABLE}").fetchall())
         todo = []
         for f in files:
-            if f.sha256 in loaded:
-                context.log.info(f"{f.relative_path}: already in bronze as {loaded[f.sha256]}, skipped")
+            if loaded.get(f.relative_path) == f.sha256:
+                context.log.info(f"{f.relative_path}: unchanged since it was loaded, skipped")
             else:
                 todo.append(f)
         columns = {f.relative_path: _checked_columns(conn, f) for f in todo}
-        ingested_at = datetime.now(UTC).replace(tzinfo=None)
         new_rows = _load(context, conn, todo, columns, ingested_at)
         metadata = table_metadata(conn, TABLE)
     return dg.MaterializeResult(
@@ -84,12 +87,12 @@ def _checked_columns(conn: duckdb.DuckDBPyConnection, f: LandedFile) -> dict[str
         raise _fail(f, "is empty (0 bytes)")
     try:
         described = conn.execute(
-            f"DESCRIBE SELECT * FROM {reader_sql(f.path)}", {"path": str(f.path)}
+            f"DESCRIBE SELECT * FROM {columns_sql(f.path)}", {"path": str(f.path)}
         ).fetchall()
     except duckdb.Error as error:
         kind = "Parquet" if f.path.suffix.lower() == ".parquet" else "CSV"
         raise _fail(f, f"cannot be read as {kind}: {error}") from error
-    names = {row[0]: row[0].strip().lower() for row in described if row[0] != "_source_row"}
+    names = {row[0]: row[0].strip().lower() for row in described}
     if len(set(names.values())) != len(names):
         raise _fail(f, f"has columns that differ only in case or spaces: {sorted(names)}")
     missing = [c for c in REQUIRED_COLUMNS if c not in names.values()]
@@ -106,18 +109,20 @@ def _checked_columns(conn: duckdb.DuckDBPyConnection, f: LandedFile) -> dict[str
 
 
 def _load(context, conn, todo: list[LandedFile], columns, ingested_at: datetime) -> int:
-    """Write every file in `todo` in one transaction; on any error nothing is kept."""
+    """Write every file in `todo` (inside the caller's transaction)."""
     total = 0
-    with transaction(conn):
-        for f in todo:
-            rows, replaced = _load_file(conn, f, columns[f.relative_path], ingested_at)
-            total += rows
-            note = f", replacing {replaced:,} rows of its previous version" if replaced else ""
-            context.log.info(f"{f.relative_path}: {rows:,} rows loaded into {TABLE}{note}")
+    for f in todo:
+        started = time.perf_counter()
+        rows, replaced = _load_file(conn, f, columns[f.relative_path], ingested_at)
+        total += rows
+        note = f" (replacing {replaced:,} rows of its previous version)" if replaced else ""
+        log_progress(context, f"{f.relative_path}: loaded into {TABLE}{note}", rows, started)
     return total
 
 
-def _load_file(conn, f: LandedFile, names: dict[str, str], ingested_at: datetime) -> tuple[int, int]:
+def _load_file(
+    conn, f: LandedFile, names: dict[str, str], ingested_at: datetime
+) -> tuple[int, int]:
     """Replace the rows of `f`'s path with its current content; returns (inserted, replaced)."""
     existing = {r[0] for r in conn.execute(f"DESCRIBE {TABLE}").fetchall()}
     for extra in sorted(set(names.values()) - existing):
@@ -125,17 +130,28 @@ def _load_file(conn, f: LandedFile, names: dict[str, str], ingested_at: datetime
     replaced = conn.execute(
         f"DELETE FROM {TABLE} WHERE _source_file = $file", {"file": f.relative_path}
     ).fetchone()[0]
-    select = ", ".join(f"CAST({_quote(src)} AS VARCHAR) AS {_quote(dst)}" for src, dst in names.items())
-    inserted = conn.execute(
-        f"INSERT INTO {TABLE} BY NAME SELECT $file AS _source_file, _source_row, "
-        f"$ingested_at AS _ingested_at, {select} FROM {reader_sql(f.path)}",
-        {"file": f.relative_path, "ingested_at": ingested_at, "path": str(f.path)},
-    ).fetchone()[0]
+    select = ", ".join(
+        f"CAST({_quote(src)} AS VARCHAR) AS {_quote(dst)}" for src, dst in names.items()
+    )
+    try:
+        inserted = conn.execute(
+            f"INSERT INTO {TABLE} BY NAME SELECT $file AS _source_file, _source_row, "
+            f"$ingested_at AS _ingested_at, {select} FROM {reader_sql(f.path)}",
+            {"file": f.relative_path, "ingested_at": ingested_at, "path": str(f.path)},
+        ).fetchone()[0]
+    except duckdb.Error as error:  # e.g. a CSV malformed past the rows DuckDB sniffed
+        raise _fail(f, f"could not be read: {error}") from error
     if inserted == 0:
         raise _fail(f, "holds no rows (only a header, or an empty table)")
     conn.execute(
         f"INSERT OR REPLACE INTO {FILES_TABLE} VALUES ($file, $sha, $size, $rows, $at)",
-        {"file": f.relative_path, "sha": f.sha256, "size": f.size_bytes, "rows": inserted, "at": ingested_at},
+        {
+            "file": f.relative_path,
+            "sha": f.sha256,
+            "size": f.size_bytes,
+            "rows": inserted,
+            "at": ingested_at,
+        },
     )
     return inserted, replaced
 

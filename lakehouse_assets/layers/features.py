@@ -1,10 +1,12 @@
 """Features: per-customer inputs for the churn model, computed only from data up to a cutoff."""
 
+import time
+
 import dagster as dg
 
 from lakehouse_assets.layers.gold import gold_customer_summary
 from lakehouse_assets.layers.silver import silver_transactions
-from lakehouse_assets.metadata import table_metadata
+from lakehouse_assets.metadata import log_progress, table_metadata
 from lakehouse_assets.resources import LakehouseDuckDB, transaction
 
 TABLE = "gold.customer_features"
@@ -99,18 +101,26 @@ def customer_features(
     inter-purchase gaps, 90-day trends) from data up to the cutoff only, and the label
     `churned` (1 = no purchase within `horizon_days` after the cutoff)."""
     if config.horizon_days < 1:
-        raise dg.Failure(f"horizon_days must be at least 1, got {config.horizon_days}", allow_retries=False)
+        raise dg.Failure(
+            f"horizon_days must be at least 1, got {config.horizon_days}", allow_retries=False
+        )
     with duckdb.get_connection() as conn:
         latest = conn.execute("SELECT max(event_time) FROM silver.transactions").fetchone()[0]
         if latest is None:
-            raise dg.Failure("silver.transactions is empty: no features to compute", allow_retries=False)
+            raise dg.Failure(
+                "silver.transactions is empty: no features to compute", allow_retries=False
+            )
         cutoff = conn.execute(
             "SELECT $latest::TIMESTAMP - to_days($h)", {"latest": latest, "h": config.horizon_days}
         ).fetchone()[0]
-        context.log.info(f"Feature cutoff {cutoff} (latest event {latest} - {config.horizon_days} days)")
+        context.log.info(
+            f"Feature cutoff {cutoff} (latest event {latest} - {config.horizon_days} days)"
+        )
+        started = time.perf_counter()
         with transaction(conn):
             conn.execute(FEATURES_SQL, {"cutoff": cutoff, "horizon_days": config.horizon_days})
         metadata = table_metadata(conn, TABLE)
+        log_progress(context, f"{TABLE}: computed", metadata["dagster/row_count"].value, started)
         churn_rate = conn.execute(f"SELECT avg({LABEL}) FROM {TABLE}").fetchone()[0]
     return dg.MaterializeResult(
         metadata={

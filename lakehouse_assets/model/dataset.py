@@ -1,4 +1,10 @@
-"""The training data: `gold.customer_features` and its seeded, stratified train/test split."""
+"""The training data: `gold.customer_features` and its seeded, per-customer train/test split.
+
+A customer is in the test split when a seeded MD5 of its id falls in the lowest `test_size` share
+of the hash range. The split is stratified in expectation (the hash ignores the label) and, unlike
+a shuffled split, stable: as the features table is refreshed, every customer stays on its side.
+So the current champion, trained with the same seed, is never scored on customers it trained on.
+"""
 
 from dataclasses import dataclass
 
@@ -27,27 +33,35 @@ def features_fingerprint(conn) -> str:
     return f"{rows}:{digest}"
 
 
+HASH_BUCKETS = 1_000_000
+
+
 def load_split(
     duckdb: LakehouseDuckDB, test_size: float, seed: int, max_train_rows: int = 0
 ) -> Split:
-    """Features ordered by customer, split with `seed`; `max_train_rows` > 0 subsamples training."""
+    """Features ordered by customer, split by a seeded hash of `customer_id`; `max_train_rows` > 0
+    trains on a stratified, seeded subsample of the training side."""
     from sklearn.model_selection import train_test_split
 
     with duckdb.get_connection() as conn:
         fingerprint = features_fingerprint(conn)
         arrays = conn.execute(
-            f"SELECT {', '.join(FEATURE_COLUMNS)}, {LABEL} FROM {TABLE} ORDER BY customer_id"
+            f"SELECT {', '.join(FEATURE_COLUMNS)}, {LABEL}, "
+            f"md5_number(customer_id || '/' || $seed) % {HASH_BUCKETS} < $cut AS in_test "
+            f"FROM {TABLE} ORDER BY customer_id",
+            {"seed": str(seed), "cut": round(test_size * HASH_BUCKETS)},
         ).fetchnumpy()
     x = np.column_stack([arrays[c].astype("float64") for c in FEATURE_COLUMNS])
     y = arrays[LABEL].astype("int64")
-    if len(np.unique(y)) < 2:
-        raise dg.Failure(
-            f"{TABLE} holds one label class only; a classifier cannot be trained.",
-            allow_retries=False,
-        )
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=test_size, stratify=y, random_state=seed
-    )
+    in_test = arrays["in_test"].astype(bool)
+    x_train, x_test, y_train, y_test = x[~in_test], x[in_test], y[~in_test], y[in_test]
+    for side, labels in (("training", y_train), ("test", y_test)):
+        if len(np.unique(labels)) < 2:
+            raise dg.Failure(
+                f"The {side} split of {TABLE} ({len(labels)} customers) holds fewer than two label "
+                "classes; a classifier cannot be trained or scored. More customers are needed.",
+                allow_retries=False,
+            )
     if 0 < max_train_rows < len(y_train):
         keep, _ = train_test_split(
             np.arange(len(y_train)), train_size=max_train_rows, stratify=y_train, random_state=seed

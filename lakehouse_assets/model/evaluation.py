@@ -9,7 +9,8 @@ from lakehouse_assets.metadata import markdown_rows
 from lakehouse_assets.model import pickles
 from lakehouse_assets.model.champion import current_champion
 from lakehouse_assets.model.dataset import load_split
-from lakehouse_assets.model.lineage import latest_metadata
+from lakehouse_assets.model.lineage import upstream_metadata
+from lakehouse_assets.model.mlflow_errors import retry_only_transient
 from lakehouse_assets.model.mlflow_resource import MlflowTracking
 from lakehouse_assets.model.retries import mlflow_retry_policy
 from lakehouse_assets.model.scoring import majority_baseline, score
@@ -38,15 +39,23 @@ def churn_model_evaluation(
     duckdb: LakehouseDuckDB,
     mlflow: MlflowTracking,
 ) -> dg.MaterializeResult:
-    """Downloads `model/model.pkl` of the latest `churn_model` run, refuses it unless its SHA-256
-    matches the run's `model_sha256` tag, scores it on the held-out split and compares it with a
+    """Downloads `model/model.pkl` of the `churn_model` run, refuses it unless its SHA-256 matches
+    the hash Dagster recorded at training (and the run's `model_sha256` tag), scores it on the held-out split and compares it with a
     majority-class baseline and the current `champion` version. Blocking check: the model must
     beat the baseline, so a bad model is never registered."""
-    run_id = latest_metadata(context, "churn_model")["mlflow_run_id"]
-    with mlflow.open_run(run_id) as run, tempfile.TemporaryDirectory() as tmp:
+    trained = upstream_metadata(context, "churn_model")
+    run_id, expected_sha = trained["mlflow_run_id"], trained["model_sha256"]
+    client = mlflow.client()
+    with retry_only_transient("churn_model_evaluation"), tempfile.TemporaryDirectory() as tmp:
         with mlflow.errors(f"read run {run_id}"):
-            data = run.client.get_run(run_id).data
+            data = client.get_run(run_id).data
         params, tags = data.params, data.tags
+        if tags.get(SHA_TAG) != expected_sha:
+            raise dg.Failure(
+                f"Refusing model/model.pkl of MLflow run {run_id}: its tag {SHA_TAG} is "
+                f"{tags.get(SHA_TAG)}, but Dagster recorded {expected_sha} when it was trained.",
+                allow_retries=False,
+            )
         split = load_split(
             duckdb,
             float(params["test_size"]),
@@ -59,37 +68,35 @@ def churn_model_evaluation(
                 "its held-out split no longer exists. Materialize churn_model again.",
                 allow_retries=False,
             )
-        payload = mlflow.download_model_pickle(run.client, run_id, Path(tmp))
+        payload = mlflow.download_model_pickle(client, run_id, Path(tmp))
         model = pickles.load_verified(
-            payload, tags.get(SHA_TAG), f"model/model.pkl of MLflow run {run_id}"
+            payload, expected_sha, f"model/model.pkl of MLflow run {run_id}"
         )
         model_scores = score(model, split.x_test, split.y_test)
         baseline = majority_baseline(split.y_train, split.y_test)
-        champion = current_champion(mlflow, run.client)
-        champion_scores = None
-        if champion is not None:
-            champion_payload = mlflow.download_model_pickle(
-                run.client, champion.run_id, Path(tmp) / "champion"
-            )
-            champion_model = pickles.load_verified(
-                champion_payload, champion.sha256, f"champion version {champion.version}"
-            )
-            champion_scores = score(champion_model, split.x_test, split.y_test)
+        champion = current_champion(mlflow, client)
+        champion_scores, champion_note = _score_champion(
+            mlflow, client, champion, params, split, Path(tmp) / "champion"
+        )
 
         beats_baseline = (
             model_scores["roc_auc"] >= 0.5 + config.min_roc_auc_margin
             and model_scores["accuracy"] >= baseline["accuracy"]
         )
-        beats_champion = (
-            champion_scores is None or model_scores["roc_auc"] > champion_scores["roc_auc"]
-        )
+        if champion is None:
+            beats_champion = True
+        else:
+            beats_champion = (
+                champion_scores is not None and model_scores["roc_auc"] > champion_scores["roc_auc"]
+            )
         logged = {f"baseline_{k}": v for k, v in baseline.items() if k != "roc_auc"}
         logged |= {f"champion_{k}": v for k, v in (champion_scores or {}).items()}
         logged |= {"beats_baseline": float(beats_baseline), "beats_champion": float(beats_champion)}
+        # Logged to the training run, whatever Dagster run this is; its status is left alone.
         with mlflow.errors(f"log the evaluation to run {run_id}"):
             from mlflow.entities import Metric, RunTag
 
-            run.client.log_batch(
+            client.log_batch(
                 run_id,
                 metrics=[Metric(k, v, 0, 0) for k, v in logged.items()],
                 tags=[RunTag("champion_version", champion.version if champion else "none")],
@@ -106,6 +113,8 @@ def churn_model_evaluation(
             **{f"baseline_{k}": v for k, v in baseline.items()},
             **{f"champion_{k}": v for k, v in (champion_scores or {}).items()},
             "champion_version": champion.version if champion else "none",
+            "champion_comparison": champion_note,
+            "model_sha256": expected_sha,
             "beats_baseline": beats_baseline,
             "beats_champion": beats_champion,
             "comparison": dg.MetadataValue.md(
@@ -126,6 +135,23 @@ def churn_model_evaluation(
             )
         ],
     )
+
+
+def _score_champion(mlflow, client, champion, params, split, work_dir: Path):
+    """The champion's scores on this split, or None with the reason it cannot be compared."""
+    if champion is None:
+        return None, "no champion yet"
+    with mlflow.errors(f"read the champion's run {champion.run_id}"):
+        champion_params = client.get_run(champion.run_id).data.params
+    same = ("random_state", "test_size", "features")
+    if any(champion_params.get(k) != params.get(k) for k in same):
+        return None, (
+            f"champion v{champion.version} is not comparable: it was trained with a different "
+            f"split or feature set ({', '.join(same)} differ); it stays champion"
+        )
+    payload = mlflow.download_model_pickle(client, champion.run_id, work_dir)
+    model = pickles.load_verified(payload, champion.sha256, f"champion version {champion.version}")
+    return score(model, split.x_test, split.y_test), f"compared with champion v{champion.version}"
 
 
 def _row(scores: dict[str, float]) -> tuple[str, str, str]:

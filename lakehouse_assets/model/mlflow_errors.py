@@ -1,6 +1,6 @@
 """Turn MLflow client errors into retryable or final Dagster failures.
 
-Transient (connection refused, timeouts, HTTP 429 and 5xx) errors are re-raised as
+Transient (connection refused, timeouts, HTTP 408, 429 and 5xx) errors are re-raised as
 `MlflowTransientError`, which the assets' RetryPolicy retries. Deterministic ones (other HTTP 4xx,
 bad input) become `dg.Failure(allow_retries=False)`: retrying them cannot succeed.
 """
@@ -11,7 +11,6 @@ from contextlib import contextmanager
 
 import dagster as dg
 
-TRANSIENT_STATUSES = {408, 429, 500, 502, 503, 504}
 # Endpoints that MLflow 2.x servers do not have; a 404 on them means an older server.
 MLFLOW3_ONLY_ENDPOINTS = ("/logged-models", "/traces", "/webhooks", "/scorers", "/prompts")
 STATUS_PATTERNS = (
@@ -20,10 +19,8 @@ STATUS_PATTERNS = (
     re.compile(r"\b(\d{3}) (?:Client|Server) Error"),
 )
 ENDPOINT_PATTERN = re.compile(r"(/api/[\w./-]+|/ajax-api/[\w./-]+)")
-CONNECTION_HINTS = ("connection refused", "read timed out", "timed out", "timeout",
-                    "connection reset", "connection aborted", "remote end closed")  # fmt: skip
 # MLflow error codes (from a JSON error body) that mean "try again later".
-TRANSIENT_ERROR_CODES = {"TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "INTERNAL_ERROR"}
+TRANSIENT_ERROR_CODES = {"TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"}
 
 
 class MlflowTransientError(Exception):
@@ -48,21 +45,28 @@ def http_status(error: BaseException) -> int | None:
     return None
 
 
+def is_transient_status(status: int) -> bool:
+    """408, 429 and 5xx (but 501 Not Implemented and 505 Version Not Supported) may pass later."""
+    return status in (408, 429) or (500 <= status < 600 and status not in (501, 505))
+
+
 def is_transient(error: BaseException) -> bool:
+    """Retryable: a transient HTTP status, or a connection failure or timeout (not TLS)."""
     import requests
 
     status = http_status(error)
     if status is not None:
-        return status in TRANSIENT_STATUSES
+        return is_transient_status(status)
     for exc in _chain(error):
+        if isinstance(exc, requests.exceptions.SSLError):
+            return False
         if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
             return True
         if isinstance(exc, ConnectionError | TimeoutError):
             return True
         if getattr(exc, "error_code", None) in TRANSIENT_ERROR_CODES:
             return True
-    text = str(error).lower()
-    return any(hint in text for hint in CONNECTION_HINTS)
+    return False
 
 
 def likely_cause(error: BaseException, status: int | None) -> str:
@@ -80,6 +84,8 @@ def likely_cause(error: BaseException, status: int | None) -> str:
         return "the server refused the credentials (check MLFLOW_TRACKING_TOKEN or _USERNAME/_PASSWORD)"
     if status is not None and 400 <= status < 500:
         return "the server rejected the request as invalid"
+    if status is None:
+        return "the server or client reported an error that retrying will not fix"
     return "an unexpected MLflow error"
 
 
@@ -99,7 +105,7 @@ def mlflow_errors(action: str, server: str) -> Iterator[None]:
             raise MlflowTransientError(
                 f"MLflow request to {action} failed transiently ({code}) at {where}; "
                 f"the step will be retried. {_short(error)}"
-            ) from error
+            ) from None  # the original may hold a URL with credentials; its text is redacted here
         client_version = _client_version()
         raise dg.Failure(
             description=(
@@ -113,7 +119,7 @@ def mlflow_errors(action: str, server: str) -> Iterator[None]:
                 "http_status": status or 0,
             },
             allow_retries=False,
-        ) from error
+        ) from None
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
@@ -132,7 +138,7 @@ def _endpoint(error: BaseException) -> str | None:
     return None
 
 
-USERINFO_PATTERN = re.compile(r"//[^/@\s]+@")
+USERINFO_PATTERN = re.compile(r"//[^/\s]*@")
 
 
 def redact(text: str) -> str:
@@ -149,3 +155,18 @@ def _client_version() -> str:
     import mlflow
 
     return mlflow.__version__
+
+
+@contextmanager
+def retry_only_transient(step: str) -> Iterator[None]:
+    """Make any error of `step` other than a transient MLflow one final: the RetryPolicy of the
+    model steps must not retry a bug or bad data."""
+    try:
+        yield
+    except (dg.Failure, MlflowTransientError):
+        raise
+    except Exception as error:
+        raise dg.Failure(
+            description=f"{step} failed: {type(error).__name__}: {_short(error)}. Not retried.",
+            allow_retries=False,
+        ) from error

@@ -192,5 +192,6 @@ class MlflowTracking(dg.ConfigurableResource):
         return Path(local).read_bytes()
 
     def run_url(self, experiment_id: str, run_id: str) -> str | None:
-        base = self.ui_url or (self.server() if self.uri().startswith("http") else "")
+        plain_http = self.uri().startswith("http") and "@" not in self.uri()  # no credentials
+        base = self.ui_url or (self.uri() if plain_http else "")
         return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}" if base else None

@@ -4,7 +4,8 @@ import dagster as dg
 
 from lakehouse_assets.model.champion import CHAMPION_ALIAS, current_champion
 from lakehouse_assets.model.evaluation import churn_model_evaluation
-from lakehouse_assets.model.lineage import latest_metadata
+from lakehouse_assets.model.lineage import upstream_metadata
+from lakehouse_assets.model.mlflow_errors import retry_only_transient
 from lakehouse_assets.model.mlflow_resource import MODEL_ARTIFACT_DIR, MlflowTracking
 from lakehouse_assets.model.retries import mlflow_retry_policy
 from lakehouse_assets.model.training import SHA_TAG
@@ -23,7 +24,7 @@ def registered_churn_model(
     evaluated run's `model` artifact folder, tagged with run id, SHA-256 and metrics. The alias
     `champion` moves to it only when it beats the current champion on ROC AUC; otherwise it
     stays a registered challenger."""
-    evaluation = latest_metadata(context, "churn_model_evaluation")
+    evaluation = upstream_metadata(context, "churn_model_evaluation")
     run_id = evaluation["mlflow_run_id"]
     if not evaluation["beats_baseline"]:
         raise dg.Failure(
@@ -32,33 +33,41 @@ def registered_churn_model(
             allow_retries=False,
         )
     name = mlflow.registered_model_name
-    with mlflow.open_run(run_id) as run:
-        client = run.client
+    client = mlflow.client()
+    with retry_only_transient("registered_churn_model"):
+        version = _version_for_run(mlflow, client, run_id, evaluation)
         champion = current_champion(mlflow, client)
         evaluated_against = evaluation["champion_version"]
-        if (champion.version if champion else "none") != evaluated_against:
+        # A retried step may find the alias already on its own version.
+        if champion is not None and champion.version not in (evaluated_against, version):
             raise dg.Failure(
                 f"The champion of {name!r} changed since the evaluation (evaluated against "
-                f"{evaluated_against}, now {champion.version if champion else 'none'}). "
+                f"{evaluated_against}, now {champion.version}). "
                 "Materialize churn_model_evaluation again.",
                 allow_retries=False,
             )
-        version = _version_for_run(mlflow, client, run_id, evaluation)
         promote = bool(evaluation["beats_champion"])
         if champion is not None and champion.version == version:
-            promote, decision = True, f"version {version} already is the champion"
+            promote, decision = True, f"version {version} is the champion"
         elif promote:
             with mlflow.errors(f"move alias {CHAMPION_ALIAS!r} of {name!r} to version {version}"):
                 client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+            decision = f"version {version} is the new champion" + (
+                f" (ROC AUC {evaluation['roc_auc']:.4f} > {evaluation['champion_roc_auc']:.4f} "
+                f"of version {champion.version})"
+                if champion
+                else " (first version)"
+            )
+        elif "champion_roc_auc" in evaluation:
             decision = (
-                f"version {version} is the new champion"
-                + (f" (ROC AUC {evaluation['roc_auc']:.4f} > {evaluation['champion_roc_auc']:.4f} of "
-                   f"version {champion.version})" if champion else " (first version)")
-            )  # fmt: skip
+                f"version {version} stays a registered challenger: ROC AUC "
+                f"{evaluation['roc_auc']:.4f} does not beat champion version {champion.version} "
+                f"({evaluation['champion_roc_auc']:.4f})"
+            )
         else:
             decision = (
-                f"version {version} stays a registered challenger: ROC AUC {evaluation['roc_auc']:.4f} "
-                f"does not beat champion version {champion.version} ({evaluation['champion_roc_auc']:.4f})"
+                f"version {version} stays a registered challenger: "
+                f"{evaluation['champion_comparison']}"
             )
         with mlflow.errors(f"tag version {version} of {name!r}"):
             client.set_model_version_tag(
@@ -100,7 +109,7 @@ def _version_for_run(mlflow: MlflowTracking, client, run_id: str, evaluation: di
         artifact_uri = client.get_run(run_id).info.artifact_uri
         tags = {
             "mlflow_run_id": run_id,
-            SHA_TAG: client.get_run(run_id).data.tags[SHA_TAG],
+            SHA_TAG: evaluation["model_sha256"],  # the hash evaluation verified
             **{k: f"{evaluation[k]:.6f}" for k in ("roc_auc", "accuracy", "f1_score")},
         }
         version = client.create_model_version(

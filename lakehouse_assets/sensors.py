@@ -1,0 +1,230 @@
+"""Sensors: refresh the lakehouse when transaction files land; record failed runs in MLflow."""
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+from lakehouse_assets.landing import sha256_of
+from lakehouse_assets.model.mlflow_resource import MlflowTracking
+from lakehouse_assets.resources import LandingZone
+
+INTERVAL_ENV = "LAKEHOUSE_SENSOR_INTERVAL_SECONDS"
+DEFAULT_INTERVAL_SECONDS = 30
+LANDING_SENSOR = "landing_sensor"
+FAILURE_SENSOR = "mlflow_run_failure_sensor"
+FAILURE_TAG = "dagster_failure"
+FAILED_RUN_TAG = "dagster_failed_run_id"
+MAX_TAG_CHARS = 4000  # below MLflow's tag value limit (5000 on 2.x servers, 8000 on 3.x)
+LANDED_FILES_TAG = "lakehouse/landed_files"
+
+
+def sensor_interval_seconds() -> int:
+    """`$LAKEHOUSE_SENSOR_INTERVAL_SECONDS` (default 30). Dagster needs it when the sensor is
+    defined, so it is read when the code location loads: restart `dagster dev` after changing it."""
+    raw = os.environ.get(INTERVAL_ENV) or str(DEFAULT_INTERVAL_SECONDS)
+    try:
+        seconds = int(raw)
+    except ValueError:
+        seconds = 0
+    if seconds < 1:
+        raise ValueError(f"{INTERVAL_ENV} must be a whole number of seconds >= 1, got {raw!r}")
+    return seconds
+
+
+@dataclass(frozen=True)
+class FileVersion:
+    """One version of a landed data file, as the sensor saw it."""
+
+    relative_path: str
+    size_bytes: int
+    mtime_ns: int
+    sha256: str = ""
+
+    def same_stat(self, other: "FileVersion | None") -> bool:
+        """Same size and mtime: the file was not written to in between."""
+        if other is None:
+            return False
+        return (self.size_bytes, self.mtime_ns) == (other.size_bytes, other.mtime_ns)
+
+
+@dataclass
+class LandingCursor:
+    """What the sensor remembers between ticks (stored by Dagster, so it survives restarts).
+
+    `triggered`: the version of each data file a run was last requested for.
+    `pending`: size and mtime of files seen at the last tick that were not yet stable.
+    `ignored`: files that are not CSV/Parquet, logged once.
+    """
+
+    triggered: dict[str, FileVersion] = field(default_factory=dict)
+    pending: dict[str, FileVersion] = field(default_factory=dict)
+    ignored: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "triggered": {
+                    k: [v.size_bytes, v.mtime_ns, v.sha256] for k, v in self.triggered.items()
+                },
+                "pending": {k: [v.size_bytes, v.mtime_ns] for k, v in self.pending.items()},
+                "ignored": self.ignored,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str | None) -> "LandingCursor":
+        if not text:
+            return cls()
+        data = json.loads(text)
+        return cls(
+            triggered={k: FileVersion(k, *v) for k, v in data.get("triggered", {}).items()},
+            pending={k: FileVersion(k, *v) for k, v in data.get("pending", {}).items()},
+            ignored=list(data.get("ignored", [])),
+        )
+
+
+def _stat(folder: Path, path: Path) -> FileVersion | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:  # removed since it was listed
+        return None
+    return FileVersion(path.relative_to(folder).as_posix(), stat.st_size, stat.st_mtime_ns)
+
+
+def run_key_for(versions: list[FileVersion]) -> str:
+    """The same set of file versions always gives the same run key (path, size, mtime, hash)."""
+    lines = "\n".join(
+        f"{v.relative_path}\t{v.size_bytes}\t{v.mtime_ns}\t{v.sha256}"
+        for v in sorted(versions, key=lambda v: v.relative_path)
+    )
+    return "landing-" + hashlib.sha256(lines.encode()).hexdigest()[:32]
+
+
+def scan_landing(
+    landing: LandingZone, cursor: LandingCursor, log
+) -> tuple[list[FileVersion], LandingCursor]:
+    """Compare the landing folder with `cursor`: the new or changed files that are complete, and
+    the next cursor. A file is complete when its size and mtime did not change since the last
+    tick; unchanged files (same size and mtime, or same content hash) are not returned again."""
+    folder = landing.folder()
+    data_paths = landing.data_files()
+    data_set = set(data_paths)
+    others = (
+        sorted(p for p in folder.rglob("*") if p.is_file() and p not in data_set)
+        if folder.is_dir()
+        else []
+    )
+    ignored = []
+    for path in others:
+        relative = path.relative_to(folder).as_posix()
+        ignored.append(relative)
+        if relative not in cursor.ignored:
+            why = "hidden" if path.name.startswith(".") else "not a CSV or Parquet file"
+            log.info(f"{relative}: {why}, ignored")
+    following = LandingCursor(ignored=ignored)
+    ready: list[FileVersion] = []
+    for path in data_paths:
+        now = _stat(folder, path)
+        if now is None:
+            continue
+        rel = now.relative_path
+        known = cursor.triggered.get(rel)
+        if known is not None:
+            following.triggered[rel] = known
+        if now.same_stat(known):
+            continue
+        if not now.same_stat(cursor.pending.get(rel)):
+            log.info(
+                f"{rel}: {now.size_bytes:,} bytes, new or changed; waiting one tick for it to settle"
+            )
+            following.pending[rel] = now
+            continue
+        digest = sha256_of(path)
+        after = _stat(folder, path)
+        if after is None:
+            continue
+        if not after.same_stat(now):  # written to while it was hashed
+            following.pending[rel] = after
+            continue
+        version = FileVersion(rel, now.size_bytes, now.mtime_ns, digest)
+        following.triggered[rel] = version
+        if known is not None and known.sha256 == digest:
+            log.info(f"{rel}: touched, but its content is unchanged; nothing to do")
+            continue
+        ready.append(version)
+    return ready, following
+
+
+def build_landing_sensor(job) -> dg.SensorDefinition:
+    """`landing_sensor` requesting `job`; its interval is read from the environment here."""
+
+    @dg.sensor(
+        name=LANDING_SENSOR,
+        job=job,
+        minimum_interval_seconds=sensor_interval_seconds(),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def landing_sensor(
+        context: dg.SensorEvaluationContext, landing: LandingZone
+    ) -> dg.SensorResult:
+        """Watches the landing folder. When CSV or Parquet files are new or changed (and their
+        size stayed the same for one tick, so files still being written wait), requests one run
+        of every layer and the model, keyed by the files' paths, sizes, mtimes and content
+        hashes: each version of a file triggers exactly once. Other files are ignored."""
+        cursor = LandingCursor.from_json(context.cursor)
+        ready, following = scan_landing(landing, cursor, context.log)
+        if not ready:
+            waiting = sorted(following.pending)
+            reason = (
+                f"Waiting for {', '.join(waiting)} to settle"
+                if waiting
+                else f"No new or changed data files in {landing.folder()}"
+            )
+            return dg.SensorResult(skip_reason=reason, cursor=following.to_json())
+        names = ", ".join(v.relative_path for v in ready)
+        context.log.info(f"Requesting a refresh for {len(ready)} new or changed file(s): {names}")
+        request = dg.RunRequest(
+            run_key=run_key_for(ready),
+            tags={LANDED_FILES_TAG: names if len(names) <= 200 else names[:197] + "..."},
+        )
+        return dg.SensorResult(run_requests=[request], cursor=following.to_json())
+
+    return landing_sensor
+
+
+@dg.run_failure_sensor(name=FAILURE_SENSOR, default_status=dg.DefaultSensorStatus.RUNNING)
+def mlflow_run_failure_sensor(context: dg.RunFailureSensorContext, mlflow: MlflowTracking) -> None:
+    """When a run fails, ends every MLflow run it left RUNNING as FAILED and tags all of its
+    MLflow runs with `dagster_failure` (the failed steps and their errors)."""
+    run_id = context.dagster_run.run_id
+    message = failure_message(context)
+    tagged = mlflow.end_runs_of_dagster_run(
+        run_id,
+        "FAILED",
+        tags={FAILURE_TAG: message[:MAX_TAG_CHARS], FAILED_RUN_TAG: run_id},
+    )
+    if tagged:
+        context.log.info(
+            f"Run {run_id} failed; marked MLflow run(s) {', '.join(tagged)}: {message}"
+        )
+    else:
+        context.log.info(f"Run {run_id} failed before it opened an MLflow run: {message}")
+
+
+def failure_message(context: dg.RunFailureSensorContext) -> str:
+    """The failed steps with their errors, or the run's failure message if no step failed."""
+    steps = []
+    for event in context.get_step_failure_events():
+        data = event.step_failure_data
+        if data is None:
+            continue
+        if data.user_failure_data and data.user_failure_data.description:  # a dg.Failure
+            steps.append(f"{event.step_key}: {data.user_failure_data.description}")
+        elif data.error:
+            steps.append(f"{event.step_key}: {data.error.message.strip()}")
+    return "\n".join(steps) or (context.failure_event.message or "run failed")

@@ -1,0 +1,181 @@
+"""End to end, as a user runs it: `dagster dev` (webserver and daemon) with the shipped instance
+settings, a run submitted through GraphQL, and the landing sensor reacting to dropped files.
+
+    pytest -m e2e
+"""
+
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from lakehouse_assets.sensors import FAILURE_SENSOR, LANDING_SENSOR
+from lakehouse_assets_tests.dagster_dev import (
+    INSTANCE_QUERY,
+    LOCATION,
+    REPOSITORY,
+    TERMINAL,
+    DagsterDev,
+    dagster_dev,
+)
+from lakehouse_assets_tests.model_helpers import MODEL, client_for
+
+pytestmark = pytest.mark.e2e
+
+SENSOR_RUN_TIMEOUT = 180.0  # from dropping a file to the end of the run it triggers
+FIRST_RUN_TIMEOUT = 300.0
+IDLE_TIMEOUT = 420.0  # the refresh triggered by the sample file raw writes, then quiet ticks
+TABLES = (
+    "bronze.transactions",
+    "bronze.ingested_files",
+    "silver.transactions",
+    "silver.rejected_transactions",
+    "gold.customer_summary",
+    "gold.customer_features",
+)
+NEW_ROWS = 24
+NEW_FILE = "transactions_e2e.csv"
+NEW_CSV = "transaction_id,customer_id,event_time,amount,quantity\n" + "".join(
+    f"e2e-{i},e2e-customer-{i % 4},2025-05-{1 + i:02d}T10:00:00Z,{10 + i}.25,{1 + i % 3}\n"
+    for i in range(NEW_ROWS)
+)
+BAD_FILE = "missing_amount.csv"
+BAD_CSV = "transaction_id,customer_id,event_time\nbad-1,c1,2025-05-01\n"
+
+
+def table_state(home: Path) -> dict[str, tuple]:
+    """Row count and an order-independent content hash of each table (read-only)."""
+    with duckdb.connect(str(home / "lakehouse.duckdb"), read_only=True) as conn:
+        return {
+            t: conn.execute(f"SELECT count(*), sum(hash(t)::HUGEINT) FROM {t} AS t").fetchone()
+            for t in TABLES
+        }
+
+
+def model_versions(home: Path) -> list[str]:
+    client = client_for(f"sqlite:///{home / 'mlflow.db'}")
+    return sorted(str(v.version) for v in client.search_model_versions(f"name = '{MODEL}'"))
+
+
+def tag(run: dict, key: str) -> str | None:
+    return next((t["value"] for t in run["tags"] if t["key"] == key), None)
+
+
+def wait_until_sensor_idle(dev: DagsterDev, timeout: float) -> None:
+    """Until every run has ended and two sensor ticks after the last end found nothing to do."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = dev.runs()
+        if all(r["status"] in TERMINAL for r in runs):
+            last_end = max((r["endTime"] or 0 for r in runs), default=0)
+            later = [t for t in dev.sensor_ticks(LANDING_SENSOR) if t["timestamp"] > last_end]
+            failed = [t for t in later if t["status"] == "FAILURE"]
+            assert not failed, f"sensor tick failed: {failed[0]['error']}"
+            quiet = [t for t in later if (t["skipReason"] or "").startswith("No new or changed")]
+            if len(quiet) >= 2 and len(quiet) == len(later):
+                return
+        time.sleep(2)
+    raise AssertionError(f"sensor not idle after {timeout:.0f}s: {dev.runs()}\n{dev.log_tail()}")
+
+
+def wait_for_sensor_run(dev: DagsterDev, known: set[str], deadline: float) -> dict:
+    """The first run that is not in `known` (created by the sensor), ended."""
+    while time.monotonic() < deadline:
+        new = [r for r in dev.runs() if r["runId"] not in known]
+        if new:
+            assert len(new) == 1, f"expected one run, got {new}"
+            run = new[0]
+            status = dev.wait_for_run(run["runId"], max(deadline - time.monotonic(), 1))
+            return {**run, "status": status}
+        time.sleep(1)
+    raise AssertionError(f"the sensor requested no run in time\n{dev.log_tail()}")
+
+
+def test_dagster_dev_sensor_refreshes_every_layer_and_registers_a_model(tmp_path):
+    with dagster_dev(tmp_path) as dev:
+        home = dev.lakehouse_home
+        instance = dev.graphql(INSTANCE_QUERY)["instance"]
+        assert instance["poolConfig"] == {"poolGranularity": "run", "defaultPoolLimit": 1}
+        assert instance["runQueueConfig"]["maxConcurrentRuns"] == 2
+
+        # Materialize everything once, as the UI's "Materialize all" would, through GraphQL.
+        first = dev.client().submit_job_execution(
+            "refresh_lakehouse", repository_location_name=LOCATION, repository_name=REPOSITORY
+        )
+        status = dev.wait_for_run(first, FIRST_RUN_TIMEOUT)
+        assert status == "SUCCESS", dev.step_failures(first)
+        # raw wrote the sample into the empty landing folder; the sensor refreshes once for it
+        # (bronze skips it by its hash). Wait for that before dropping anything.
+        wait_until_sensor_idle(dev, IDLE_TIMEOUT)
+        sample_runs = [r for r in dev.runs() if r["runId"] != first]
+        assert [tag(r, "lakehouse/landed_files") for r in sample_runs] == [
+            "sample_transactions.parquet"
+        ]
+        assert all(r["status"] == "SUCCESS" for r in sample_runs)
+        before = table_state(home)
+        versions = model_versions(home)
+        assert len(versions) == 1 + len(sample_runs)
+
+        # A new valid file: one sensor run refreshes every layer and registers a model version.
+        known = {r["runId"] for r in dev.runs()}
+        dropped = time.monotonic()
+        (dev.landing / NEW_FILE).write_text(NEW_CSV)
+        run = wait_for_sensor_run(dev, known, dropped + SENSOR_RUN_TIMEOUT)
+        assert run["status"] == "SUCCESS", dev.step_failures(run["runId"])
+        assert time.monotonic() - dropped <= SENSOR_RUN_TIMEOUT
+        assert tag(run, "dagster/sensor_name") == LANDING_SENSOR
+        assert tag(run, "lakehouse/landed_files") == NEW_FILE
+        after = table_state(home)
+        assert after["bronze.transactions"][0] == before["bronze.transactions"][0] + NEW_ROWS
+        assert after["bronze.ingested_files"][0] == before["bronze.ingested_files"][0] + 1
+        assert after["silver.transactions"][0] == before["silver.transactions"][0] + NEW_ROWS
+        assert after["gold.customer_summary"][0] == before["gold.customer_summary"][0] + 4
+        new_versions = model_versions(home)
+        assert len(new_versions) == len(versions) + 1
+
+        # The same file dropped again (same bytes, new mtime) triggers nothing; nor does a file
+        # that is not data, which is logged.
+        known.add(run["runId"])
+        wait_until_sensor_idle(dev, IDLE_TIMEOUT)
+        again = time.time()
+        (dev.landing / NEW_FILE).write_text(NEW_CSV)
+        (dev.landing / "README.txt").write_text("not data")
+        deadline = time.monotonic() + SENSOR_RUN_TIMEOUT
+        while len([t for t in dev.sensor_ticks(LANDING_SENSOR) if t["timestamp"] > again]) < 3:
+            assert time.monotonic() < deadline, dev.log_tail()
+            time.sleep(2)
+        assert {r["runId"] for r in dev.runs()} == known
+        assert table_state(home) == after
+        log = dev.sensor_log(LANDING_SENSOR, since=again)
+        assert "README.txt: not a CSV or Parquet file, ignored" in log, log
+        assert f"{NEW_FILE}: touched, but its content is unchanged; nothing to do" in log, log
+
+        # A file without a required column: its run fails clearly and no table changes.
+        dropped = time.monotonic()
+        (dev.landing / BAD_FILE).write_text(BAD_CSV)
+        bad = wait_for_sensor_run(dev, known, dropped + SENSOR_RUN_TIMEOUT)
+        assert bad["status"] == "FAILURE"
+        failures = "\n".join(dev.step_failures(bad["runId"]))
+        assert failures.startswith("bronze_transactions: ")
+        assert f"{dev.landing / BAD_FILE} lacks required column(s) amount" in failures
+        assert "Nothing was written" in failures
+        assert table_state(home) == after
+        assert model_versions(home) == new_versions
+
+        # The run-failure sensor (default interval 30 s) handled the failed run in the daemon.
+        deadline = time.monotonic() + 120
+        expected = (
+            f"Run {bad['runId']} failed before it opened an MLflow run: bronze_transactions: "
+            f"Landing file {dev.landing / BAD_FILE} lacks required column(s) amount"
+        )
+        while not any(m.startswith(expected) for m in dev.sensor_log(FAILURE_SENSOR)):
+            assert time.monotonic() < deadline, dev.sensor_log(FAILURE_SENSOR)
+            time.sleep(3)
+
+        # The duckdb pool (limit 1, run granularity) kept the runs from overlapping.
+        runs = sorted(dev.runs(), key=lambda r: r["startTime"])
+        for earlier, later in zip(runs, runs[1:], strict=False):
+            assert earlier["endTime"] <= later["startTime"], (earlier, later)
+        limit = dev.graphql(INSTANCE_QUERY)["instance"]["concurrencyLimit"]
+        assert limit["slotCount"] == 1

@@ -1,0 +1,64 @@
+"""The whole graph on 1,000,000 transactions: correct at size (speed is the benchmark's job)."""
+
+import pytest
+
+from lakehouse_assets.sample import write_sample
+from lakehouse_assets_tests.conftest import check_results, failure_messages, query, run_graph
+
+EVENTS = 1_000_000
+CUSTOMERS = 100_000
+REASONS = {"missing_customer_id", "bad_event_time", "bad_amount", "future_event_time", "duplicate"}
+
+
+@pytest.mark.large
+def test_a_million_transactions_flow_through_every_layer(lakehouse_home, instance):
+    write_sample(lakehouse_home / "landing", EVENTS, CUSTOMERS)
+    result = run_graph(instance)
+    assert result.success, failure_messages(result)
+    checks = check_results(result)
+    assert len(checks) == 9 and all(checks.values()), checks
+
+    (bronze, silver, rejected, ids, customers) = query(
+        lakehouse_home,
+        "SELECT (SELECT count(*) FROM bronze.transactions), count(*),"
+        " (SELECT count(*) FROM silver.rejected_transactions),"
+        " count(DISTINCT transaction_id), count(DISTINCT customer_id) FROM silver.transactions",
+    )[0]
+    assert bronze == EVENTS
+    assert silver + rejected == bronze  # conservation
+    assert ids == silver  # no transaction twice
+    assert 0.045 * EVENTS <= rejected <= 0.055 * EVENTS
+    assert 0.9 * CUSTOMERS <= customers <= CUSTOMERS
+    by_reason = dict(
+        query(
+            lakehouse_home, "SELECT reason, count(*) FROM silver.rejected_transactions GROUP BY 1"
+        )
+    )
+    assert set(by_reason) == REASONS and min(by_reason.values()) > 0.15 * rejected / len(REASONS)
+
+    gold_rows, gold_transactions = query(
+        lakehouse_home, "SELECT count(*), sum(transaction_count) FROM gold.customer_summary"
+    )[0]
+    assert gold_rows == customers and gold_transactions == silver
+    features, churned = query(
+        lakehouse_home, "SELECT count(*), avg(churned) FROM gold.customer_features"
+    )[0]
+    assert 0.9 * customers <= features <= customers and 0.2 < churned < 0.5
+    # Features count only transactions at or before the cutoff.
+    cutoff = result.asset_materializations_for_node("customer_features")[0].metadata["cutoff"].value
+    (mismatches,) = query(
+        lakehouse_home,
+        "SELECT count(*) FROM gold.customer_features f FULL JOIN ("
+        "  SELECT customer_id, count(*) AS n FROM silver.transactions"
+        "  WHERE event_time <= $cutoff::TIMESTAMP GROUP BY customer_id) s USING (customer_id)"
+        " WHERE f.frequency IS DISTINCT FROM s.n",
+        {"cutoff": cutoff},
+    )[0]
+    assert mismatches == 0
+
+    model = result.asset_materializations_for_node("churn_model")[0].metadata
+    assert model["train_rows"].value == 25_000  # the default cap
+    evaluation = result.asset_materializations_for_node("churn_model_evaluation")[0].metadata
+    assert evaluation["roc_auc"].value > 0.85
+    registered = result.asset_materializations_for_node("registered_churn_model")[0].metadata
+    assert registered["version"].value == "1" and registered["champion"].value is True
