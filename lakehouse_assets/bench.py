@@ -69,7 +69,7 @@ class Figures:
 
     @property
     def floor_ratio(self) -> float:
-        return self.data_layers_seconds / self.floor_seconds
+        return self.data_layers_seconds / max(self.floor_seconds, 1e-6)
 
     @property
     def transactions_per_second(self) -> float:
@@ -122,15 +122,19 @@ def write_sample(landing: Path, events: int, customers: int, samples: Path | Non
     target = landing if samples is None else samples / f"{events}_{customers}"
     started = time.perf_counter()
     if not any(target.glob("*.parquet")):
-        subprocess.run(
-            [sys.executable, "-m", "lakehouse_assets.sample", "--events", str(events),
-             "--customers", str(customers), "--out", str(target)],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        target.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "lakehouse_assets.sample", "--events", str(events),
+                   "--customers", str(customers), "--out", str(target)]  # fmt: skip
+        with (target.parent / f"sample_{events}.log").open("w") as log:
+            if subprocess.run(command, stdout=log, stderr=log).returncode != 0:
+                raise SystemExit(f"the sample command failed; see {log.name}")
     if samples is not None:
         landing.mkdir(parents=True, exist_ok=True)
         for path in target.glob("*.parquet"):
-            os.link(path, landing / path.name)
+            try:
+                os.link(path, landing / path.name)
+            except OSError:  # another file system
+                shutil.copy2(path, landing / path.name)
     return time.perf_counter() - started
 
 
@@ -209,7 +213,8 @@ def machine() -> dict:
 
 
 def pick_median(runs: list[Figures]) -> Figures:
-    """The run with the median wall time, carrying every run's wall time."""
+    """The run with the median wall time (the faster middle one for an even count), carrying
+    every run's wall time."""
     chosen = sorted(runs, key=lambda r: r.wall_seconds)[(len(runs) - 1) // 2]
     chosen.walls_of_repeats = [r.wall_seconds for r in runs]
     return chosen
@@ -301,7 +306,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--events", type=int, nargs="+", default=[DEFAULT_EVENTS, 1_000_000, TARGET_EVENTS]
     )
-    parser.add_argument("--repeat", type=int, default=1, help="runs per size; the median is kept")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs per size; the median run is reported (odd N)"
+    )
     parser.add_argument(
         "--work", type=Path, default=Path(tempfile.gettempdir()) / "lakehouse-bench",
         help="folder for the fresh LAKEHOUSE_HOMEs (one per size, replaced on each run)",

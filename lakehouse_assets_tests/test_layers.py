@@ -95,6 +95,8 @@ t5,c1,2025-01-03,abc,1,non-numeric amount
 t6,c2,2999-01-01,5,1,future
 t1,c1,2025-01-01T10:00:00Z,10.50,1,exact duplicate of t1
 t7,c2,2025-01-04 08:00:00,7,2.5,fractional quantity
+t10,c2,2025-01-05,7,-1,negative quantity
+t11,c3,2025-01-06,7,3.0,whole quantity written as a decimal
 t8,c2,2025-02-01,7,,no quantity is fine
 t9,c3,2025-03-01T12:00:00+02:00,1e2,3,offset and exponent
 """,
@@ -113,6 +115,7 @@ t9,c3,2025-03-01T12:00:00+02:00,1e2,3,offset and exponent
         ("t6", "future_event_time"),
         ("t1", "duplicate"),
         ("t7", "bad_quantity"),
+        ("t10", "bad_quantity"),
     ]
     lineage = query(
         lakehouse_home,
@@ -126,11 +129,12 @@ t9,c3,2025-03-01T12:00:00+02:00,1e2,3,offset and exponent
     )
     assert kept == [
         ("t1", "2025-01-01 10:00:00", 10.5, 1),
+        ("t11", "2025-01-06 00:00:00", 7.0, 3),
         ("t8", "2025-02-01 00:00:00", 7.0, None),
         ("t9", "2025-03-01 10:00:00", 100.0, 3),
     ]
     assert scalar(
-        lakehouse_home, "SELECT note FROM bronze.transactions WHERE _source_row = 10"
+        lakehouse_home, "SELECT note FROM bronze.transactions WHERE _source_row = 12"
     ) == ("offset and exponent")
 
 

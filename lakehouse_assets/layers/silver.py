@@ -14,7 +14,6 @@ REJECTED_TABLE = "silver.rejected_transactions"
 REPEATED_IDS = "repeated_transaction_ids"
 LATER_COPIES = "later_copies"
 LINEAGE = "_source_file, _source_row, _ingested_at"
-INTEGER_PATTERN = r"^\s*[+]?\d+\s*$"
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%S"
 TRIMMED_ID = "nullif(trim(transaction_id), '')"
 # A transaction is identified by its transaction_id, else by its whole record.
@@ -39,8 +38,9 @@ typed AS (
             try_cast(trim(event_time) AS TIMESTAMPTZ)::TIMESTAMP
         ) AS event_time,
         try_cast(trim(amount) AS DOUBLE) AS amount,
-        CASE WHEN regexp_full_match(quantity, '{INTEGER_PATTERN}')
-             THEN try_cast(trim(quantity) AS INTEGER) END AS quantity,
+        CASE WHEN try_cast(trim(quantity) AS DOUBLE) >= 0
+              AND try_cast(trim(quantity) AS DOUBLE) = floor(try_cast(trim(quantity) AS DOUBLE))
+             THEN try_cast(try_cast(trim(quantity) AS DOUBLE) AS INTEGER) END AS quantity,
         {TRIMMED_ID} AS transaction_id
     FROM {source}
 ),
