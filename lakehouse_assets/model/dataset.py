@@ -47,7 +47,7 @@ def load_split(
         fingerprint = features_fingerprint(conn)
         arrays = conn.execute(
             f"SELECT {', '.join(FEATURE_COLUMNS)}, {LABEL}, "
-            f"md5_number(customer_id || '/' || $seed) % {HASH_BUCKETS} < $cut AS in_test "
+            f"md5_number_lower(customer_id || '/' || $seed) % {HASH_BUCKETS} < $cut AS in_test "
             f"FROM {TABLE} ORDER BY customer_id",
             {"seed": str(seed), "cut": round(test_size * HASH_BUCKETS)},
         ).fetchnumpy()

@@ -13,7 +13,12 @@ from lakehouse_assets.model.lineage import upstream_metadata
 from lakehouse_assets.model.mlflow_errors import retry_only_transient
 from lakehouse_assets.model.mlflow_resource import MlflowTracking
 from lakehouse_assets.model.retries import mlflow_retry_policy
-from lakehouse_assets.model.scoring import majority_baseline, score
+from lakehouse_assets.model.scoring import (
+    churn_probability,
+    majority_baseline,
+    score,
+    scores_from_probability,
+)
 from lakehouse_assets.model.training import FINGERPRINT_TAG, SHA_TAG, churn_model
 from lakehouse_assets.resources import LakehouseDuckDB
 
@@ -72,7 +77,8 @@ def churn_model_evaluation(
         model = pickles.load_verified(
             payload, expected_sha, f"model/model.pkl of MLflow run {run_id}"
         )
-        model_scores = score(model, split.x_test, split.y_test)
+        probability = churn_probability(model, split.x_test)
+        model_scores = scores_from_probability(split.y_test, probability)
         baseline = majority_baseline(split.y_train, split.y_test)
         champion = current_champion(mlflow, client)
         champion_scores, champion_note = _score_champion(
@@ -120,7 +126,7 @@ def churn_model_evaluation(
             "comparison": dg.MetadataValue.md(
                 markdown_rows(["model", "roc_auc", "accuracy", "f1_score"], comparison)
             ),
-            "confusion_matrix": dg.MetadataValue.md(_confusion(model, split)),
+            "confusion_matrix": dg.MetadataValue.md(_confusion(split.y_test, probability)),
         },
         check_results=[
             dg.AssetCheckResult(
@@ -158,10 +164,10 @@ def _row(scores: dict[str, float]) -> tuple[str, str, str]:
     return tuple(f"{scores[k]:.4f}" for k in ("roc_auc", "accuracy", "f1_score"))
 
 
-def _confusion(model, split) -> str:
+def _confusion(y_test, probability) -> str:
     from sklearn.metrics import confusion_matrix
 
-    matrix = confusion_matrix(split.y_test, model.predict(split.x_test), labels=[0, 1])
+    matrix = confusion_matrix(y_test, (probability > 0.5).astype(int), labels=[0, 1])
     return markdown_rows(
         ["actual \\ predicted", "retained (0)", "churned (1)"],
         [("retained (0)", *map(int, matrix[0])), ("churned (1)", *map(int, matrix[1]))],

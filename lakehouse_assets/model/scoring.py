@@ -3,11 +3,19 @@
 import numpy as np
 
 
+def churn_probability(model, x: np.ndarray) -> np.ndarray:
+    return model.predict_proba(x)[:, 1]
+
+
 def score(model, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    return scores_from_probability(y, churn_probability(model, x))
+
+
+def scores_from_probability(y: np.ndarray, probability: np.ndarray) -> dict[str, float]:
+    """Accuracy and F1 of the 0.5-threshold prediction (what `predict` returns), and ROC AUC."""
     from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
-    predicted = model.predict(x)
-    probability = model.predict_proba(x)[:, 1]
+    predicted = (probability > 0.5).astype(int)
     return {
         "accuracy": float(accuracy_score(y, predicted)),
         "f1_score": float(f1_score(y, predicted, zero_division=0)),
