@@ -10,6 +10,7 @@ import pytest
 
 from lakehouse_assets import defs
 from lakehouse_assets.profiles import build_resources
+from lakehouse_assets_tests.mlflow_servers import current_mlflow_server, legacy_mlflow_server
 
 
 def require_program(path_or_name: str, install_hint: str) -> str:
@@ -22,6 +23,18 @@ def require_program(path_or_name: str, install_hint: str) -> str:
         pytest.fail(message)
     pytest.skip(message)
 
+
+# The eight assets of the graph, in lineage order.
+ASSET_NAMES = (
+    "raw_transactions",
+    "bronze_transactions",
+    "silver_transactions",
+    "gold_customer_summary",
+    "customer_features",
+    "churn_model",
+    "churn_model_evaluation",
+    "registered_churn_model",
+)
 
 ENV_VARS = (
     "LAKEHOUSE_ENV",
@@ -48,6 +61,20 @@ def instance():
     """A Dagster instance in a temporary directory, kept across the runs of one test."""
     with dg.instance_for_test() as test_instance:
         yield test_instance
+
+
+@pytest.fixture(scope="module")
+def current_url(tmp_path_factory):
+    """A current `mlflow server` on loopback, one per test module."""
+    with current_mlflow_server(tmp_path_factory.mktemp("mlflow-current")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def legacy_url(tmp_path_factory):
+    """An MLflow 2.9.2 server (its own virtual environment) on loopback, one per test module."""
+    with legacy_mlflow_server(tmp_path_factory.mktemp("mlflow-legacy")) as url:
+        yield url
 
 
 def run_graph(

@@ -392,6 +392,29 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+def prod_env(pg: PostgresServer, home: Path, lake: Path, **extra: str) -> dict[str, str]:
+    """`clean_env` for the `prod` profile: Dagster on `pg`, DuckDB and landing under `lake`."""
+    return clean_env(
+        **dagster_pg_env(pg),
+        DAGSTER_HOME=str(home),
+        LAKEHOUSE_ENV="prod",
+        LAKEHOUSE_DUCKDB_PATH=str(lake / "lakehouse.duckdb"),
+        LAKEHOUSE_LANDING_DIR=str(lake / "landing"),
+        **extra,
+    )
+
+
+def wait_for_finished_run(instance, timeout: float):
+    """The newest run not started by a sensor, once it has finished; fails after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = [r for r in instance.get_runs() if "dagster/sensor_name" not in r.tags]
+        if runs and runs[0].is_finished:
+            return runs[0]
+        time.sleep(1)
+    raise AssertionError(f"no finished run after {timeout:.0f}s: {instance.get_runs()}")
+
+
 def dagster_pg_env(pg: PostgresServer, db_name: str = "dagster") -> dict[str, str]:
     """The variables deploy/dagster.yaml reads."""
     return {

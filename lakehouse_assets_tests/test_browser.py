@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from lakehouse_assets_tests.conftest import ASSET_NAMES
 from lakehouse_assets_tests.dagster_dev import (
     LOCATION,
     REPO_ROOT,
@@ -29,16 +30,7 @@ from lakehouse_assets_tests.dagster_dev import (
 pytestmark = pytest.mark.browser
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
-ASSETS = (
-    "raw_transactions",
-    "bronze_transactions",
-    "silver_transactions",
-    "gold_customer_summary",
-    "customer_features",
-    "churn_model",
-    "churn_model_evaluation",
-    "registered_churn_model",
-)
+ASSETS = ASSET_NAMES
 CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",

@@ -4,7 +4,6 @@ is launched by the daemon from deploy/workspace-celery.yaml, every step runs in 
 and the `duckdb` pool still lets one step at a time open the DuckDB file."""
 
 import contextlib
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -13,16 +12,17 @@ import pytest
 from lakehouse_assets import defs
 from lakehouse_assets_tests.services import (
     DEPLOY_DIR,
-    clean_env,
     dagster_home,
     dagster_pg_env,
     file_texts,
     leaked_secrets,
     postgres_server,
+    prod_env,
     redis_server,
     run_command,
     run_log_texts,
     server_process,
+    wait_for_finished_run,
 )
 
 pytestmark = pytest.mark.services
@@ -34,16 +34,6 @@ STEP_END = ("STEP_SUCCESS", "STEP_FAILURE")
 
 def _logged(log: Path, text: str) -> bool:
     return log.exists() and text in log.read_text(errors="replace")
-
-
-def _wait_for_run(instance: dg.DagsterInstance, timeout: float) -> dg.DagsterRun:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = [r for r in instance.get_runs() if "dagster/sensor_name" not in r.tags]
-        if runs and runs[0].is_finished:
-            return runs[0]
-        time.sleep(1)
-    raise AssertionError(f"no finished run after {timeout:.0f}s: {instance.get_runs()}")
 
 
 def _duckdb_pool_steps() -> set[str]:
@@ -66,18 +56,15 @@ def _step_intervals(events, steps: set[str]) -> list[tuple[float, float, str]]:
 
 
 def test_graph_runs_on_two_celery_workers_one_duckdb_writer_at_a_time(tmp_path, monkeypatch):
-    pytest.importorskip("dagster_postgres")
-    pytest.importorskip("dagster_celery")
-    redis = pytest.importorskip("redis")
+    import redis
+
     with postgres_server(tmp_path / "pg") as pg, redis_server(tmp_path / "redis") as broker:
         home = dagster_home(tmp_path / "dagster_home", pg)
         lake = tmp_path / "lakehouse"
-        env = clean_env(
-            **dagster_pg_env(pg),
-            DAGSTER_HOME=str(home),
-            LAKEHOUSE_ENV="prod",
-            LAKEHOUSE_DUCKDB_PATH=str(lake / "lakehouse.duckdb"),
-            LAKEHOUSE_LANDING_DIR=str(lake / "landing"),
+        env = prod_env(
+            pg,
+            home,
+            lake,
             MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
             LAKEHOUSE_SENSOR_INTERVAL_SECONDS="3600",  # no second run from the landing sensor
             DAGSTER_CELERY_BROKER_URL=broker,
@@ -108,7 +95,7 @@ def test_graph_runs_on_two_celery_workers_one_duckdb_writer_at_a_time(tmp_path, 
             for name, value in dagster_pg_env(pg).items():
                 monkeypatch.setenv(name, value)
             with dg.DagsterInstance.from_config(str(home)) as instance:
-                run = _wait_for_run(instance, timeout=420)
+                run = wait_for_finished_run(instance, timeout=420)
             assert run.is_success, daemon_log.read_text()[-3000:]
             broker_texts = {
                 f"redis {key!r}": repr(redis.Redis.from_url(broker).dump(key))

@@ -60,7 +60,6 @@ def test_user_code_module_is_the_code_location():
 
 
 def test_run_launcher_config_validates_against_dagster_k8s():
-    pytest.importorskip("dagster_k8s")
     from dagster._config import validate_config
     from dagster_k8s import K8sRunLauncher
 
@@ -82,7 +81,6 @@ def test_run_launcher_config_validates_against_dagster_k8s():
 
 
 def test_k8s_job_executor_location_loads_and_its_config_validates():
-    pytest.importorskip("dagster_k8s")
     from lakehouse_assets.deploy import k8s_location
 
     job = k8s_location.defs.resolve_job_def("refresh_lakehouse")

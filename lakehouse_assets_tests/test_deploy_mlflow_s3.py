@@ -17,6 +17,7 @@ from lakehouse_assets_tests.services import (
     file_texts,
     leaked_secrets,
     postgres_server,
+    prod_env,
     run_command,
     run_log_texts,
     s3_server,
@@ -27,8 +28,6 @@ pytestmark = pytest.mark.services
 
 
 def test_graph_registers_a_model_whose_pickle_is_in_the_bucket(tmp_path, monkeypatch):
-    pytest.importorskip("dagster_postgres")
-    pytest.importorskip("boto3")
     # The test process and the Dagster run have no bucket credentials: only the MLflow server.
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
@@ -40,14 +39,7 @@ def test_graph_registers_a_model_whose_pickle_is_in_the_bucket(tmp_path, monkeyp
     ):
         home = dagster_home(tmp_path / "dagster_home", pg)
         lake = tmp_path / "lakehouse"
-        env = clean_env(
-            **dagster_pg_env(pg),
-            DAGSTER_HOME=str(home),
-            LAKEHOUSE_ENV="prod",
-            LAKEHOUSE_DUCKDB_PATH=str(lake / "lakehouse.duckdb"),
-            LAKEHOUSE_LANDING_DIR=str(lake / "landing"),
-            MLFLOW_TRACKING_URI=mlflow_url,
-        )
+        env = prod_env(pg, home, lake, MLFLOW_TRACKING_URI=mlflow_url)
         log = tmp_path / "dagster-job-execute.log"
         cmd = ["dagster", "job", "execute", "-m", "lakehouse_assets", "-j", "refresh_lakehouse"]
         code = run_command(cmd, env, log, timeout=600, cwd=tmp_path)

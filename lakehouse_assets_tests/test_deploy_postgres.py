@@ -5,14 +5,13 @@ run afterwards, and no credential appears in what it shows or in any log."""
 
 import functools
 import json
-import time
 import urllib.request
 
 import dagster as dg
 import pytest
 
 from lakehouse_assets import profiles
-from lakehouse_assets_tests.conftest import failure_messages, run_graph
+from lakehouse_assets_tests.conftest import ASSET_NAMES, failure_messages, run_graph
 from lakehouse_assets_tests.services import (
     REPO_ROOT,
     clean_env,
@@ -26,20 +25,12 @@ from lakehouse_assets_tests.services import (
     run_command,
     run_log_texts,
     server_process,
+    wait_for_finished_run,
 )
 
 pytestmark = pytest.mark.services
 
-ASSETS = {
-    "raw_transactions",
-    "bronze_transactions",
-    "silver_transactions",
-    "gold_customer_summary",
-    "customer_features",
-    "churn_model",
-    "churn_model_evaluation",
-    "registered_churn_model",
-}
+ASSETS = set(ASSET_NAMES)
 
 
 # What the UI shows of a run: its config and tags, every event's message and metadata.
@@ -63,18 +54,7 @@ def _graphql(url: str, query: str, variables: dict) -> str:
         return response.read().decode()
 
 
-def _wait_for_run(instance: dg.DagsterInstance, timeout: float) -> dg.DagsterRun:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = [r for r in instance.get_runs() if "dagster/sensor_name" not in r.tags]
-        if runs and runs[0].is_finished:
-            return runs[0]
-        time.sleep(1)
-    raise AssertionError(f"no finished run after {timeout:.0f}s: {instance.get_runs()}")
-
-
 def test_daemon_runs_the_graph_on_postgres_and_history_survives_a_restart(tmp_path, monkeypatch):
-    pytest.importorskip("dagster_postgres")
     with postgres_server(tmp_path / "pg") as pg:
         home = dagster_home(tmp_path / "dagster_home", pg)
         lake = tmp_path / "lakehouse"
@@ -104,7 +84,7 @@ def test_daemon_runs_the_graph_on_postgres_and_history_survives_a_restart(tmp_pa
                 launch = ["dagster", "job", "launch", *workspace, "-j", "refresh_lakehouse"]
                 code = run_command(launch, env, launch_log, timeout=300, cwd=tmp_path)
                 assert code == 0, launch_log.read_text()[-3000:]
-                run = _wait_for_run(instance, timeout=420)
+                run = wait_for_finished_run(instance, timeout=420)
             assert run.is_success, daemon_log.read_text()[-3000:]
             first_run_id = run.run_id
             texts = run_log_texts(instance, first_run_id)

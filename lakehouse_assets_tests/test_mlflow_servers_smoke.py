@@ -47,18 +47,6 @@ pytestmark = pytest.mark.mlflow_server
 ARTIFACTS_PREFIX = "/api/2.0/mlflow-artifacts/"
 
 
-@pytest.fixture(scope="module")
-def current_url(tmp_path_factory):
-    with current_mlflow_server(tmp_path_factory.mktemp("mlflow-current")) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def legacy_url(tmp_path_factory):
-    with legacy_mlflow_server(tmp_path_factory.mktemp("mlflow-legacy")) as url:
-        yield url
-
-
 @pytest.fixture(autouse=True)
 def no_client_retries(monkeypatch):
     """Fail fast: the client's default is 7 retries with backoff (~4 minutes)."""

@@ -14,25 +14,11 @@ from lakehouse_assets.model.mlflow_resource import MlflowTracking
 from lakehouse_assets_tests.conftest import check_results, failure_messages, run_graph
 from lakehouse_assets_tests.mlflow_servers import (
     always_404_server,
-    current_mlflow_server,
     flaky_proxy,
-    legacy_mlflow_server,
 )
 from lakehouse_assets_tests.model_helpers import champion_predicts, running_runs, step_starts
 
 pytestmark = pytest.mark.mlflow_server
-
-
-@pytest.fixture(scope="module")
-def current_url(tmp_path_factory):
-    with current_mlflow_server(tmp_path_factory.mktemp("mlflow-current")) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def legacy_url(tmp_path_factory):
-    with legacy_mlflow_server(tmp_path_factory.mktemp("mlflow-legacy")) as url:
-        yield url
 
 
 def tracking(url: str) -> tuple[dict, str]:

@@ -20,20 +20,12 @@ from lakehouse_assets.sensors import (
     build_landing_sensor,
     sensor_interval_seconds,
 )
+from lakehouse_assets_tests.conftest import ASSET_NAMES
 from lakehouse_assets_tests.model_helpers import client_for
 
 CSV = "transaction_id,customer_id,event_time,amount\nt1,c1,2025-01-01,10.5\nt2,c2,2025-01-02,3\n"
 FAILURE_MESSAGE = "the landing file lacks required column(s) amount"
-ALL_ASSETS = {
-    "raw_transactions",
-    "bronze_transactions",
-    "silver_transactions",
-    "gold_customer_summary",
-    "customer_features",
-    "churn_model",
-    "churn_model_evaluation",
-    "registered_churn_model",
-}
+ALL_ASSETS = set(ASSET_NAMES)
 
 
 SENSORS = {sensor.name: sensor for sensor in automation.sensors}
