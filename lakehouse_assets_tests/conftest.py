@@ -1,7 +1,5 @@
 """Shared fixtures: a fresh LAKEHOUSE_HOME per test and helpers to run the graph through Dagster."""
 
-import os
-import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -11,18 +9,6 @@ import pytest
 from lakehouse_assets import defs
 from lakehouse_assets.profiles import build_resources
 from lakehouse_assets_tests.mlflow_servers import current_mlflow_server, legacy_mlflow_server
-
-
-def require_program(path_or_name: str, install_hint: str) -> str:
-    """The program's path; skip the test when it is missing, but fail under CI (CI=true)."""
-    found = shutil.which(path_or_name) or (path_or_name if os.path.exists(path_or_name) else None)
-    if found:
-        return found
-    message = f"{path_or_name} is not installed ({install_hint})"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
 
 # The eight assets of the graph, in lineage order.
 ASSET_NAMES = (
