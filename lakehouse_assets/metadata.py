@@ -26,11 +26,7 @@ def table_metadata(conn: duckdb.DuckDBPyConnection, table: str) -> dict[str, dg.
 
 def markdown_table(result: duckdb.DuckDBPyConnection) -> str:
     """Render a DuckDB result as a markdown table (values shortened, pipes escaped)."""
-    names = [d[0] for d in result.description]
-    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
-    for row in result.fetchall():
-        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
-    return "\n".join(lines)
+    return markdown_rows([d[0] for d in result.description], result.fetchall())
 
 
 def _cell(value) -> str:
@@ -43,6 +39,7 @@ def _cell(value) -> str:
 
 
 def markdown_rows(header: list[str], rows: list[tuple]) -> str:
+    """A markdown table of `rows` under `header` (values shortened, pipes escaped)."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
