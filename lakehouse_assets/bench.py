@@ -5,8 +5,9 @@
 For each size (customers = events / 10, like the default sample): write the sample with the
 sample command into a fresh LAKEHOUSE_HOME, materialize every asset with the README's command
 (`dagster asset materialize -m lakehouse_assets --select '*'`, one process, in-process executor)
-and read per-step times from the run's event log. The floor is DuckDB reading the same Parquet
-file(s) once, grouped by customer_id. Prints a table and the targets met or missed, and writes
+and read per-step times from the run's event log. The floor is DuckDB reading every column of
+the same Parquet file(s) once, grouped by customer_id; beside it, the time to copy them into a
+DuckDB table, the least that bronze (every landed row kept in DuckDB) can cost. Prints a table and the targets met or missed, and writes
 the figures to JSON.
 """
 
@@ -38,10 +39,20 @@ TARGET_PEAK_RSS_MB = 2048.0
 TARGET_GROWTH = 11.0  # wall(10,000,000) / wall(1,000,000)
 DEFAULT_EVENTS = 10_000
 DEFAULT_WALL_SECONDS = 15.0
+# The floor reads every column of the files once, grouped by customer: the issue's "read the same
+# raw Parquet files once and group them by customer" (1.5 s at 10M on this machine kind). Counting
+# rows per customer alone reads only one column; it is reported beside it for comparison.
 FLOOR_SQL = (
+    "CREATE OR REPLACE TEMP TABLE floor AS SELECT customer_id, count(*) AS transactions, "
+    "max(COLUMNS(* EXCLUDE (customer_id))) FROM read_parquet($files) GROUP BY customer_id"
+)
+ONE_COLUMN_FLOOR_SQL = (
     "CREATE OR REPLACE TEMP TABLE floor AS "
     "SELECT customer_id, count(*) AS transactions FROM read_parquet($files) GROUP BY customer_id"
 )
+ISSUE_FLOOR_SECONDS = 1.5
+# What keeping every landed row in a DuckDB table costs at least, as bronze's contract requires.
+COPY_SQL = "CREATE TABLE copied AS SELECT * FROM read_parquet($files)"
 CLEARED_ENV = ("LAKEHOUSE_LANDING_DIR", "LAKEHOUSE_DUCKDB_PATH", "MLFLOW_TRACKING_URI")
 
 
@@ -57,6 +68,8 @@ class Figures:
     peak_rss_mb: float
     steps: dict[str, float]
     floor_seconds: float
+    one_column_floor_seconds: float
+    copy_seconds: float
     load_before: list[float]
     load_after: list[float]
     roc_auc: float | None = None
@@ -109,7 +122,9 @@ def run_size(work: Path, events: int, samples: Path | None) -> Figures:
         cpu_seconds=round(cpu, 3),
         peak_rss_mb=round(peak_rss_mb, 1),
         steps=steps,
-        floor_seconds=round(floor_seconds(files), 3),
+        floor_seconds=round(floor_seconds(files, FLOOR_SQL), 3),
+        one_column_floor_seconds=round(floor_seconds(files, ONE_COLUMN_FLOOR_SQL), 3),
+        copy_seconds=round(copy_seconds(files, home / "copy.duckdb"), 3),
         load_before=load_before,
         load_after=load_after,
         roc_auc=roc_auc,
@@ -174,7 +189,7 @@ def _metadata(instance, asset: str) -> dict:
     return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
 
-def floor_seconds(files: list[str], repeats: int = 3) -> float:
+def floor_seconds(files: list[str], sql: str, repeats: int = 3) -> float:
     """Median time of a bare DuckDB scan of `files` grouped by customer_id into a temp table."""
     import duckdb
 
@@ -182,8 +197,24 @@ def floor_seconds(files: list[str], repeats: int = 3) -> float:
     with duckdb.connect() as conn:
         for _ in range(repeats):
             started = time.perf_counter()
-            conn.execute(FLOOR_SQL, {"files": files})
+            conn.execute(sql, {"files": files})
             timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
+
+
+def copy_seconds(files: list[str], database: Path, repeats: int = 3) -> float:
+    """Median time to store `files` as one table in a fresh DuckDB file, commit included."""
+    import duckdb
+
+    timings = []
+    for _ in range(repeats):
+        database.unlink(missing_ok=True)
+        started = time.perf_counter()
+        with duckdb.connect(str(database)) as conn:
+            conn.execute("SET preserve_insertion_order = false")
+            conn.execute(COPY_SQL, {"files": files})
+        timings.append(time.perf_counter() - started)
+    database.unlink(missing_ok=True)
     return statistics.median(timings)
 
 
@@ -229,7 +260,8 @@ def targets(results: dict[int, Figures]) -> list[tuple[str, str, bool]]:
             (f"whole graph at 10M < {TARGET_WALL_SECONDS:.0f} s", f"{big.wall_seconds:.1f} s",
              big.wall_seconds < TARGET_WALL_SECONDS),
             (f"bronze..features at 10M <= {TARGET_FLOOR_RATIO:.0f}x floor",
-             f"{big.floor_ratio:.1f}x", big.floor_ratio <= TARGET_FLOOR_RATIO),
+             f"{big.floor_ratio:.1f}x ({big.data_layers_seconds / ISSUE_FLOOR_SECONDS:.1f}x the "
+             f"issue's {ISSUE_FLOOR_SECONDS} s)", big.floor_ratio <= TARGET_FLOOR_RATIO),
             (f"peak RSS at 10M < {TARGET_PEAK_RSS_MB / 1024:.0f} GB", f"{big.peak_rss_mb:,.0f} MB",
              big.peak_rss_mb < TARGET_PEAK_RSS_MB),
         ]  # fmt: skip
@@ -258,9 +290,13 @@ def report(results: dict[int, Figures], host: dict) -> str:
         ["transactions per second", *(f"{results[n].transactions_per_second:,.0f}" for n in sizes)],
         ["peak RSS (MB)", *(f"{results[n].peak_rss_mb:,.0f}" for n in sizes)],
         ["bronze..features (s)", *(f"{results[n].data_layers_seconds:.2f}" for n in sizes)],
-        ["floor: DuckDB scan grouped by customer (s)",
+        ["floor: every column read, by customer (s)",
          *(f"{results[n].floor_seconds:.2f}" for n in sizes)],
         ["bronze..features / floor", *(f"{results[n].floor_ratio:.1f}x" for n in sizes)],
+        ["rows per customer only (s)",
+         *(f"{results[n].one_column_floor_seconds:.2f}" for n in sizes)],
+        ["files copied into a DuckDB table (s)",
+         *(f"{results[n].copy_seconds:.2f}" for n in sizes)],
         ["ROC AUC (held-out)", *(_auc(results[n].roc_auc) for n in sizes)],
         ["training rows", *(f"{results[n].train_rows or 0:,}" for n in sizes)],
         ["sample command (s)", *(f"{results[n].sample_seconds:.1f}" for n in sizes)],
@@ -337,6 +373,8 @@ def main(argv: list[str] | None = None) -> None:
         "command": "python -m lakehouse_assets.bench " + " ".join(argv or sys.argv[1:]),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "floor_sql": FLOOR_SQL,
+        "one_column_floor_sql": ONE_COLUMN_FLOOR_SQL,
+        "copy_sql": COPY_SQL,
         "results": [results[n].as_json() for n in sorted(results)],
         "targets": [{"target": t, "measured": m, "met": ok} for t, m, ok in targets(results)],
     }

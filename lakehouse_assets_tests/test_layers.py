@@ -99,6 +99,9 @@ t10,c2,2025-01-05,7,-1,negative quantity
 t11,c3,2025-01-06,7,3.0,whole quantity written as a decimal
 t8,c2,2025-02-01,7,,no quantity is fine
 t9,c3,2025-03-01T12:00:00+02:00,1e2,3,offset and exponent
+t12,c3, 2025-01-07 , 8.5 , 2 ,spaces around values
+t13,c3,2025-01-07,nan,1,amount not a number
+t14,c3,2025-01-07,1,inf,infinite quantity
 """,
     )
     result = run_graph(instance, dg.AssetSelection.groups("raw", "bronze", "silver"), NO_SEED)
@@ -116,6 +119,8 @@ t9,c3,2025-03-01T12:00:00+02:00,1e2,3,offset and exponent
         ("t1", "duplicate"),
         ("t7", "bad_quantity"),
         ("t10", "bad_quantity"),
+        ("t13", "bad_amount"),
+        ("t14", "bad_quantity"),
     ]
     lineage = query(
         lakehouse_home,
@@ -130,6 +135,7 @@ t9,c3,2025-03-01T12:00:00+02:00,1e2,3,offset and exponent
     assert kept == [
         ("t1", "2025-01-01 10:00:00", 10.5, 1),
         ("t11", "2025-01-06 00:00:00", 7.0, 3),
+        ("t12", "2025-01-07 00:00:00", 8.5, 2),
         ("t8", "2025-02-01 00:00:00", 7.0, None),
         ("t9", "2025-03-01 10:00:00", 100.0, 3),
     ]
