@@ -5,7 +5,8 @@ Plain context managers for tests (the conftest wraps them in fixtures):
 * ``current_mlflow_server(tmp_dir)``: the MLflow installed next to the tests.
 * ``legacy_mlflow_server(tmp_dir)``: MLflow 2.9.2, run from its own cached
   virtualenv (``legacy_mlflow_venv``); it has no ``logged-models`` API.
-* ``always_404_server()``: answers 404 + JSON to everything, counts requests.
+* ``always_404_server()``: answers 404 + JSON to everything, counts requests;
+  ``fixed_answer_server(status, body)`` answers any status and body the same way.
 * ``flaky_proxy(upstream_url)``: answers the first N requests with 503 and
   forwards every later one, bodies streamed both ways, to a real server.
 
@@ -392,13 +393,13 @@ class _Handler(BaseHTTPRequestHandler):
         """Send a complete response (no body for HEAD) and record it."""
         for _ in self.iter_request_body():  # drain: the connection stays usable
             pass
+        self.service._record(self.command, self.path, status)  # before the client can see it
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
-        self.service._record(self.command, self.path, status)
 
 
 class _ThreadingServer(ThreadingHTTPServer):
@@ -461,18 +462,32 @@ def _serve(service: LoopbackHTTPServer, handler: type[_Handler]) -> Iterator[Non
         thread.join(5)
 
 
-class Always404Server(LoopbackHTTPServer):
-    """Answers every request with 404 and ``body`` as JSON."""
+class FixedAnswerServer(LoopbackHTTPServer):
+    """Answers every request with the same status, body and content type."""
 
-    def __init__(self, body: dict) -> None:
+    def __init__(self, status: int, body: bytes, content_type: str) -> None:
         super().__init__()
+        self.status = status
         self.body = body
+        self.content_type = content_type
 
 
-class _Always404Handler(_Handler):
+class _FixedAnswerHandler(_Handler):
     def handle_any(self) -> None:
-        payload = json.dumps(self.service.body).encode()
-        self.reply(404, payload, "application/json")
+        self.reply(self.service.status, self.service.body, self.service.content_type)
+
+
+@contextlib.contextmanager
+def fixed_answer_server(
+    status: int, body: bytes | dict, content_type: str = "text/plain"
+) -> Iterator[FixedAnswerServer]:
+    """Serve ``status`` + ``body`` (a dict is sent as JSON) to every method and path, as a proxy
+    or gateway in front of a tracking server might; yield the server."""
+    if isinstance(body, dict):
+        body, content_type = json.dumps(body).encode(), "application/json"
+    server = FixedAnswerServer(status, body, content_type)
+    with _serve(server, _FixedAnswerHandler):
+        yield server
 
 
 DEFAULT_404_BODY = {
@@ -482,7 +497,7 @@ DEFAULT_404_BODY = {
 
 
 @contextlib.contextmanager
-def always_404_server(body: dict | None = None) -> Iterator[Always404Server]:
+def always_404_server(body: dict | None = None) -> Iterator[FixedAnswerServer]:
     """Serve 404 + JSON ``body`` to every method and path; yield the server.
 
     The default body is MLflow-shaped (``error_code`` + ``message``), so the
@@ -491,8 +506,7 @@ def always_404_server(body: dict | None = None) -> Iterator[Always404Server]:
     makes the client raise ``RestException`` with error_code ``INTERNAL_ERROR``,
     i.e. ``get_http_status_code() == 500``, although the HTTP status was 404.
     """
-    server = Always404Server(DEFAULT_404_BODY if body is None else body)
-    with _serve(server, _Always404Handler):
+    with fixed_answer_server(404, DEFAULT_404_BODY if body is None else body) as server:
         yield server
 
 

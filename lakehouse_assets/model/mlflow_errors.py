@@ -84,6 +84,14 @@ def likely_cause(error: BaseException, status: int | None) -> str:
         return "the server refused the credentials (check MLFLOW_TRACKING_TOKEN or _USERNAME/_PASSWORD)"
     if status is not None and 400 <= status < 500:
         return "the server rejected the request as invalid"
+    if status in (501, 505):
+        return "the server does not implement this request or this HTTP version"
+    if status is None and _is_foreign_json_answer(error):
+        return (
+            "the answer is not from MLflow but from something in front of it (a proxy, gateway "
+            "or authentication layer): its JSON body lacks MLflow's error_code, and the MLflow "
+            "client then hides the HTTP status"
+        )
     if status is None:
         return "the server or client reported an error that retrying will not fix"
     return "an unexpected MLflow error"
@@ -129,6 +137,12 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
         seen.add(id(current))
         yield current
         current = current.__cause__ or current.__context__
+
+
+def _is_foreign_json_answer(error: BaseException) -> bool:
+    """A RestException built from a JSON body without MLflow's `error_code`."""
+    body = getattr(error, "json", None)
+    return isinstance(body, dict) and "error_code" not in body
 
 
 def _endpoint(error: BaseException) -> str | None:
