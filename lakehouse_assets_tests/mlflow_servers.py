@@ -66,7 +66,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _log_tail(log: Path, lines: int = 60) -> str:
+def log_tail(log: Path, lines: int = 60) -> str:
+    """The last `lines` lines of `log`, for an error message."""
     try:
         text = log.read_text(errors="replace")
     except OSError as exc:
@@ -134,7 +135,7 @@ def _mlflow_server(
         problem = _wait_healthy(proc, port, timeout)
         if problem:
             raise MlflowServerStartError(
-                f"{name} on port {port} {problem}; log {log}:\n{_log_tail(log)}"
+                f"{name} on port {port} {problem}; log {log}:\n{log_tail(log)}"
             )
         yield f"http://{HOST}:{port}"
     finally:
@@ -250,7 +251,7 @@ def _build_legacy_venv(venv: Path, log: Path) -> None:
             if done.returncode != 0:
                 raise RuntimeError(
                     f"building the MLflow {LEGACY_MLFLOW_VERSION} venv failed at {step[:4]}; "
-                    f"log {log}:\n{_log_tail(log)}"
+                    f"log {log}:\n{log_tail(log)}"
                 )
     freeze = subprocess.run(
         [python, "-m", "pip", "freeze", "--disable-pip-version-check"],

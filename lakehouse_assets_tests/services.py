@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lakehouse_assets_tests.mlflow_servers import HOST, free_port, log_tail
+
 
 def _pg_bin() -> Path:
     """``$LAKEHOUSE_PG_BIN``, else the newest Debian PostgreSQL (15 on Debian 12, 17 on 13)."""
@@ -41,7 +43,6 @@ def _pg_bin() -> Path:
 
 
 PG_BIN = _pg_bin()
-HOST = "127.0.0.1"
 
 
 class ServiceStartError(RuntimeError):
@@ -49,21 +50,6 @@ class ServiceStartError(RuntimeError):
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def _log_tail(log: Path, lines: int = 40) -> str:
-    try:
-        text = log.read_text(errors="replace")
-    except OSError as exc:
-        return f"(no log: {exc})"
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def _spawn(cmd: list[str], log: Path, **kwargs) -> subprocess.Popen:
@@ -94,7 +80,7 @@ def _wait_ready(
             problem = f"not ready after {timeout:.0f}s"
             break
         time.sleep(0.1)
-    raise ServiceStartError(f"{name} {problem}; log {log}:\n{_log_tail(log)}")
+    raise ServiceStartError(f"{name} {problem}; log {log}:\n{log_tail(log, 40)}")
 
 
 def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 10.0) -> None:
@@ -272,7 +258,7 @@ def postgres_server(tmp_dir: Path | str, timeout: float = 30.0) -> Iterator[Post
             )  # fmt: skip
         pwfile.unlink()
         if done.returncode != 0:
-            raise ServiceStartError(f"initdb failed; log {log}:\n{_log_tail(log)}")
+            raise ServiceStartError(f"initdb failed; log {log}:\n{log_tail(log, 40)}")
         server.start()
         try:
             yield server
@@ -475,7 +461,7 @@ def run_command(
     try:
         return proc.wait(timeout)
     except subprocess.TimeoutExpired:
-        message = f"{cmd[:4]} ran over {timeout:.0f}s; log {log}:\n{_log_tail(log)}"
+        message = f"{cmd[:4]} ran over {timeout:.0f}s; log {log}:\n{log_tail(log, 40)}"
         raise TimeoutError(message) from None
     finally:
         _stop(proc, grace=5)
