@@ -1,6 +1,6 @@
 """The whole graph against real MLflow tracking servers on loopback: the current version, an
-MLflow 2.9.2 server (no logged-models API), a server that answers 404 to everything, and one
-that answers 503 twice before it recovers."""
+MLflow 2.9.2 server (no logged-models API), a server that answers 404 to everything, and proxies
+that answer 503 before they recover."""
 
 import time
 import uuid
@@ -16,7 +16,12 @@ from lakehouse_assets_tests.mlflow_servers import (
     always_404_server,
     flaky_proxy,
 )
-from lakehouse_assets_tests.model_helpers import champion_predicts, running_runs, step_starts
+from lakehouse_assets_tests.model_helpers import (
+    champion_predicts,
+    client_for,
+    running_runs,
+    step_starts,
+)
 
 pytestmark = pytest.mark.mlflow_server
 
@@ -97,6 +102,26 @@ def test_a_server_that_answers_503_twice_recovers_through_retries(
     assert step_starts(result, "churn_model") == 3  # two retries
     assert champion_predicts(current_url, lakehouse_home, name)[0] == "1"
     assert running_runs(current_url) == []
+
+
+def test_registration_retried_after_the_alias_moved_keeps_one_champion_version(
+    current_url, lakehouse_home, instance
+):
+    """The first attempt registers version 1 and moves `champion` to it, then tagging the version
+    answers 503: the retry must find its own version already champion, not fail or register
+    another."""
+    tag_endpoint = "/api/2.0/mlflow/model-versions/set-tag"
+    with flaky_proxy(current_url, failures=1, status=503, path_prefix=tag_endpoint) as proxy:
+        resources, name = tracking(proxy.url)
+        result = run_graph(instance, resources=resources)
+        assert proxy.failures_sent == 1
+    assert result.success, failure_messages(result)
+    assert step_starts(result, "registered_churn_model") == 2
+    versions = client_for(current_url).search_model_versions(f"name = '{name}'")
+    assert [(v.version, v.tags.get("role")) for v in versions] == [("1", "champion")]
+    assert champion_predicts(current_url, lakehouse_home, name)[0] == "1"
+    decision = result.asset_materializations_for_node("registered_churn_model")[-1].metadata
+    assert decision["decision"].value == "version 1 is the champion"
 
 
 def test_credentials_in_the_tracking_uri_never_reach_dagster_events(lakehouse_home, instance):
