@@ -6,9 +6,9 @@ For each size (customers = events / 10, like the default sample): write the samp
 sample command into a fresh LAKEHOUSE_HOME, materialize every asset with the README's command
 (`dagster asset materialize -m lakehouse_assets --select '*'`, one process, in-process executor)
 and read per-step times from the run's event log. The floor is DuckDB reading every column of
-the same Parquet file(s) once, grouped by customer_id; beside it, the time to copy them into a
-DuckDB table, the least that bronze (every landed row kept in DuckDB) can cost. Prints a table and the targets met or missed, and writes
-the figures to JSON.
+the same Parquet file(s) once, grouped by customer_id. Beside it: the least a graph with one
+DuckDB table per layer can cost (SKELETON_SQL: copy, cast, a few aggregates). Prints a table
+and the targets met or missed, and writes the figures to JSON.
 """
 
 import argparse
@@ -51,8 +51,19 @@ ONE_COLUMN_FLOOR_SQL = (
     "SELECT customer_id, count(*) AS transactions FROM read_parquet($files) GROUP BY customer_id"
 )
 ISSUE_FLOOR_SECONDS = 1.5
-# What keeping every landed row in a DuckDB table costs at least, as bronze's contract requires.
-COPY_SQL = "CREATE TABLE copied AS SELECT * FROM read_parquet($files)"
+# The least a graph with one DuckDB table per layer can cost: bronze copies the files as they are,
+# silver only casts, gold and features compute a few aggregates (no lineage, validation,
+# deduplication or rejected rows). Each statement is committed to a fresh database file.
+SKELETON_SQL = {
+    "bronze": "CREATE TABLE bronze AS SELECT * FROM read_parquet($files)",
+    "silver": "CREATE TABLE silver AS SELECT transaction_id, trim(customer_id) AS customer_id, "
+    "try_strptime(event_time, '%Y-%m-%dT%H:%M:%S') AS event_time, "
+    "try_cast(amount AS DOUBLE) AS amount, try_cast(quantity AS INTEGER) AS quantity FROM bronze",
+    "gold": "CREATE TABLE gold AS SELECT customer_id, count(*), sum(amount), min(event_time), "
+    "max(event_time) FROM silver GROUP BY customer_id",
+    "features": "CREATE TABLE features AS SELECT customer_id, count(*), avg(amount), "
+    "max(amount), sum(quantity) FROM silver GROUP BY customer_id",
+}
 CLEARED_ENV = ("LAKEHOUSE_LANDING_DIR", "LAKEHOUSE_DUCKDB_PATH", "MLFLOW_TRACKING_URI")
 
 
@@ -69,7 +80,7 @@ class Figures:
     steps: dict[str, float]
     floor_seconds: float
     one_column_floor_seconds: float
-    copy_seconds: float
+    skeleton_seconds: dict[str, float]
     load_before: list[float]
     load_after: list[float]
     roc_auc: float | None = None
@@ -85,6 +96,10 @@ class Figures:
         return self.data_layers_seconds / max(self.floor_seconds, 1e-6)
 
     @property
+    def skeleton_ratio(self) -> float:
+        return sum(self.skeleton_seconds.values()) / max(self.floor_seconds, 1e-6)
+
+    @property
     def transactions_per_second(self) -> float:
         return self.events / self.wall_seconds
 
@@ -93,6 +108,7 @@ class Figures:
             **asdict(self),
             "data_layers_seconds": round(self.data_layers_seconds, 3),
             "floor_ratio": round(self.floor_ratio, 2),
+            "skeleton_ratio": round(self.skeleton_ratio, 2),
             "transactions_per_second": round(self.transactions_per_second),
         }
 
@@ -124,7 +140,7 @@ def run_size(work: Path, events: int, samples: Path | None) -> Figures:
         steps=steps,
         floor_seconds=round(floor_seconds(files, FLOOR_SQL), 3),
         one_column_floor_seconds=round(floor_seconds(files, ONE_COLUMN_FLOOR_SQL), 3),
-        copy_seconds=round(copy_seconds(files, home / "copy.duckdb"), 3),
+        skeleton_seconds=skeleton_seconds(files, home / "skeleton.duckdb"),
         load_before=load_before,
         load_after=load_after,
         roc_auc=roc_auc,
@@ -195,6 +211,7 @@ def floor_seconds(files: list[str], sql: str, repeats: int = 3) -> float:
 
     timings = []
     with duckdb.connect() as conn:
+        conn.execute("SET enable_progress_bar = false")
         for _ in range(repeats):
             started = time.perf_counter()
             conn.execute(sql, {"files": files})
@@ -202,20 +219,23 @@ def floor_seconds(files: list[str], sql: str, repeats: int = 3) -> float:
     return statistics.median(timings)
 
 
-def copy_seconds(files: list[str], database: Path, repeats: int = 3) -> float:
-    """Median time to store `files` as one table in a fresh DuckDB file, commit included."""
+def skeleton_seconds(files: list[str], database: Path, repeats: int = 3) -> dict[str, float]:
+    """Per layer, the median time of SKELETON_SQL on `files` (a fresh DuckDB file each time)."""
     import duckdb
 
-    timings = []
+    timings: dict[str, list[float]] = {layer: [] for layer in SKELETON_SQL}
     for _ in range(repeats):
         database.unlink(missing_ok=True)
-        started = time.perf_counter()
         with duckdb.connect(str(database)) as conn:
+            conn.execute("SET enable_progress_bar = false")
             conn.execute("SET preserve_insertion_order = false")
-            conn.execute(COPY_SQL, {"files": files})
-        timings.append(time.perf_counter() - started)
+            for layer, sql in SKELETON_SQL.items():
+                started = time.perf_counter()
+                conn.execute(sql, {"files": files} if "$files" in sql else {})
+                conn.execute("CHECKPOINT")
+                timings[layer].append(time.perf_counter() - started)
     database.unlink(missing_ok=True)
-    return statistics.median(timings)
+    return {layer: round(statistics.median(t), 3) for layer, t in timings.items()}
 
 
 def machine() -> dict:
@@ -261,7 +281,8 @@ def targets(results: dict[int, Figures]) -> list[tuple[str, str, bool]]:
              big.wall_seconds < TARGET_WALL_SECONDS),
             (f"bronze..features at 10M <= {TARGET_FLOOR_RATIO:.0f}x floor",
              f"{big.floor_ratio:.1f}x ({big.data_layers_seconds / ISSUE_FLOOR_SECONDS:.1f}x the "
-             f"issue's {ISSUE_FLOOR_SECONDS} s)", big.floor_ratio <= TARGET_FLOOR_RATIO),
+             f"issue's {ISSUE_FLOOR_SECONDS} s; the least table-per-layer graph: "
+             f"{big.skeleton_ratio:.1f}x)", big.floor_ratio <= TARGET_FLOOR_RATIO),
             (f"peak RSS at 10M < {TARGET_PEAK_RSS_MB / 1024:.0f} GB", f"{big.peak_rss_mb:,.0f} MB",
              big.peak_rss_mb < TARGET_PEAK_RSS_MB),
         ]  # fmt: skip
@@ -295,8 +316,12 @@ def report(results: dict[int, Figures], host: dict) -> str:
         ["bronze..features / floor", *(f"{results[n].floor_ratio:.1f}x" for n in sizes)],
         ["rows per customer only (s)",
          *(f"{results[n].one_column_floor_seconds:.2f}" for n in sizes)],
-        ["files copied into a DuckDB table (s)",
-         *(f"{results[n].copy_seconds:.2f}" for n in sizes)],
+        ["least table-per-layer graph (s)",
+         *(f"{sum(results[n].skeleton_seconds.values()):.2f}" for n in sizes)],
+        ["  of which bronze's copy (s)",
+         *(f"{results[n].skeleton_seconds['bronze']:.2f}" for n in sizes)],
+        ["least table-per-layer graph / floor",
+         *(f"{results[n].skeleton_ratio:.1f}x" for n in sizes)],
         ["ROC AUC (held-out)", *(_auc(results[n].roc_auc) for n in sizes)],
         ["training rows", *(f"{results[n].train_rows or 0:,}" for n in sizes)],
         ["sample command (s)", *(f"{results[n].sample_seconds:.1f}" for n in sizes)],
@@ -374,7 +399,7 @@ def main(argv: list[str] | None = None) -> None:
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "floor_sql": FLOOR_SQL,
         "one_column_floor_sql": ONE_COLUMN_FLOOR_SQL,
-        "copy_sql": COPY_SQL,
+        "skeleton_sql": SKELETON_SQL,
         "results": [results[n].as_json() for n in sorted(results)],
         "targets": [{"target": t, "measured": m, "met": ok} for t, m, ok in targets(results)],
     }

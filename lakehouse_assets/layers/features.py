@@ -36,7 +36,7 @@ per_customer AS (
         min(age_days) AS recency_days,
         max(age_days) AS tenure_days,
         count(*) AS frequency,
-        list_unique(list(floor(age_days)::INTEGER)) AS active_days,
+        count(DISTINCT floor(age_days)) AS active_days,
         sum(amount) AS monetary_total,
         avg(amount) AS monetary_avg,
         max(amount) AS monetary_max,
