@@ -53,7 +53,8 @@ ONE_COLUMN_FLOOR_SQL = (
 ISSUE_FLOOR_SECONDS = 1.5
 # The least a graph with one DuckDB table per layer can cost: bronze copies the files as they are,
 # silver only casts, gold and features compute a few aggregates (no lineage, validation,
-# deduplication or rejected rows). Each statement is committed to a fresh database file.
+# deduplication or rejected rows). Each repeat starts from a fresh database file, with the
+# graph's DuckDB settings (1 GB memory limit, no insertion order).
 SKELETON_SQL = {
     "bronze": "CREATE TABLE bronze AS SELECT * FROM read_parquet($files)",
     "silver": "CREATE TABLE silver AS SELECT transaction_id, trim(customer_id) AS customer_id, "
@@ -229,6 +230,7 @@ def skeleton_seconds(files: list[str], database: Path, repeats: int = 3) -> dict
         with duckdb.connect(str(database)) as conn:
             conn.execute("SET enable_progress_bar = false")
             conn.execute("SET preserve_insertion_order = false")
+            conn.execute("SET memory_limit = '1GB'")
             for layer, sql in SKELETON_SQL.items():
                 started = time.perf_counter()
                 conn.execute(sql, {"files": files} if "$files" in sql else {})

@@ -102,6 +102,7 @@ t9,c3,2025-03-01T12:00:00+02:00,1e2,3,offset and exponent
 t12,c3, 2025-01-07 , 8.5 , 2 ,spaces around values
 t13,c3,2025-01-07,nan,1,amount not a number
 t14,c3,2025-01-07,1,inf,infinite quantity
+t15,c3,2025-01-08,\u00a09.5,1\u00a0,non-breaking spaces from a spreadsheet
 """,
     )
     result = run_graph(instance, dg.AssetSelection.groups("raw", "bronze", "silver"), NO_SEED)
@@ -136,6 +137,7 @@ t14,c3,2025-01-07,1,inf,infinite quantity
         ("t1", "2025-01-01 10:00:00", 10.5, 1),
         ("t11", "2025-01-06 00:00:00", 7.0, 3),
         ("t12", "2025-01-07 00:00:00", 8.5, 2),
+        ("t15", "2025-01-08 00:00:00", 9.5, 1),
         ("t8", "2025-02-01 00:00:00", 7.0, None),
         ("t9", "2025-03-01 10:00:00", 100.0, 3),
     ]

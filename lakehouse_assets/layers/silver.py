@@ -22,9 +22,10 @@ IDENTITY = ", ".join(
                                                                   "amount", "quantity")]
 )  # fmt: skip
 
-# 1. Every bronze row typed once, with the reason it is invalid (NULL when valid). Casts to
-# numbers ignore surrounding spaces. The common ISO form without offset is parsed by a fast
-# strptime; anything else (offsets, dates, spaces) by the general TIMESTAMPTZ cast, in UTC.
+# 1. Every bronze row typed once, with the reason it is invalid (NULL when valid). Values are
+# trimmed first (trim also drops Unicode spaces such as U+00A0, which casts do not). The common
+# ISO form without offset is parsed by a fast strptime; anything else (offsets, dates, spaces)
+# by the general TIMESTAMPTZ cast, in UTC.
 TYPED_SQL = f"""
 CREATE TEMP TABLE {TYPED} AS
 WITH parsed AS (
@@ -35,9 +36,9 @@ WITH parsed AS (
             try_strptime(event_time, '{ISO_FORMAT}'),
             try_cast(trim(event_time) AS TIMESTAMPTZ)::TIMESTAMP
         ) AS event_time,
-        try_cast(amount AS DOUBLE) AS amount,
+        try_cast(trim(amount) AS DOUBLE) AS amount,
         nullif(trim(quantity), '') IS NOT NULL AS has_quantity,
-        try_cast(quantity AS DOUBLE) AS quantity_number,
+        try_cast(trim(quantity) AS DOUBLE) AS quantity_number,
         nullif(trim(transaction_id), '') AS transaction_id
     FROM bronze.transactions
 ),
