@@ -564,13 +564,14 @@ class _FlakyProxyHandler(_Handler):
             except OSError as exc:  # upstream down: answer like a gateway would
                 body = f"502 Bad Gateway (flaky_proxy: {exc})\n".encode()
                 self.close_connection = True  # the request body may be half-read
+                proxy._record(self.command, self.path, 502)  # before the client can see it
                 self.send_response(502)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
-                proxy._record(self.command, self.path, 502)
                 return
+            proxy._record(self.command, self.path, response.status)
             self.send_response_only(response.status, response.reason)
             for key, value in response.getheaders():
                 if key.lower() not in _HOP_BY_HOP:
@@ -583,7 +584,6 @@ class _FlakyProxyHandler(_Handler):
             self.end_headers()
             while has_body and (chunk := response.read(_CHUNK)):
                 self.wfile.write(chunk)
-            proxy._record(self.command, self.path, response.status)
         finally:
             upstream.close()
 

@@ -16,6 +16,7 @@ from lakehouse_assets.model.retries import mlflow_retry_policy
 from lakehouse_assets.model.scoring import (
     churn_probability,
     majority_baseline,
+    predicted_churn,
     score,
     scores_from_probability,
 )
@@ -45,9 +46,10 @@ def churn_model_evaluation(
     mlflow: MlflowTracking,
 ) -> dg.MaterializeResult:
     """Downloads `model/model.pkl` of the `churn_model` run, refuses it unless its SHA-256 matches
-    the hash Dagster recorded at training (and the run's `model_sha256` tag), scores it on the held-out split and compares it with a
-    majority-class baseline and the current `champion` version. Blocking check: the model must
-    beat the baseline, so a bad model is never registered."""
+    the hash Dagster recorded at training (and the run's `model_sha256` tag), scores it on the
+    held-out split and compares it with a majority-class baseline and the current `champion`
+    version. Blocking check: the model must beat the baseline, so a bad model is never
+    registered."""
     trained = upstream_metadata(context, "churn_model")
     run_id, expected_sha = trained["mlflow_run_id"], trained["model_sha256"]
     client = mlflow.client()
@@ -167,7 +169,7 @@ def _row(scores: dict[str, float]) -> tuple[str, str, str]:
 def _confusion(y_test, probability) -> str:
     from sklearn.metrics import confusion_matrix
 
-    matrix = confusion_matrix(y_test, (probability > 0.5).astype(int), labels=[0, 1])
+    matrix = confusion_matrix(y_test, predicted_churn(probability), labels=[0, 1])
     return markdown_rows(
         ["actual \\ predicted", "retained (0)", "churned (1)"],
         [("retained (0)", *map(int, matrix[0])), ("churned (1)", *map(int, matrix[1]))],
