@@ -5,7 +5,7 @@ import dagster as dg
 from lakehouse_assets import automation
 from lakehouse_assets.checks import data_checks
 from lakehouse_assets.layers.bronze import bronze_transactions
-from lakehouse_assets.layers.features import customer_features
+from lakehouse_assets.layers.features import customer_features, scoring_features
 from lakehouse_assets.layers.gold import gold_customer_summary
 from lakehouse_assets.layers.raw import raw_transactions
 from lakehouse_assets.layers.silver import silver_transactions
@@ -20,6 +20,7 @@ data_assets = [
     silver_transactions,
     gold_customer_summary,
     customer_features,
+    scoring_features,
 ]
 model_assets = [churn_model, churn_model_evaluation, registered_churn_model]
 

@@ -10,6 +10,7 @@ from lakehouse_assets.metadata import log_progress, table_metadata
 from lakehouse_assets.resources import LakehouseDuckDB, transaction
 
 TABLE = "gold.customer_features"
+SCORING_TABLE = "gold.scoring_features"
 LABEL = "churned"
 FEATURE_COLUMNS = (
     "recency_days", "tenure_days", "frequency", "active_days",
@@ -21,9 +22,10 @@ FEATURE_COLUMNS = (
     "txn_trend_90d", "amount_trend_90d",
 )  # fmt: skip
 
-# `history` holds only rows at or before the cutoff; the label alone looks past it.
-FEATURES_SQL = f"""
-CREATE OR REPLACE TABLE {TABLE} AS
+# The one definition of the features: every customer with a purchase at or before $cutoff, from
+# those purchases only. Training (`gold.customer_features`, with a label) and scoring
+# (`gold.scoring_features`, at the latest event) both select from it, so they cannot drift apart.
+FEATURES_AT_CUTOFF_SQL = """
 WITH history AS (
     SELECT customer_id, amount, coalesce(quantity, 1) AS quantity,
         date_diff('second', event_time, $cutoff) / 86400.0 AS age_days
@@ -54,14 +56,9 @@ per_customer AS (
         min(age_days, 2) AS two_most_recent
     FROM history
     GROUP BY customer_id
-),
-active_after_cutoff AS (
-    SELECT DISTINCT customer_id
-    FROM silver.transactions
-    WHERE event_time > $cutoff AND event_time <= $cutoff + to_days($horizon_days)
 )
 SELECT
-    p.customer_id,
+    customer_id,
     recency_days, tenure_days, frequency, active_days,
     monetary_total, monetary_avg, monetary_max, monetary_std,
     quantity_total, quantity_avg,
@@ -73,12 +70,34 @@ SELECT
         AS last_gap_days,
     frequency * 30.0 / greatest(tenure_days, 1) AS purchases_per_30d,
     txn_last_90d - txn_prev_90d AS txn_trend_90d,
-    amount_last_90d - amount_prev_90d AS amount_trend_90d,
-    CASE WHEN a.customer_id IS NULL THEN 1 ELSE 0 END AS {LABEL}
-FROM per_customer p
-LEFT JOIN active_after_cutoff a USING (customer_id)
-ORDER BY p.customer_id
+    amount_last_90d - amount_prev_90d AS amount_trend_90d
+FROM per_customer
 """
+
+# Training rows: the features at the cutoff, and the label, which alone looks past it.
+FEATURES_SQL = f"""
+CREATE OR REPLACE TABLE {TABLE} AS
+WITH features AS ({FEATURES_AT_CUTOFF_SQL}),
+active_after_cutoff AS (
+    SELECT DISTINCT customer_id
+    FROM silver.transactions
+    WHERE event_time > $cutoff AND event_time <= $cutoff + to_days($horizon_days)
+)
+SELECT f.*, CASE WHEN a.customer_id IS NULL THEN 1 ELSE 0 END AS {LABEL}
+FROM features f
+LEFT JOIN active_after_cutoff a USING (customer_id)
+ORDER BY f.customer_id
+"""
+
+
+def latest_event(conn):
+    """The latest `event_time` in silver; fails when silver is empty."""
+    latest = conn.execute("SELECT max(event_time) FROM silver.transactions").fetchone()[0]
+    if latest is None:
+        raise dg.Failure(
+            "silver.transactions is empty: no features to compute", allow_retries=False
+        )
+    return latest
 
 
 class FeaturesConfig(dg.Config):
@@ -105,11 +124,7 @@ def customer_features(
             f"horizon_days must be at least 1, got {config.horizon_days}", allow_retries=False
         )
     with duckdb.get_connection() as conn:
-        latest = conn.execute("SELECT max(event_time) FROM silver.transactions").fetchone()[0]
-        if latest is None:
-            raise dg.Failure(
-                "silver.transactions is empty: no features to compute", allow_retries=False
-            )
+        latest = latest_event(conn)
         cutoff = conn.execute(
             "SELECT $latest::TIMESTAMP - to_days($h)", {"latest": latest, "h": config.horizon_days}
         ).fetchone()[0]
@@ -128,6 +143,37 @@ def customer_features(
             "cutoff": dg.MetadataValue.text(str(cutoff)),
             "horizon_days": config.horizon_days,
             "churn_rate": float(churn_rate or 0.0),
+            "feature_count": len(FEATURE_COLUMNS),
+        }
+    )
+
+
+SCORING_SQL = f"""
+CREATE OR REPLACE TABLE {SCORING_TABLE} AS
+SELECT *, $cutoff::TIMESTAMP AS features_as_of FROM ({FEATURES_AT_CUTOFF_SQL}) ORDER BY customer_id
+"""
+
+
+@dg.asset(deps=[silver_transactions], group_name="features", kinds={"duckdb"}, pool="duckdb")
+def scoring_features(
+    context: dg.AssetExecutionContext, duckdb: LakehouseDuckDB
+) -> dg.MaterializeResult:
+    """`gold.scoring_features`: the same 21 features as `gold.customer_features`, from the same
+    SQL, for every customer with history, at cutoff = the latest `event_time` in silver (no
+    label) and the cutoff as `features_as_of`: what the champion scores to rank the customers at risk now."""
+    with duckdb.get_connection() as conn:
+        cutoff = latest_event(conn)
+        context.log.info(f"Scoring features as of {cutoff} (the latest event in silver)")
+        started = time.perf_counter()
+        with transaction(conn):
+            conn.execute(SCORING_SQL, {"cutoff": cutoff})
+        metadata = table_metadata(conn, SCORING_TABLE)
+    rows = metadata["dagster/row_count"].value
+    log_progress(context, f"{SCORING_TABLE}: computed", rows, started)
+    return dg.MaterializeResult(
+        metadata={
+            **metadata,
+            "features_as_of": dg.MetadataValue.text(str(cutoff)),
             "feature_count": len(FEATURE_COLUMNS),
         }
     )
