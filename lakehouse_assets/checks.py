@@ -3,9 +3,17 @@
 import dagster as dg
 
 from lakehouse_assets.layers.bronze import bronze_transactions
-from lakehouse_assets.layers.features import FEATURE_COLUMNS, LABEL, customer_features
+from lakehouse_assets.layers.features import (
+    FEATURE_COLUMNS,
+    LABEL,
+    SCORING_TABLE,
+    customer_features,
+)
 from lakehouse_assets.layers.gold import gold_customer_summary
 from lakehouse_assets.layers.silver import silver_transactions
+from lakehouse_assets.model.churn_scores import TABLE as SCORES_TABLE
+from lakehouse_assets.model.churn_scores import churn_scores
+from lakehouse_assets.model.drift import scoring_features_drift
 from lakehouse_assets.resources import LakehouseDuckDB
 
 BRONZE_NOT_EMPTY = "bronze_not_empty"
@@ -16,6 +24,8 @@ GOLD_ONE_ROW_PER_CUSTOMER = "gold_one_row_per_customer"
 FEATURES_ONE_ROW_PER_CUSTOMER = "features_one_row_per_customer"
 FEATURES_FINITE = "features_finite"
 FEATURES_BOTH_CLASSES = "features_both_label_classes"
+SCORES_ONE_ROW_PER_CUSTOMER = "churn_scores_one_row_per_customer"
+SCORES_ARE_PROBABILITIES = "churn_scores_are_probabilities"
 
 
 def _scalar(duckdb: LakehouseDuckDB, sql: str):
@@ -120,6 +130,41 @@ def features_both_label_classes(duckdb: LakehouseDuckDB) -> dg.AssetCheckResult:
     )
 
 
+@dg.asset_check(asset=churn_scores, name=SCORES_ONE_ROW_PER_CUSTOMER, blocking=True, pool="duckdb")
+def churn_scores_one_row_per_customer(duckdb: LakehouseDuckDB) -> dg.AssetCheckResult:
+    """gold.churn_scores has exactly one row for each customer of gold.scoring_features."""
+    rows, distinct, scoring, unscored = _scalar(
+        duckdb,
+        f"SELECT count(*), count(DISTINCT customer_id), (SELECT count(*) FROM {SCORING_TABLE}), "
+        f"(SELECT count(*) FROM {SCORING_TABLE} ANTI JOIN {SCORES_TABLE} USING (customer_id)) "
+        f"FROM {SCORES_TABLE}",
+    )
+    return dg.AssetCheckResult(
+        passed=rows == distinct == scoring and unscored == 0 and rows > 0,
+        metadata={
+            "rows": rows,
+            "distinct_customers": distinct,
+            "scoring_customers": scoring,
+            "scoring_customers_without_score": unscored,
+        },
+    )
+
+
+@dg.asset_check(asset=churn_scores, name=SCORES_ARE_PROBABILITIES, blocking=True, pool="duckdb")
+def churn_scores_are_probabilities(duckdb: LakehouseDuckDB) -> dg.AssetCheckResult:
+    """Every churn_probability is a number in [0, 1] and every risk_decile is in 1..10."""
+    bad_probability, bad_decile = _scalar(
+        duckdb,
+        "SELECT count(*) FILTER (WHERE churn_probability IS NULL OR NOT isfinite(churn_probability)"
+        " OR churn_probability < 0 OR churn_probability > 1), "
+        f"count(*) FILTER (WHERE risk_decile NOT BETWEEN 1 AND 10) FROM {SCORES_TABLE}",
+    )
+    return dg.AssetCheckResult(
+        passed=bad_probability == 0 and bad_decile == 0,
+        metadata={"bad_probabilities": bad_probability, "bad_deciles": bad_decile},
+    )
+
+
 data_checks = [
     bronze_not_empty,
     silver_not_empty,
@@ -129,4 +174,7 @@ data_checks = [
     features_one_row_per_customer,
     features_finite,
     features_both_label_classes,
+    churn_scores_one_row_per_customer,
+    churn_scores_are_probabilities,
+    scoring_features_drift,
 ]

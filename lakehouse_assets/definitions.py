@@ -9,6 +9,7 @@ from lakehouse_assets.layers.features import customer_features, scoring_features
 from lakehouse_assets.layers.gold import gold_customer_summary
 from lakehouse_assets.layers.raw import raw_transactions
 from lakehouse_assets.layers.silver import silver_transactions
+from lakehouse_assets.model.churn_scores import churn_scores
 from lakehouse_assets.model.evaluation import churn_model_evaluation
 from lakehouse_assets.model.registry import registered_churn_model
 from lakehouse_assets.model.training import churn_model
@@ -22,7 +23,7 @@ data_assets = [
     customer_features,
     scoring_features,
 ]
-model_assets = [churn_model, churn_model_evaluation, registered_churn_model]
+model_assets = [churn_model, churn_model_evaluation, registered_churn_model, churn_scores]
 
 # Steps run one after another in the run's own process: DuckDB allows one writing process per
 # file, and a process per step would cost more than most steps themselves.

@@ -1,7 +1,12 @@
-"""The registered model's current `champion` version, if there is one."""
+"""The registered model's current `champion` version, and how to load it safely."""
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
+import dagster as dg
+
+from lakehouse_assets.model import pickles
 from lakehouse_assets.model.mlflow_resource import MlflowTracking
 
 CHAMPION_ALIAS = "champion"
@@ -34,3 +39,37 @@ def current_champion(mlflow: MlflowTracking, client) -> Champion | None:
     with mlflow.errors(f"read version {aliases[CHAMPION_ALIAS]} of {name!r}"):
         version = client.get_model_version(name, str(aliases[CHAMPION_ALIAS]))
     return Champion(str(version.version), version.run_id, (version.tags or {}).get("model_sha256"))
+
+
+def load_verified_model(mlflow: MlflowTracking, client, champion: Champion, work_dir: Path):
+    """Download the version's `model/model.pkl`, verify its SHA-256 against the version's
+    `model_sha256` tag, and only then unpickle it."""
+    payload = mlflow.download_model_pickle(client, champion.run_id, work_dir)
+    source = f"version {champion.version} of {mlflow.registered_model_name!r}"
+    return pickles.load_verified(payload, champion.sha256, source)
+
+
+def require_champion(mlflow: MlflowTracking, client) -> Champion:
+    """The current champion; fails at once, naming the registered model, when there is none."""
+    champion = current_champion(mlflow, client)
+    if champion is None:
+        raise dg.Failure(
+            f"Registered model {mlflow.registered_model_name!r} on {mlflow.server()} has no "
+            f"version with the alias {CHAMPION_ALIAS!r}: materialize registered_churn_model first.",
+            allow_retries=False,
+        )
+    return champion
+
+
+def load_champion(tracking_uri: str = "", registered_model_name: str = "customer_churn"):
+    """The scikit-learn estimator of the registered model's `champion` version, unpickled only
+    after its SHA-256 matched the version's `model_sha256` tag.
+
+    `tracking_uri` defaults to the pipeline's own ($MLFLOW_TRACKING_URI, else the local sqlite
+    store under $LAKEHOUSE_HOME). `predict_proba(x)[:, 1]` is the churn probability, for a
+    DataFrame with the feature columns (`lakehouse_assets.layers.features.FEATURE_COLUMNS`)."""
+    mlflow = MlflowTracking(tracking_uri=tracking_uri, registered_model_name=registered_model_name)
+    client = mlflow.client()
+    champion = require_champion(mlflow, client)
+    with tempfile.TemporaryDirectory() as tmp:
+        return load_verified_model(mlflow, client, champion, Path(tmp))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 import numpy as np
+import pandas as pd
 
 from lakehouse_assets.layers.features import FEATURE_COLUMNS, LABEL, TABLE
 from lakehouse_assets.resources import LakehouseDuckDB
@@ -17,11 +18,10 @@ from lakehouse_assets.resources import LakehouseDuckDB
 
 @dataclass
 class Split:
-    x_train: np.ndarray
-    x_test: np.ndarray
+    x_train: pd.DataFrame  # columns FEATURE_COLUMNS, so the model knows its feature names
+    x_test: pd.DataFrame
     y_train: np.ndarray
     y_test: np.ndarray
-    fingerprint: str
 
 
 def features_fingerprint(conn) -> str:
@@ -36,6 +36,13 @@ def features_fingerprint(conn) -> str:
 HASH_BUCKETS = 1_000_000
 
 
+def feature_frame(columns) -> pd.DataFrame:
+    """The model's input: FEATURE_COLUMNS, in order, from a mapping of arrays. Columns keep their
+    SQL types (BIGINT counts as int64, DOUBLE as float64): the MLflow signature records them,
+    so a row read from `gold.scoring_features` is accepted as it is."""
+    return pd.DataFrame({c: np.asarray(columns[c]) for c in FEATURE_COLUMNS})
+
+
 def load_split(
     duckdb: LakehouseDuckDB, test_size: float, seed: int, max_train_rows: int = 0
 ) -> Split:
@@ -44,17 +51,17 @@ def load_split(
     from sklearn.model_selection import train_test_split
 
     with duckdb.get_connection() as conn:
-        fingerprint = features_fingerprint(conn)
         arrays = conn.execute(
             f"SELECT {', '.join(FEATURE_COLUMNS)}, {LABEL}, "
             f"md5_number_lower(customer_id || '/' || $seed) % {HASH_BUCKETS} < $cut AS in_test "
             f"FROM {TABLE} ORDER BY customer_id",
             {"seed": str(seed), "cut": round(test_size * HASH_BUCKETS)},
         ).fetchnumpy()
-    x = np.column_stack([arrays[c].astype("float64") for c in FEATURE_COLUMNS])
+    x = feature_frame(arrays)
     y = arrays[LABEL].astype("int64")
     in_test = arrays["in_test"].astype(bool)
-    x_train, x_test, y_train, y_test = x[~in_test], x[in_test], y[~in_test], y[in_test]
+    x_train, x_test = x[~in_test].reset_index(drop=True), x[in_test].reset_index(drop=True)
+    y_train, y_test = y[~in_test], y[in_test]
     for side, labels in (("training", y_train), ("test", y_test)):
         if len(np.unique(labels)) < 2:
             raise dg.Failure(
@@ -66,5 +73,5 @@ def load_split(
         keep, _ = train_test_split(
             np.arange(len(y_train)), train_size=max_train_rows, stratify=y_train, random_state=seed
         )
-        x_train, y_train = x_train[keep], y_train[keep]
-    return Split(x_train, x_test, y_train, y_test, fingerprint)
+        x_train, y_train = x_train.iloc[keep].reset_index(drop=True), y_train[keep]
+    return Split(x_train, x_test, y_train, y_test)

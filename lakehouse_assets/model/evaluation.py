@@ -7,8 +7,8 @@ import dagster as dg
 
 from lakehouse_assets.metadata import markdown_rows
 from lakehouse_assets.model import pickles
-from lakehouse_assets.model.champion import current_champion
-from lakehouse_assets.model.dataset import load_split
+from lakehouse_assets.model.champion import current_champion, load_verified_model
+from lakehouse_assets.model.dataset import features_fingerprint, load_split
 from lakehouse_assets.model.lineage import upstream_metadata
 from lakehouse_assets.model.mlflow_errors import retry_only_transient
 from lakehouse_assets.model.mlflow_resource import MlflowTracking
@@ -63,18 +63,20 @@ def churn_model_evaluation(
                 f"{tags.get(SHA_TAG)}, but Dagster recorded {expected_sha} when it was trained.",
                 allow_retries=False,
             )
+        with duckdb.get_connection() as conn:
+            fingerprint = features_fingerprint(conn)
+        if fingerprint != tags.get(FINGERPRINT_TAG):
+            raise dg.Failure(
+                f"gold.customer_features changed since churn_model was trained (MLflow run {run_id}): "
+                "its held-out split no longer exists. Materialize churn_model again.",
+                allow_retries=False,
+            )
         split = load_split(
             duckdb,
             float(params["test_size"]),
             int(params["random_state"]),
             int(params["max_train_rows"]),
         )
-        if split.fingerprint != tags.get(FINGERPRINT_TAG):
-            raise dg.Failure(
-                f"gold.customer_features changed since churn_model was trained (MLflow run {run_id}): "
-                "its held-out split no longer exists. Materialize churn_model again.",
-                allow_retries=False,
-            )
         payload = mlflow.download_model_pickle(client, run_id, Path(tmp))
         model = pickles.load_verified(
             payload, expected_sha, f"model/model.pkl of MLflow run {run_id}"
@@ -157,8 +159,7 @@ def _score_champion(mlflow, client, champion, params, split, work_dir: Path):
             f"champion v{champion.version} is not comparable: it was trained with a different "
             f"split or feature set ({', '.join(same)} differ); it stays champion"
         )
-    payload = mlflow.download_model_pickle(client, champion.run_id, work_dir)
-    model = pickles.load_verified(payload, champion.sha256, f"champion version {champion.version}")
+    model = load_verified_model(mlflow, client, champion, work_dir)
     return score(model, split.x_test, split.y_test), f"compared with champion v{champion.version}"
 
 

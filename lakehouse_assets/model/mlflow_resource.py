@@ -12,10 +12,10 @@ from pydantic import Field
 
 from lakehouse_assets import settings
 from lakehouse_assets.model.mlflow_errors import mlflow_errors, redact
+from lakehouse_assets.model.mlflow_model import MODEL_FILE
 
 DAGSTER_RUN_TAG = "dagster_run_id"  # the tag dagster-mlflow's `mlflow_tracking` resource sets
 MODEL_ARTIFACT_DIR = "model"
-MODEL_FILE = "model.pkl"
 
 
 @dataclass(frozen=True)
@@ -170,12 +170,10 @@ class MlflowTracking(dg.ConfigurableResource):
                 touched.append(run_id)
         return touched
 
-    def log_model_pickle(self, run: OpenRun, payload: bytes, work_dir: Path) -> None:
-        """Upload pickled model bytes as `model/model.pkl` of the run (plain artifact upload)."""
-        path = work_dir / MODEL_FILE
-        path.write_bytes(payload)
-        with self.errors(f"upload {MODEL_ARTIFACT_DIR}/{MODEL_FILE} to run {run.run_id}"):
-            run.client.log_artifact(run.run_id, str(path), artifact_path=MODEL_ARTIFACT_DIR)
+    def log_model_folder(self, run: OpenRun, folder: Path) -> None:
+        """Upload a local MLflow model folder as the run's `model/` artifacts (plain upload)."""
+        with self.errors(f"upload the {MODEL_ARTIFACT_DIR}/ folder to run {run.run_id}"):
+            run.client.log_artifacts(run.run_id, str(folder), artifact_path=MODEL_ARTIFACT_DIR)
 
     def download_model_pickle(self, client, run_id: str, work_dir: Path) -> bytes:
         # Straight from the run's artifact location: MlflowClient.download_artifacts would also

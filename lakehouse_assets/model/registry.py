@@ -8,7 +8,7 @@ from lakehouse_assets.model.lineage import upstream_metadata
 from lakehouse_assets.model.mlflow_errors import retry_only_transient
 from lakehouse_assets.model.mlflow_resource import MODEL_ARTIFACT_DIR, MlflowTracking
 from lakehouse_assets.model.retries import mlflow_retry_policy
-from lakehouse_assets.model.training import SHA_TAG
+from lakehouse_assets.model.training import FINGERPRINT_TAG, SHA_TAG, TRAINING_KEY_TAG
 
 
 @dg.asset(
@@ -35,7 +35,7 @@ def registered_churn_model(
     name = mlflow.registered_model_name
     client = mlflow.client()
     with retry_only_transient("registered_churn_model"):
-        version = _version_for_run(mlflow, client, run_id, evaluation)
+        version, created = _version_for_run(mlflow, client, run_id, evaluation)
         champion = current_champion(mlflow, client)
         evaluated_against = evaluation["champion_version"]
         # A retried step may find the alias already on its own version.
@@ -74,6 +74,11 @@ def registered_churn_model(
                 name, version, "role", "champion" if promote else "challenger"
             )
             client.set_tag(run_id, "registered_version", version)
+    if not created:
+        decision = (
+            f"Registered nothing new: the model of MLflow run {run_id} is version {version}, "
+            "trained on the same features with the same parameters. " + decision
+        )
     context.log.info(decision)
     return dg.MaterializeResult(
         metadata={
@@ -83,13 +88,18 @@ def registered_churn_model(
             "champion": promote,
             "champion_version": version if promote else champion.version,
             "decision": dg.MetadataValue.md(decision),
+            "new_version": created,
             "roc_auc": evaluation["roc_auc"],
         }
     )
 
 
-def _version_for_run(mlflow: MlflowTracking, client, run_id: str, evaluation: dict) -> str:
-    """The version registered from `run_id`, creating the registered model and version if needed."""
+def _version_for_run(
+    mlflow: MlflowTracking, client, run_id: str, evaluation: dict
+) -> tuple[str, bool]:
+    """The version registered from `run_id`, and whether it was created now (with the registered
+    model, if needed). Its tags carry the training key, so an identical model is never registered
+    twice (`churn_model` reuses the run instead of training again)."""
     from mlflow.exceptions import MlflowException
 
     name = mlflow.registered_model_name
@@ -104,15 +114,20 @@ def _version_for_run(mlflow: MlflowTracking, client, run_id: str, evaluation: di
     with mlflow.errors(f"search versions of {name!r} from run {run_id}"):
         existing = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
     if existing:  # a retried step, or the same run registered before
-        return str(existing[0].version)
+        return str(existing[0].version), False
     with mlflow.errors(f"create a version of {name!r} from run {run_id}"):
-        artifact_uri = client.get_run(run_id).info.artifact_uri
+        run = client.get_run(run_id)
         tags = {
             "mlflow_run_id": run_id,
             SHA_TAG: evaluation["model_sha256"],  # the hash evaluation verified
+            **{
+                k: run.data.tags[k]
+                for k in (FINGERPRINT_TAG, TRAINING_KEY_TAG)
+                if k in run.data.tags
+            },
             **{k: f"{evaluation[k]:.6f}" for k in ("roc_auc", "accuracy", "f1_score")},
         }
         version = client.create_model_version(
-            name, source=f"{artifact_uri}/{MODEL_ARTIFACT_DIR}", run_id=run_id, tags=tags
+            name, source=f"{run.info.artifact_uri}/{MODEL_ARTIFACT_DIR}", run_id=run_id, tags=tags
         )
-    return str(version.version)
+    return str(version.version), True

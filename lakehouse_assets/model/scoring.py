@@ -2,6 +2,8 @@
 
 import numpy as np
 
+METRIC_NAMES = ("accuracy", "f1_score", "roc_auc")
+
 
 def churn_probability(model, x: np.ndarray) -> np.ndarray:
     return model.predict_proba(x)[:, 1]

@@ -1,5 +1,7 @@
-"""`churn_model`: train the churn classifier and log it to MLflow as a pickled artifact."""
+"""`churn_model`: train the churn classifier and log it to MLflow as an MLflow model folder."""
 
+import hashlib
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -10,16 +12,17 @@ import numpy as np
 
 from lakehouse_assets.layers.features import FEATURE_COLUMNS, customer_features
 from lakehouse_assets.metadata import log_progress, markdown_rows
-from lakehouse_assets.model import pickles
-from lakehouse_assets.model.dataset import load_split
+from lakehouse_assets.model.dataset import features_fingerprint, load_split
 from lakehouse_assets.model.mlflow_errors import retry_only_transient
-from lakehouse_assets.model.mlflow_resource import MODEL_ARTIFACT_DIR, MODEL_FILE, MlflowTracking
+from lakehouse_assets.model.mlflow_model import MODEL_FILE, save_model_folder
+from lakehouse_assets.model.mlflow_resource import MODEL_ARTIFACT_DIR, MlflowTracking
 from lakehouse_assets.model.retries import mlflow_retry_policy
-from lakehouse_assets.model.scoring import score
+from lakehouse_assets.model.scoring import METRIC_NAMES, score
 from lakehouse_assets.resources import LakehouseDuckDB
 
 SHA_TAG = "model_sha256"
 FINGERPRINT_TAG = "features_fingerprint"
+TRAINING_KEY_TAG = "training_key"
 
 
 class ChurnModelConfig(dg.Config):
@@ -68,9 +71,18 @@ def churn_model(
     mlflow: MlflowTracking,
 ) -> dg.MaterializeResult:
     """Churn classifier trained on `gold.customer_features` (seeded 80/20 split by customer),
-    logged to MLflow with its parameters, test metrics, the pickled model as artifact
-    `model/model.pkl` and the pickle's SHA-256 as tag `model_sha256`."""
+    logged to MLflow as a standard MLflow model (`model/`: MLmodel with signature and input
+    example, `model.pkl` a plain pickle, requirements), with its parameters, test metrics and the
+    pickle's SHA-256 as tag `model_sha256`. When a registered version was trained on the same
+    features with the same parameters, nothing is retrained: that version's run is reused."""
     with retry_only_transient("churn_model"):
+        with duckdb.get_connection() as conn:
+            fingerprint = features_fingerprint(conn)
+        key = training_key(fingerprint, config)
+        client = mlflow.client()
+        identical = _identical_version(mlflow, client, key)
+        if identical is not None:
+            return _reused(context, mlflow, client, identical)
         split = load_split(duckdb, config.test_size, config.random_state, config.max_train_rows)
         context.log.info(
             f"Training {config.model_type} on {len(split.y_train):,} rows, testing on {len(split.y_test):,}"
@@ -79,19 +91,15 @@ def churn_model(
         model = build_estimator(config).fit(split.x_train, split.y_train)
         log_progress(context, f"Trained {config.model_type} on", len(split.y_train), started)
         metrics = score(model, split.x_test, split.y_test)
-        payload, sha256 = pickles.dump(model)
         params = {
-            "model_type": config.model_type,
-            "n_estimators": config.n_estimators,
-            "max_depth": config.max_depth,
-            "random_state": config.random_state,
-            "test_size": config.test_size,
-            "max_train_rows": config.max_train_rows,
+            **config.model_dump(),
             "train_rows": len(split.y_train),
             "test_rows": len(split.y_test),
             "features": ",".join(FEATURE_COLUMNS),
         }
         with mlflow.run_for(context) as run, tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / MODEL_ARTIFACT_DIR
+            sha256 = save_model_folder(model, split.x_test, folder)
             with mlflow.errors(f"log params, metrics and tags to run {run.run_id}"):
                 from mlflow.entities import Metric, Param, RunTag
 
@@ -99,11 +107,16 @@ def churn_model(
                     run.run_id,
                     metrics=[Metric(k, v, 0, 0) for k, v in metrics.items()],
                     params=[Param(k, str(v)) for k, v in params.items()],
-                    tags=[RunTag(SHA_TAG, sha256), RunTag(FINGERPRINT_TAG, split.fingerprint)],
+                    tags=[
+                        RunTag(SHA_TAG, sha256),
+                        RunTag(FINGERPRINT_TAG, fingerprint),
+                        RunTag(TRAINING_KEY_TAG, key),
+                    ],
                 )
-            mlflow.log_model_pickle(run, payload, Path(tmp))
+            mlflow.log_model_folder(run, folder)
+            size = (folder / MODEL_FILE).stat().st_size
         context.log.info(
-            f"Logged {MODEL_ARTIFACT_DIR}/{MODEL_FILE} ({len(payload):,} bytes) to run {run.run_id}"
+            f"Logged the MLflow model {MODEL_ARTIFACT_DIR}/ ({MODEL_FILE}: {size:,} bytes) to run {run.run_id}"
         )
     url = mlflow.run_url(run.experiment_id, run.run_id)
     return dg.MaterializeResult(
@@ -117,8 +130,58 @@ def churn_model(
             "model_type": config.model_type,
             "train_rows": len(split.y_train),
             "test_rows": len(split.y_test),
+            "identical_to_version": "none",
             **{k: float(v) for k, v in metrics.items()},
             "feature_importance": dg.MetadataValue.md(_importance_table(model, split)),
+        }
+    )
+
+
+def training_key(fingerprint: str, config: ChurnModelConfig) -> str:
+    """What determines the trained model: the features' content, the run config, the feature
+    list and the scikit-learn version. Equal keys train identical (seeded) models."""
+    import sklearn
+
+    identity = {
+        "features_fingerprint": fingerprint,
+        "config": config.model_dump(),
+        "features": FEATURE_COLUMNS,
+        "scikit_learn": sklearn.__version__,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def _identical_version(mlflow: MlflowTracking, client, key: str):
+    """The registered version whose training key is `key`, if any (None when nothing matches)."""
+    name = mlflow.registered_model_name
+    with mlflow.errors(f"search versions of {name!r}"):
+        versions = client.search_model_versions(f"name = '{name}'")
+    matches = [v for v in versions if (v.tags or {}).get(TRAINING_KEY_TAG) == key]
+    return min(matches, key=lambda v: int(v.version)) if matches else None
+
+
+def _reused(context, mlflow: MlflowTracking, client, version) -> dg.MaterializeResult:
+    """Point at the run of an identical registered version instead of training again."""
+    with mlflow.errors(f"read run {version.run_id}"):
+        run = client.get_run(version.run_id)
+    context.log.info(
+        f"Not retrained: version {version.version} of {mlflow.registered_model_name!r} was "
+        f"trained on the same features with the same parameters (MLflow run {version.run_id})."
+    )
+    url = mlflow.run_url(run.info.experiment_id, version.run_id)
+    return dg.MaterializeResult(
+        metadata={
+            "mlflow_run_id": version.run_id,
+            "mlflow_experiment_id": run.info.experiment_id,
+            "mlflow_run": dg.MetadataValue.url(url)
+            if url
+            else dg.MetadataValue.text(mlflow.server()),
+            "model_sha256": run.data.tags[SHA_TAG],
+            "model_type": run.data.params.get("model_type", ""),
+            "train_rows": int(run.data.params.get("train_rows", 0)),
+            "test_rows": int(run.data.params.get("test_rows", 0)),
+            "identical_to_version": str(version.version),
+            **{k: float(v) for k, v in run.data.metrics.items() if k in METRIC_NAMES},
         }
     )
 
@@ -128,9 +191,9 @@ def _importance_table(model, split) -> str:
     if importances is None:
         from sklearn.inspection import permutation_importance
 
-        sample = slice(0, min(len(split.y_test), 5000))
+        rows = min(len(split.y_test), 5000)
         importances = permutation_importance(
-            model, split.x_test[sample], split.y_test[sample], n_repeats=3, random_state=0
+            model, split.x_test.iloc[:rows], split.y_test[:rows], n_repeats=3, random_state=0
         ).importances_mean
     order = np.argsort(importances)[::-1]
     return markdown_rows(
