@@ -50,3 +50,15 @@ def log_progress(context, message: str, rows: int, started: float) -> None:
     elapsed = time.perf_counter() - started
     rate = rows / max(elapsed, 1e-9)
     context.log.info(f"{message} {rows:,} rows in {elapsed:.1f} s ({rate:,.0f} rows/s)")
+
+
+def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Whether `schema.table` exists in the database."""
+    schema, name = table.split(".")
+    return (
+        conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = $s AND table_name = $t",
+            {"s": schema, "t": name},
+        ).fetchone()[0]
+        > 0
+    )

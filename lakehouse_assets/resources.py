@@ -23,7 +23,7 @@ class LakehouseDuckDB(DuckDBResource):
     Connections use UTC so that timestamps with offsets are read consistently, a bounded
     buffer pool (DuckDB spills to disk beyond it) and no insertion-order guarantee: every
     table that needs an order says so with ORDER BY, and unordered writes run in parallel
-    with less memory.
+    with less memory. SQL never reads Python variables (no replacement scans).
     """
 
     database: str = Field(default="", description="DuckDB file; empty = from the environment.")
@@ -53,6 +53,8 @@ class LakehouseDuckDB(DuckDBResource):
             conn.execute("SET TimeZone = 'UTC'")
             conn.execute("SET memory_limit = $limit", {"limit": self.memory_limit})
             conn.execute("SET preserve_insertion_order = false")
+            # A missing table is an error, never a Python variable of the same name.
+            conn.execute("SET python_enable_replacements = false")
             if self.threads > 0:
                 conn.execute("SET threads = $threads", {"threads": self.threads})
             yield conn

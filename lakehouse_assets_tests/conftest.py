@@ -10,16 +10,18 @@ from lakehouse_assets import defs
 from lakehouse_assets.profiles import build_resources
 from lakehouse_assets_tests.mlflow_servers import current_mlflow_server, legacy_mlflow_server
 
-# The eight assets of the graph, in lineage order.
+# The assets of the graph, in lineage order.
 ASSET_NAMES = (
     "raw_transactions",
     "bronze_transactions",
     "silver_transactions",
     "gold_customer_summary",
     "customer_features",
+    "scoring_features",
     "churn_model",
     "churn_model_evaluation",
     "registered_churn_model",
+    "churn_scores",
 )
 
 ENV_VARS = (
@@ -28,6 +30,7 @@ ENV_VARS = (
     "LAKEHOUSE_LANDING_DIR",
     "LAKEHOUSE_DUCKDB_PATH",
     "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
 )
 
 
@@ -90,6 +93,15 @@ def check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
         if e.event_type_value == "ASSET_CHECK_EVALUATION"
     ]
     return {e.check_name: e.passed for e in evaluations}
+
+
+def error_check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    """Results of the checks with ERROR severity (the WARN-only drift check left out)."""
+    return {
+        e.check_name: e.passed
+        for e in result.get_asset_check_evaluations()
+        if e.severity == dg.AssetCheckSeverity.ERROR
+    }
 
 
 def failure_messages(result: dg.ExecuteInProcessResult) -> str:

@@ -188,6 +188,24 @@ def current_mlflow_server(tmp_dir: Path | str, timeout: float = START_TIMEOUT) -
         yield url
 
 
+@contextlib.contextmanager
+def model_server(
+    model_uri: str, tracking_uri: str, tmp_dir: Path | str, timeout: float = START_TIMEOUT
+) -> Iterator[str]:
+    """`mlflow models serve -m model_uri --env-manager local` on a free loopback port; yield its
+    URL (`/invocations` scores, `/health` answers when ready). Stopped on exit."""
+    tmp_dir = Path(tmp_dir).resolve()
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    # The scoring server starts `uvicorn` by name: the venv's bin goes first on PATH.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": path}
+    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
+           "--env-manager", "local", "--host", HOST, "--port", str(port), "--workers", "1"]  # fmt: skip
+    with _mlflow_server("mlflow models serve", cmd, port, tmp_dir, env, timeout) as url:
+        yield url
+
+
 # ------------------------------------------------------------ legacy MLflow
 
 

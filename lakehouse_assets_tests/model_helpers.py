@@ -1,15 +1,19 @@
 """Assertions about what the graph left in MLflow, made with a plain MlflowClient."""
 
 import hashlib
-import pickle
+import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 import duckdb
+import mlflow
 import numpy as np
 
-from lakehouse_assets.layers.features import FEATURE_COLUMNS, LABEL
+from lakehouse_assets import load_champion
+from lakehouse_assets.layers.features import FEATURE_COLUMNS, LABEL, SCORING_TABLE, TABLE
+from lakehouse_assets.model.churn_scores import TABLE as SCORES_TABLE
 
 MODEL = "customer_churn"
 
@@ -21,10 +25,12 @@ def client_for(uri: str):
 
 
 def champion_predicts(uri: str, home: Path, name: str = MODEL) -> tuple[str, float]:
-    """Download the champion's model.pkl, verify its SHA-256, predict on the features table.
+    """Load the champion as any MLflow user would (`mlflow.pyfunc.load_model` and
+    `mlflow.sklearn.load_model` on `models:/name@champion`) and with `load_champion()`, which
+    verifies the pickle's SHA-256 first. All three must give the probabilities in
+    `gold.churn_scores`, to within 1e-9, for every scored customer.
 
-    Returns the champion version and its ROC AUC on the whole features table.
-    """
+    Returns the champion version and its ROC AUC on the whole training features table."""
     from sklearn.metrics import roc_auc_score
 
     client = client_for(uri)
@@ -32,17 +38,56 @@ def champion_predicts(uri: str, home: Path, name: str = MODEL) -> tuple[str, flo
     assert version.source.endswith("/model")
     with tempfile.TemporaryDirectory() as tmp:
         path = client.download_artifacts(version.run_id, "model/model.pkl", tmp)
-        payload = Path(path).read_bytes()
-    assert hashlib.sha256(payload).hexdigest() == version.tags["model_sha256"]
-    model = pickle.loads(payload)
+        assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == version.tags["model_sha256"]
+    scored = _scored_customers(home)
+    x = scored[list(FEATURE_COLUMNS)]
+    model_uri = f"models:/{name}@champion"
+    with mlflow_uris(uri):
+        pyfunc = mlflow.pyfunc.load_model(model_uri).predict(x)
+        sklearn_model = mlflow.sklearn.load_model(model_uri)
+    verified = load_champion(uri, name)
+    expected = scored["churn_probability"].to_numpy()
+    assert (scored["model_version"] == str(version.version)).all()
+    for probability in (
+        np.asarray(pyfunc)[:, 1],
+        sklearn_model.predict_proba(x)[:, 1],
+        verified.predict_proba(x)[:, 1],
+    ):
+        assert np.abs(probability - expected).max() <= 1e-9
     with duckdb.connect(str(home / "lakehouse.duckdb"), read_only=True) as conn:
-        data = conn.execute(
-            f"SELECT {', '.join(FEATURE_COLUMNS)}, {LABEL} FROM gold.customer_features"
-        ).fetchnumpy()
-    x = np.column_stack([data[c].astype("float64") for c in FEATURE_COLUMNS])
-    predictions = model.predict(x)
-    assert set(np.unique(predictions)) <= {0, 1} and len(predictions) == len(x)
-    return str(version.version), roc_auc_score(data[LABEL], model.predict_proba(x)[:, 1])
+        data = conn.execute(f"SELECT {', '.join(FEATURE_COLUMNS)}, {LABEL} FROM {TABLE}").df()
+    roc_auc = roc_auc_score(data[LABEL], verified.predict_proba(data[list(FEATURE_COLUMNS)])[:, 1])
+    return str(version.version), roc_auc
+
+
+@contextmanager
+def mlflow_uris(uri: str):
+    """Point MLflow's global tracking and registry URIs at `uri` for the block, then restore
+    them and the environment: `set_registry_uri(None)` leaves $MLFLOW_REGISTRY_URI behind."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _scored_customers(home: Path):
+    """Every row of gold.churn_scores beside its scoring features, as a DataFrame."""
+    with duckdb.connect(str(home / "lakehouse.duckdb"), read_only=True) as conn:
+        scored = conn.execute(
+            f"SELECT s.*, {', '.join(FEATURE_COLUMNS)} FROM {SCORES_TABLE} s "
+            f"JOIN {SCORING_TABLE} USING (customer_id) ORDER BY customer_id"
+        ).df()
+    assert len(scored) > 0
+    return scored
 
 
 def running_runs(uri: str) -> list[str]:

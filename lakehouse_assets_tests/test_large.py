@@ -2,6 +2,7 @@
 
 import pytest
 
+from lakehouse_assets.model.drift import SCORING_FEATURES_DRIFT
 from lakehouse_assets.sample import write_sample
 from lakehouse_assets_tests.conftest import check_results, failure_messages, query, run_graph
 
@@ -16,7 +17,8 @@ def test_a_million_transactions_flow_through_every_layer(lakehouse_home, instanc
     result = run_graph(instance)
     assert result.success, failure_messages(result)
     checks = check_results(result)
-    assert len(checks) == 9 and all(checks.values()), checks
+    checks.pop(SCORING_FEATURES_DRIFT)  # WARN only; the sample's cohort ages
+    assert len(checks) == 11 and all(checks.values()), checks
 
     (bronze, silver, rejected, ids, customers) = query(
         lakehouse_home,

@@ -5,16 +5,20 @@ that answer 503 before they recover."""
 import time
 import uuid
 
+import duckdb
 import mlflow
 import pytest
+import requests
 from sklearn.linear_model import LogisticRegression
 
+from lakehouse_assets.layers.features import FEATURE_COLUMNS
 from lakehouse_assets.model.mlflow_errors import mlflow_errors
 from lakehouse_assets.model.mlflow_resource import MlflowTracking
-from lakehouse_assets_tests.conftest import check_results, failure_messages, run_graph
+from lakehouse_assets_tests.conftest import error_check_results, failure_messages, run_graph
 from lakehouse_assets_tests.mlflow_servers import (
     always_404_server,
     flaky_proxy,
+    model_server,
 )
 from lakehouse_assets_tests.model_helpers import (
     champion_predicts,
@@ -38,7 +42,7 @@ def test_whole_graph_registers_a_champion_on_a_server(server, request, lakehouse
     resources, name = tracking(url)
     result = run_graph(instance, resources=resources)
     assert result.success, failure_messages(result)
-    assert all(check_results(result).values())
+    assert all(error_check_results(result).values())
     version, roc_auc = champion_predicts(url, lakehouse_home, name)
     assert version == "1" and roc_auc > 0.75
     assert running_runs(url) == []
@@ -134,3 +138,29 @@ def test_credentials_in_the_tracking_uri_never_reach_dagster_events(lakehouse_ho
     logs = [str(e) for e in result.all_events]
     logs += [str(r.event_log_entry) for r in instance.get_records_for_run(result.run_id).records]
     assert not [line for line in logs if "s3cret-pw" in line]
+
+
+def test_mlflow_models_serve_answers_with_the_scores_of_churn_scores(
+    lakehouse_home, instance, tmp_path
+):
+    """The README's serving command on a free loopback port: `/invocations` for two rows of
+    gold.scoring_features answers their churn probabilities as in gold.churn_scores."""
+    result = run_graph(instance)
+    assert result.success, failure_messages(result)
+    columns = ", ".join(FEATURE_COLUMNS)
+    with duckdb.connect(str(lakehouse_home / "lakehouse.duckdb"), read_only=True) as conn:
+        rows = conn.execute(
+            f"SELECT {columns}, churn_probability FROM gold.scoring_features "
+            "JOIN gold.churn_scores USING (customer_id) ORDER BY customer_id LIMIT 2"
+        ).fetchall()
+    request = {
+        "dataframe_split": {"columns": list(FEATURE_COLUMNS), "data": [r[:-1] for r in rows]}
+    }
+    tracking_uri = f"sqlite:///{lakehouse_home / 'mlflow.db'}"
+    with model_server("models:/customer_churn@champion", tracking_uri, tmp_path / "serve") as url:
+        answer = requests.post(f"{url}/invocations", json=request, timeout=60)
+    assert answer.status_code == 200, answer.text
+    predictions = answer.json()["predictions"]
+    assert len(predictions) == 2
+    for (p_retained, p_churned), row in zip(predictions, rows, strict=True):
+        assert abs(p_churned - row[-1]) <= 1e-9 and abs(p_retained + p_churned - 1) <= 1e-9

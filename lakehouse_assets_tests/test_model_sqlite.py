@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from lakehouse_assets_tests.conftest import check_results, failure_messages, run_graph
+from lakehouse_assets_tests.conftest import error_check_results, failure_messages, run_graph
 from lakehouse_assets_tests.model_helpers import (
     MODEL,
     champion_predicts,
@@ -17,7 +17,7 @@ WORSE_MODEL = {"ops": {"churn_model": {"config": {"max_depth": 1, "n_estimators"
 def test_default_store_registers_a_champion_that_predicts(lakehouse_home, instance):
     result = run_graph(instance)
     assert result.success, failure_messages(result)
-    assert all(check_results(result).values())
+    assert all(error_check_results(result).values())
     uri = f"sqlite:///{lakehouse_home / 'mlflow.db'}"
     version, roc_auc = champion_predicts(uri, lakehouse_home)
     assert version == "1"

@@ -163,6 +163,7 @@ def scoring_features(
     label) and the cutoff as `features_as_of`: what the champion scores to rank the customers at risk now."""
     with duckdb.get_connection() as conn:
         cutoff = latest_event(conn)
+        conn.execute("CREATE SCHEMA IF NOT EXISTS gold")
         context.log.info(f"Scoring features as of {cutoff} (the latest event in silver)")
         started = time.perf_counter()
         with transaction(conn):

@@ -117,7 +117,7 @@ def _score_in_batches(context, conn, model, started: float) -> int:
     )
     reader = conn.cursor()  # a second connection streams while the first one writes
     try:
-        batches = reader.execute(
+        batches = reader.sql(
             f"SELECT customer_id, {', '.join(FEATURE_COLUMNS)} FROM {SCORING_TABLE}"
         ).to_arrow_reader(BATCH_ROWS)
         scored = 0

@@ -10,7 +10,7 @@ from lakehouse_assets.layers.features import (
     customer_features,
     scoring_features,
 )
-from lakehouse_assets.metadata import markdown_rows
+from lakehouse_assets.metadata import markdown_rows, table_exists
 from lakehouse_assets.resources import LakehouseDuckDB
 
 SCORING_FEATURES_DRIFT = "scoring_features_drift"
@@ -59,6 +59,13 @@ def scoring_features_drift(
     the two snapshots by construction: it is reported, but never warns. Up to 200,000 customers
     of each table are sampled."""
     with duckdb.get_connection() as conn:
+        if not table_exists(conn, TABLE):
+            return dg.AssetCheckResult(
+                passed=False,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=f"No training population to compare with: {TABLE} does not exist "
+                "yet. Materialize customer_features.",
+            )
         training, scoring = _sample(conn, TABLE), _sample(conn, SCORING_TABLE)
     psi = {
         c: population_stability_index(training[c].astype(float), scoring[c].astype(float))

@@ -4,6 +4,7 @@ with plain artifact calls, which MLflow 2.x servers accept (`mlflow.sklearn.log_
 
 import hashlib
 import logging
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -22,11 +23,14 @@ def save_model_folder(model, x: pd.DataFrame, folder: Path) -> str:
     from mlflow.models import infer_signature
 
     example = x.head(EXAMPLE_ROWS)
-    signature = infer_signature(example, model.predict_proba(example))
-    # MLflow warns that pickles can run code when loaded; ours are verified by hash first.
+    # MLflow warns that pickles can run code when loaded (ours are verified by hash first), and
+    # that integer columns cannot hold missing values (features never do: see features_finite).
     sklearn_logger = logging.getLogger("mlflow.sklearn")
     level = sklearn_logger.level
     sklearn_logger.setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        signature = infer_signature(example, model.predict_proba(example))
     try:
         mlflow.sklearn.save_model(
             model,

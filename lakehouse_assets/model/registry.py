@@ -35,7 +35,7 @@ def registered_churn_model(
     name = mlflow.registered_model_name
     client = mlflow.client()
     with retry_only_transient("registered_churn_model"):
-        version, created = _version_for_run(mlflow, client, run_id, evaluation)
+        version = _version_for_run(mlflow, client, run_id, evaluation)
         champion = current_champion(mlflow, client)
         evaluated_against = evaluation["champion_version"]
         # A retried step may find the alias already on its own version.
@@ -74,10 +74,11 @@ def registered_churn_model(
                 name, version, "role", "champion" if promote else "challenger"
             )
             client.set_tag(run_id, "registered_version", version)
-    if not created:
+    identical = upstream_metadata(context, "churn_model").get("identical_to_version", "none")
+    if identical != "none":
         decision = (
-            f"Registered nothing new: the model of MLflow run {run_id} is version {version}, "
-            "trained on the same features with the same parameters. " + decision
+            f"Registered nothing new: the model is identical to version {identical} (same "
+            f"features fingerprint and training parameters, MLflow run {run_id}). " + decision
         )
     context.log.info(decision)
     return dg.MaterializeResult(
@@ -88,18 +89,16 @@ def registered_churn_model(
             "champion": promote,
             "champion_version": version if promote else champion.version,
             "decision": dg.MetadataValue.md(decision),
-            "new_version": created,
+            "new_version": identical == "none",
             "roc_auc": evaluation["roc_auc"],
         }
     )
 
 
-def _version_for_run(
-    mlflow: MlflowTracking, client, run_id: str, evaluation: dict
-) -> tuple[str, bool]:
-    """The version registered from `run_id`, and whether it was created now (with the registered
-    model, if needed). Its tags carry the training key, so an identical model is never registered
-    twice (`churn_model` reuses the run instead of training again)."""
+def _version_for_run(mlflow: MlflowTracking, client, run_id: str, evaluation: dict) -> str:
+    """The version registered from `run_id`, creating the registered model and version if needed.
+    Its tags carry the training key, so that `churn_model` reuses the run of an identical model
+    instead of training, and registering, it again."""
     from mlflow.exceptions import MlflowException
 
     name = mlflow.registered_model_name
@@ -114,7 +113,7 @@ def _version_for_run(
     with mlflow.errors(f"search versions of {name!r} from run {run_id}"):
         existing = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
     if existing:  # a retried step, or the same run registered before
-        return str(existing[0].version), False
+        return str(existing[0].version)
     with mlflow.errors(f"create a version of {name!r} from run {run_id}"):
         run = client.get_run(run_id)
         tags = {
@@ -130,4 +129,4 @@ def _version_for_run(
         version = client.create_model_version(
             name, source=f"{run.info.artifact_uri}/{MODEL_ARTIFACT_DIR}", run_id=run_id, tags=tags
         )
-    return str(version.version), True
+    return str(version.version)
