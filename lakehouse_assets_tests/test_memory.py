@@ -31,8 +31,8 @@ def connection_limit(resource: LakehouseDuckDB) -> str:
 
 def test_the_limit_is_a_share_of_memory_with_a_floor():
     assert derived_memory_limit(2 * GiB) == "1024MiB"  # the floor
-    assert derived_memory_limit(24 * GiB) == "3072MiB"  # one eighth
-    assert derived_memory_limit(256 * GiB) == "32768MiB"
+    assert derived_memory_limit(24 * GiB) == "1536MiB"  # 1/16
+    assert derived_memory_limit(256 * GiB) == "16384MiB"
     assert available_memory_bytes() >= MEMORY_FLOOR_BYTES
 
 
