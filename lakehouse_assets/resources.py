@@ -1,5 +1,6 @@
 """Resources of the data layers: the DuckDB database and the landing folder."""
 
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -12,6 +13,34 @@ from pydantic import Field
 from lakehouse_assets import settings
 
 DATA_SUFFIXES = (".csv", ".parquet")
+# DuckDB's memory limit, unless configured: this share of the memory the process may use (the
+# machine's RAM, or a smaller cgroup limit), and at least the floor. The rest is left to the
+# Python process (the model steps), Dagster and whatever else runs on the machine. More did not
+# pay at 10M transactions on 24 GB: up to gold, 1 GiB took 24.7 s and 1.3 GB peak RSS, 1.5 GiB
+# (1/16) 21.3 s and 1.9 GB, 3 GiB (1/8) 23.6 to 36.9 s and 2.1 to 2.2 GB (2 cores, noisy host).
+MEMORY_SHARE = 1 / 16
+MEMORY_FLOOR_BYTES = 1024**3
+CGROUP_LIMIT_FILES = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def available_memory_bytes() -> int:
+    """Physical memory, or the cgroup (container) memory limit when it is lower."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for name in CGROUP_LIMIT_FILES:
+        try:
+            text = Path(name).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total
+
+
+def derived_memory_limit(available_bytes: int | None = None) -> str:
+    """`MEMORY_SHARE` of the available memory, at least `MEMORY_FLOOR_BYTES`, in MiB."""
+    available = available_memory_bytes() if available_bytes is None else available_bytes
+    limit = max(int(available * MEMORY_SHARE), MEMORY_FLOOR_BYTES)
+    return f"{limit // 1024**2}MiB"
 
 
 class LakehouseDuckDB(DuckDBResource):
@@ -24,20 +53,43 @@ class LakehouseDuckDB(DuckDBResource):
     buffer pool (DuckDB spills to disk beyond it) and no insertion-order guarantee: every
     table that needs an order says so with ORDER BY, and unordered writes run in parallel
     with less memory. SQL never reads Python variables (no replacement scans).
+
+    The memory limit is `memory_limit`, else `$LAKEHOUSE_DUCKDB_MEMORY_LIMIT`, else 1/16 of the
+    machine's (or container's) memory, at least 1 GiB. Work that still does not fit
+    fails with a `dg.Failure` that names the limit and how to raise it.
     """
 
     database: str = Field(default="", description="DuckDB file; empty = from the environment.")
     memory_limit: str = Field(
-        default="1GB", description="DuckDB's buffer pool limit; larger work spills to disk."
+        default="",
+        description="DuckDB's buffer pool limit (e.g. '8GB'); larger work spills to disk. Empty "
+        "= $LAKEHOUSE_DUCKDB_MEMORY_LIMIT, else 1/16 of the machine's memory, at least 1 GiB.",
     )
     threads: int = Field(default=0, description="DuckDB worker threads; 0 = one per core.")
 
     def database_path(self) -> Path:
         return Path(self.database).absolute() if self.database else settings.duckdb_path()
 
+    def resolved_memory_limit(self) -> tuple[str, str]:
+        """The memory limit and where it comes from."""
+        if self.memory_limit.strip():
+            return self.memory_limit.strip(), "the duckdb resource's memory_limit"
+        if settings.duckdb_memory_limit():
+            return settings.duckdb_memory_limit(), f"${settings.MEMORY_LIMIT_ENV}"
+        available = available_memory_bytes()
+        return (
+            derived_memory_limit(available),
+            f"derived: 1/{round(1 / MEMORY_SHARE)} of {available / 1024**3:.1f} GiB, at least "
+            f"{MEMORY_FLOOR_BYTES / 1024**3:g} GiB",
+        )
+
     @contextmanager
     def get_connection(self):
-        """A connection that is closed even when the block raises (DuckDBResource's is not)."""
+        """A connection that is closed even when the block raises (DuckDBResource's is not).
+
+        DuckDB running out of memory in the block becomes a `dg.Failure` that says which
+        setting to raise."""
+        limit, source = self.resolved_memory_limit()
         path = self.database_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = backoff(
@@ -51,13 +103,22 @@ class LakehouseDuckDB(DuckDBResource):
         )
         try:
             conn.execute("SET TimeZone = 'UTC'")
-            conn.execute("SET memory_limit = $limit", {"limit": self.memory_limit})
+            conn.execute("SET memory_limit = $limit", {"limit": limit})
             conn.execute("SET preserve_insertion_order = false")
             # A missing table is an error, never a Python variable of the same name.
             conn.execute("SET python_enable_replacements = false")
             if self.threads > 0:
                 conn.execute("SET threads = $threads", {"threads": self.threads})
             yield conn
+        except duckdb.OutOfMemoryException as error:
+            duckdb_said = str(error).splitlines()[0]  # DuckDB's advice is about its own SET
+            raise dg.Failure(
+                f"DuckDB ran out of memory with memory_limit = {limit} ({source}). Raise it: "
+                f"set {settings.MEMORY_LIMIT_ENV} (e.g. {settings.MEMORY_LIMIT_ENV}=8GB) or the "
+                f"`duckdb` resource's `memory_limit`, or lower its `threads`. DuckDB said: {duckdb_said}",
+                metadata={"memory_limit": limit, "memory_limit_source": source},
+                allow_retries=False,
+            ) from error
         finally:
             conn.close()
 

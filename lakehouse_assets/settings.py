@@ -23,3 +23,11 @@ def duckdb_path() -> Path:
     """`$LAKEHOUSE_DUCKDB_PATH`, default `$LAKEHOUSE_HOME/lakehouse.duckdb`."""
     configured = os.environ.get(DUCKDB_ENV)
     return Path(configured).absolute() if configured else lakehouse_home() / "lakehouse.duckdb"
+
+
+MEMORY_LIMIT_ENV = "LAKEHOUSE_DUCKDB_MEMORY_LIMIT"
+
+
+def duckdb_memory_limit() -> str:
+    """`$LAKEHOUSE_DUCKDB_MEMORY_LIMIT` (e.g. `8GB`), empty when unset."""
+    return os.environ.get(MEMORY_LIMIT_ENV, "").strip()

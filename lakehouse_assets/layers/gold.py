@@ -1,18 +1,21 @@
-"""Gold layer: one summary row per customer."""
+"""Gold layer: one summary row per customer, recomputed only for customers with new silver rows."""
 
 import time
 
 import dagster as dg
 
+from lakehouse_assets.layers import watermark
+from lakehouse_assets.layers.silver import TABLE as SILVER
 from lakehouse_assets.layers.silver import silver_transactions
 from lakehouse_assets.metadata import log_progress, table_metadata
 from lakehouse_assets.resources import LakehouseDuckDB, transaction
 
 TABLE = "gold.customer_summary"
+# The silver load that gold.customer_summary summarizes (one row).
+WATERMARK_TABLE = "gold.customer_summary_watermark"
+CHANGED = "changed_customers"
 
-SUMMARY_SQL = f"""
-CREATE OR REPLACE TABLE {TABLE} AS
-SELECT
+SUMMARY_COLUMNS = """
     customer_id,
     min(event_time) AS first_purchase_at,
     max(event_time) AS last_purchase_at,
@@ -23,23 +26,120 @@ SELECT
     max(amount) AS max_amount,
     sum(quantity) AS total_quantity,
     avg(quantity) AS avg_quantity
-FROM silver.transactions
+"""
+
+SUMMARY_SQL = f"""
+CREATE OR REPLACE TABLE {TABLE} AS
+SELECT {SUMMARY_COLUMNS}
+FROM {SILVER}
+GROUP BY customer_id
+"""
+
+# Incremental: the customers with silver rows ingested after the load gold last summarized,
+# their old rows deleted, and their summary recomputed from all their silver rows.
+CHANGED_SQL = f"""
+CREATE TEMP TABLE {CHANGED} AS
+SELECT DISTINCT customer_id FROM {SILVER} WHERE _ingested_at > $since
+"""
+DELETE_CHANGED_SQL = f"DELETE FROM {TABLE} WHERE customer_id IN (SELECT customer_id FROM {CHANGED})"
+INSERT_CHANGED_SQL = f"""
+INSERT INTO {TABLE} BY NAME
+SELECT {SUMMARY_COLUMNS}
+FROM {SILVER}
+SEMI JOIN {CHANGED} USING (customer_id)
 GROUP BY customer_id
 """
 
 
+class GoldConfig(dg.Config):
+    full_refresh: bool = False
+    """Recompute every customer's summary, not only those with new silver rows."""
+
+
 @dg.asset(deps=[silver_transactions], group_name="gold", kinds={"duckdb"}, pool="duckdb")
 def gold_customer_summary(
-    context: dg.AssetExecutionContext, duckdb: LakehouseDuckDB
+    context: dg.AssetExecutionContext, config: GoldConfig, duckdb: LakehouseDuckDB
 ) -> dg.MaterializeResult:
     """`gold.customer_summary`: one row per customer in silver: first and last purchase,
-    transaction count, active days, total, average and largest amount, quantities."""
+    transaction count, active days, total, average and largest amount, quantities.
+
+    Incremental: after silver appended rows, only the customers with new rows are recomputed
+    (their rows replaced in one transaction); after silver was rebuilt in full, or with
+    `full_refresh`, every customer is. The metadata `refresh` says which."""
     started = time.perf_counter()
     with duckdb.get_connection() as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS gold")
         with transaction(conn):
-            conn.execute(SUMMARY_SQL)
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {WATERMARK_TABLE} "
+                "(silver_load_id BIGINT, silver_loaded_at TIMESTAMP)"
+            )
+            mode, reason, since, latest = _plan(conn, config.full_refresh)
+            context.log.info(f"{TABLE}: {mode} refresh: {reason}")
+            customers = 0
+            if mode == watermark.FULL:
+                conn.execute(SUMMARY_SQL)
+            elif mode == watermark.APPEND:
+                customers = conn.execute(CHANGED_SQL, {"since": since}).fetchone()[0]
+                conn.execute(DELETE_CHANGED_SQL)
+                conn.execute(INSERT_CHANGED_SQL)
+                conn.execute(f"DROP TABLE {CHANGED}")
+            if latest is not None:
+                conn.execute(f"DELETE FROM {WATERMARK_TABLE}")
+                conn.execute(f"INSERT INTO {WATERMARK_TABLE} VALUES ($id, $at)", {"id": latest[0], "at": latest[1]})  # fmt: skip
         metadata = table_metadata(conn, TABLE)
-        silver = conn.execute("SELECT count(*) FROM silver.transactions").fetchone()[0]
-    log_progress(context, f"{TABLE}: summarized", silver, started)
-    return dg.MaterializeResult(metadata=metadata)
+    if mode == watermark.FULL:
+        customers = metadata["dagster/row_count"].value
+    log_progress(context, f"{TABLE}: {mode}; customers (re)computed:", customers, started)
+    return dg.MaterializeResult(
+        metadata={
+            **metadata,
+            "refresh": mode,
+            "refresh_reason": reason,
+            "customers_recomputed": customers,
+        }
+    )
+
+
+def _plan(conn, full_refresh: bool):
+    """(mode, reason, since, latest silver load (id, loaded_at) or None)."""
+    loads = conn.execute(
+        f"SELECT load_id, loaded_at, mode, reason, ingested_through FROM {watermark.LOADS_TABLE} "
+        "ORDER BY load_id"
+    ).fetchall()
+    latest = (loads[-1][0], loads[-1][1]) if loads else None
+    if full_refresh:
+        return watermark.FULL, "full_refresh was requested in the run config", None, latest
+    if not loads:
+        return watermark.FULL, f"{watermark.LOADS_TABLE} records no silver load", None, latest
+    seen = conn.execute(
+        f"SELECT silver_load_id, silver_loaded_at FROM {WATERMARK_TABLE}"
+    ).fetchall()
+    if not seen or not watermark.table_exists(conn, TABLE):
+        return watermark.FULL, f"{TABLE} has not been built yet", None, latest
+    by_key = {(load[0], load[1]): i for i, load in enumerate(loads)}
+    if seen[0] not in by_key:
+        return (
+            watermark.FULL,
+            f"{watermark.LOADS_TABLE} no longer holds silver load {seen[0][0]}, the one gold "
+            "last summarized (silver was recreated)",
+            None,
+            latest,
+        )
+    last = by_key[seen[0]]
+    pending = loads[last + 1 :]
+    if not pending:
+        return watermark.UNCHANGED, f"silver has not changed since load {seen[0][0]}", None, None
+    full = [load for load in pending if load[2] == watermark.FULL]
+    if full:
+        return (
+            watermark.FULL,
+            f"silver was rebuilt in full (load {full[-1][0]}: {full[-1][3]})",
+            None,
+            latest,
+        )
+    since = loads[last][4]
+    if since is None:
+        return watermark.FULL, f"silver load {seen[0][0]} held no bronze rows", None, latest
+    ids = ", ".join(str(load[0]) for load in pending)
+    return watermark.APPEND, f"silver appended rows in load(s) {ids}", since, latest

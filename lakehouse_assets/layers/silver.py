@@ -1,10 +1,18 @@
-"""Silver layer: typed, validated, deduplicated transactions, and every rejected row with a reason."""
+"""Silver layer: typed, validated, deduplicated transactions, and every rejected row with a reason.
+
+Silver refreshes in proportion to what landed: when bronze only gained files since the last load,
+only their rows are typed, validated and deduplicated (against silver and among themselves) and
+appended; otherwise both tables are rebuilt from all of bronze. `layers/watermark.py` decides
+which, and records what silver has seen.
+"""
 
 import time
 from datetime import UTC, datetime
 
 import dagster as dg
 
+from lakehouse_assets.layers import watermark
+from lakehouse_assets.layers.bronze import TABLE as BRONZE
 from lakehouse_assets.layers.bronze import bronze_transactions
 from lakehouse_assets.metadata import log_progress, markdown_rows, table_metadata
 from lakehouse_assets.resources import LakehouseDuckDB, transaction
@@ -15,32 +23,47 @@ TYPED = "typed_transactions"
 LATER_COPIES = "later_copies"
 LINEAGE = "_source_file, _source_row, _ingested_at"
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%S"
-# A transaction is identified by its transaction_id, else by its whole record.
-IDENTITY = ", ".join(
-    ["transaction_id"]
-    + [f"CASE WHEN transaction_id IS NULL THEN {c} END" for c in ("customer_id", "event_time",
-                                                                  "amount", "quantity")]
-)  # fmt: skip
+# The bronze rows a run reads: all of them, or (appending) those ingested after `$since`.
+ALL_BRONZE = BRONZE
+NEW_BRONZE = f"(SELECT * FROM {BRONZE} WHERE _ingested_at > $since)"
+# The common ISO form without offset is parsed by a fast strptime; anything else (offsets, dates,
+# spaces) by the general TIMESTAMPTZ cast, in UTC.
+EVENT_TIME_SQL = f"""coalesce(
+    try_strptime(event_time, '{ISO_FORMAT}'),
+    try_cast(trim(event_time) AS TIMESTAMPTZ)::TIMESTAMP
+)"""
 
-# 1. Every bronze row typed once, with the reason it is invalid (NULL when valid). Values are
-# trimmed first (trim also drops Unicode spaces such as U+00A0, which casts do not). The common
-# ISO form without offset is parsed by a fast strptime; anything else (offsets, dates, spaces)
-# by the general TIMESTAMPTZ cast, in UTC.
-TYPED_SQL = f"""
+
+def identity(alias: str = "") -> list[str]:
+    """A transaction's identity: its transaction_id, else its whole record."""
+    t = f"{alias}." if alias else ""
+    rest = ("customer_id", "event_time", "amount", "quantity")
+    return [f"{t}transaction_id"] + [f"CASE WHEN {t}transaction_id IS NULL THEN {t}{c} END" for c in rest]  # fmt: skip
+
+
+IDENTITY = ", ".join(identity())
+SAME_IDENTITY = " AND ".join(
+    f"{mine} IS NOT DISTINCT FROM {theirs}"
+    for mine, theirs in zip(identity("s"), identity("n"), strict=True)
+)
+
+
+def typed_sql(bronze: str) -> str:
+    """1. Every bronze row of `bronze` typed once, with the reason it is invalid (NULL when
+    valid). Values are trimmed first (trim also drops Unicode spaces such as U+00A0, which casts
+    do not)."""
+    return f"""
 CREATE TEMP TABLE {TYPED} AS
 WITH parsed AS (
     SELECT
         {LINEAGE},
         nullif(trim(customer_id), '') AS customer_id,
-        coalesce(
-            try_strptime(event_time, '{ISO_FORMAT}'),
-            try_cast(trim(event_time) AS TIMESTAMPTZ)::TIMESTAMP
-        ) AS event_time,
+        {EVENT_TIME_SQL} AS event_time,
         try_cast(trim(amount) AS DOUBLE) AS amount,
         nullif(trim(quantity), '') IS NOT NULL AS has_quantity,
         try_cast(trim(quantity) AS DOUBLE) AS quantity_number,
         nullif(trim(transaction_id), '') AS transaction_id
-    FROM bronze.transactions
+    FROM {bronze}
 ),
 typed AS (
     SELECT * EXCLUDE (quantity_number),
@@ -58,6 +81,7 @@ SELECT {LINEAGE}, transaction_id, customer_id, event_time, amount, quantity,
     END AS invalid_reason
 FROM typed
 """
+
 
 # 2. Later copies: valid rows whose identity an earlier valid row (by ingestion time, file,
 # row) already has. Only rows whose transaction_id repeats (NULL included) can be copies.
@@ -79,18 +103,46 @@ QUALIFY row_number() OVER (
 ) > 1
 """
 
+# 2'. Appending: the same rule over the new valid rows and the silver rows that share an
+# identity with one of them. Silver rows sort first (the watermark guarantees it) and are
+# unique, so every later copy found is a new row.
+NEW_LATER_COPIES_SQL = f"""
+CREATE TEMP TABLE {LATER_COPIES} AS
+WITH new_rows AS (
+    SELECT {LINEAGE}, transaction_id, customer_id, event_time, amount, quantity
+    FROM {TYPED}
+    WHERE invalid_reason IS NULL
+),
+kept_twins AS (
+    SELECT s.{LINEAGE.replace(", ", ", s.")}, s.transaction_id, s.customer_id, s.event_time,
+        s.amount, s.quantity
+    FROM {TABLE} s
+    SEMI JOIN new_rows n ON {SAME_IDENTITY}
+),
+candidates AS (
+    SELECT * FROM new_rows
+    UNION ALL
+    SELECT * FROM kept_twins
+)
+SELECT _source_file, _source_row
+FROM candidates
+QUALIFY row_number() OVER (
+    PARTITION BY {IDENTITY} ORDER BY _ingested_at, _source_file, _source_row
+) > 1
+"""
+
 # 3. Valid rows that are not later copies.
-SILVER_SQL = f"""
-CREATE OR REPLACE TABLE {TABLE} AS
+KEPT_SQL = f"""
 SELECT transaction_id, customer_id, event_time, amount, quantity, {LINEAGE}
 FROM {TYPED}
 ANTI JOIN {LATER_COPIES} USING (_source_file, _source_row)
 WHERE invalid_reason IS NULL
 """
 
-# 4. Invalid rows and later copies, with their text as landed.
-REJECTED_SQL = f"""
-CREATE OR REPLACE TABLE {REJECTED_TABLE} AS
+
+def rejected_sql(bronze: str) -> str:
+    """4. Invalid rows and later copies of `bronze`, with their text as landed."""
+    return f"""
 WITH reasons AS (
     SELECT _source_file, _source_row, invalid_reason AS reason
     FROM {TYPED}
@@ -101,48 +153,73 @@ WITH reasons AS (
 )
 SELECT b._source_file, b._source_row, b._ingested_at, r.reason,
     b.transaction_id, b.customer_id, b.event_time, b.amount, b.quantity
-FROM bronze.transactions b
+FROM {bronze} b
 JOIN reasons r USING (_source_file, _source_row)
 """
 
 
+# Rows rejected as future events that are no longer in the future: a rebuild would keep them.
+EXPIRED_FUTURE_SQL = f"""
+SELECT count(*) FROM {REJECTED_TABLE}
+WHERE reason = 'future_event_time' AND {EVENT_TIME_SQL} <= $now
+"""
+
+
+class SilverConfig(dg.Config):
+    full_refresh: bool = False
+    """Rebuild silver from all of bronze even when only new files landed (gold follows)."""
+
+
 @dg.asset(deps=[bronze_transactions], group_name="silver", kinds={"duckdb"}, pool="duckdb")
 def silver_transactions(
-    context: dg.AssetExecutionContext, duckdb: LakehouseDuckDB
+    context: dg.AssetExecutionContext, config: SilverConfig, duckdb: LakehouseDuckDB
 ) -> dg.MaterializeResult:
     """`silver.transactions`: typed (`event_time` TIMESTAMP in UTC, `amount` DOUBLE, `quantity`
-    INTEGER), validated and deduplicated (on `transaction_id`, else on the whole record).
+    INTEGER), validated and deduplicated (on `transaction_id`, else on the whole record; the
+    first copy by ingestion time, file and row is kept).
 
     Every bronze row that does not reach silver is in `silver.rejected_transactions` with its
     lineage and a `reason`: missing_customer_id, bad_event_time, future_event_time, bad_amount,
     bad_quantity or duplicate. rows(bronze) = rows(silver) + rows(rejected).
+
+    Incremental: when bronze only gained files since the last run, only their rows are
+    processed and appended; when a file was replaced (or silver does not match bronze, or
+    `full_refresh` is set), both tables are rebuilt. The metadata `refresh` says which, and
+    `refresh_reason` why. Either way the result is the same, row for row.
     """
     now = datetime.now(UTC).replace(tzinfo=None)
     started = time.perf_counter()
     with duckdb.get_connection() as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS silver")
-        bronze = conn.execute("SELECT count(*) FROM bronze.transactions").fetchone()[0]
         with transaction(conn):
-            conn.execute(TYPED_SQL, {"now": now})
-            log_progress(context, f"{TABLE}: typed and validated", bronze, started)
-            copies = conn.execute(LATER_COPIES_SQL).fetchone()[0]
-            log_progress(context, f"{TABLE}: {copies:,} later copies found in", bronze, started)
-            rows = conn.execute(SILVER_SQL).fetchone()[0]
-            log_progress(context, f"{TABLE}: written,", rows, started)
-            conn.execute(REJECTED_SQL)
-            conn.execute(f"DROP TABLE {TYPED}")
-            conn.execute(f"DROP TABLE {LATER_COPIES}")
+            watermark.create_tables(conn)
+            plan = watermark.plan_silver(
+                conn, (TABLE, REJECTED_TABLE), EXPIRED_FUTURE_SQL, now, config.full_refresh
+            )
+            context.log.info(f"{TABLE}: {plan.mode} refresh: {plan.reason}")
+            if plan.mode == watermark.UNCHANGED:
+                processed = 0
+            else:
+                processed = _refresh(context, conn, plan, now, started)
+                added = conn.execute(
+                    f"SELECT (SELECT count(*) FROM {TABLE}), (SELECT count(*) FROM {REJECTED_TABLE})"
+                ).fetchone()
+                load_id = watermark.record_load(conn, plan, now, *added)
+                context.log.info(f"{watermark.LOADS_TABLE}: recorded load {load_id} ({plan.mode})")
         rejected = dict(
             conn.execute(
                 f"SELECT reason, count(*) FROM {REJECTED_TABLE} GROUP BY reason ORDER BY reason"
             ).fetchall()
         )
         metadata = table_metadata(conn, TABLE)
-    log_progress(context, f"{TABLE}: done; bronze", bronze, started)
+    log_progress(context, f"{TABLE}: done; bronze rows processed:", processed, started)
     context.log.info(f"{REJECTED_TABLE}: {rejected}")
     return dg.MaterializeResult(
         metadata={
             **metadata,
+            "refresh": plan.mode,
+            "refresh_reason": plan.reason,
+            "bronze_rows_processed": processed,
             "rejected_rows": sum(rejected.values()),
             "rejected_by_reason": dg.MetadataValue.md(
                 markdown_rows(["reason", "rows"], list(rejected.items()))
@@ -150,3 +227,27 @@ def silver_transactions(
             **{f"rejected/{reason}": count for reason, count in rejected.items()},
         }
     )
+
+
+def _refresh(context, conn, plan: watermark.SilverPlan, now: datetime, started: float) -> int:
+    """Rebuild (`full`) or append (`append`) both tables, in the caller's transaction; returns
+    the number of bronze rows processed."""
+    full = plan.mode == watermark.FULL
+    bronze = ALL_BRONZE if full else NEW_BRONZE
+    params = {"now": now} if full else {"now": now, "since": plan.since}
+    processed = conn.execute(typed_sql(bronze), params).fetchone()[0]
+    log_progress(context, f"{TABLE}: typed and validated", processed, started)
+    copies = conn.execute(LATER_COPIES_SQL if full else NEW_LATER_COPIES_SQL).fetchone()[0]
+    log_progress(context, f"{TABLE}: {copies:,} later copies found in", processed, started)
+    if full:
+        rows = conn.execute(f"CREATE OR REPLACE TABLE {TABLE} AS {KEPT_SQL}").fetchone()[0]
+        conn.execute(f"CREATE OR REPLACE TABLE {REJECTED_TABLE} AS {rejected_sql(bronze)}")
+    else:
+        rows = conn.execute(f"INSERT INTO {TABLE} BY NAME {KEPT_SQL}").fetchone()[0]
+        conn.execute(
+            f"INSERT INTO {REJECTED_TABLE} BY NAME {rejected_sql(bronze)}", {"since": plan.since}
+        )
+    log_progress(context, f"{TABLE}: {'written' if full else 'appended'},", rows, started)
+    conn.execute(f"DROP TABLE {TYPED}")
+    conn.execute(f"DROP TABLE {LATER_COPIES}")
+    return processed

@@ -1,0 +1,193 @@
+"""What silver has seen of bronze, so that silver and gold can refresh only what is new.
+
+* `silver.bronze_files_seen` (the watermark): the bronze file versions that silver holds, as
+  `bronze.ingested_files` listed them (path, SHA-256, row count, ingestion time), and the silver
+  load that brought each in.
+* `silver.loads`: one row per silver load that changed silver: `full` (rebuilt from all of
+  bronze) or `append` (new files only), why, and `ingested_through`, the latest bronze
+  ingestion time silver holds after it. Gold remembers the last load it summarized and reads
+  the loads after it.
+
+Silver may append only when its rows are exactly bronze's rows minus those of new files, and
+every new row sorts after every row silver has seen under the deduplication order (ingestion
+time, file, row): then no new row can displace a kept one, and a rebuild would keep, type and
+reject the old rows exactly as before. Everything else is a full rebuild, with the reason.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+
+from lakehouse_assets.layers.bronze import FILES_TABLE as BRONZE_FILES
+from lakehouse_assets.layers.bronze import TABLE as BRONZE
+
+SEEN_TABLE = "silver.bronze_files_seen"
+LOADS_TABLE = "silver.loads"
+FULL = "full"
+APPEND = "append"
+UNCHANGED = "unchanged"
+FILES_NAMED = 5  # at most this many file names in a reason
+
+
+@dataclass(frozen=True)
+class SilverPlan:
+    """What a silver run does: `full`, `append` (bronze rows ingested after `since`) or
+    `unchanged`, and why."""
+
+    mode: str
+    reason: str
+    since: datetime | None = None
+    new_files: int = 0
+    new_rows: int = 0
+
+
+def create_tables(conn: duckdb.DuckDBPyConnection) -> None:
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {SEEN_TABLE} (source_file VARCHAR, sha256 VARCHAR, "
+        "row_count BIGINT, ingested_at TIMESTAMP, load_id BIGINT)"
+    )
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {LOADS_TABLE} (load_id BIGINT, loaded_at TIMESTAMP, "
+        "mode VARCHAR, reason VARCHAR, bronze_rows BIGINT, silver_rows BIGINT, "
+        "rejected_rows BIGINT, ingested_through TIMESTAMP)"
+    )
+
+
+def table_exists(conn: duckdb.DuckDBPyConnection, qualified: str) -> bool:
+    schema, name = qualified.split(".")
+    return bool(
+        conn.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = $s AND table_name = $t "
+            "AND database_name = current_database()",
+            {"s": schema, "t": name},
+        ).fetchone()[0]
+    )
+
+
+def _names(rows: list[tuple]) -> str:
+    names = [r[0] for r in rows[:FILES_NAMED]]
+    more = f" and {len(rows) - FILES_NAMED} more" if len(rows) > FILES_NAMED else ""
+    return ", ".join(names) + more
+
+
+def plan_silver(
+    conn: duckdb.DuckDBPyConnection,
+    silver_tables: tuple[str, str],
+    expired_future_sql: str,
+    now: datetime,
+    full_refresh: bool,
+) -> SilverPlan:
+    """Compare bronze's file versions with silver's watermark and decide how to refresh.
+
+    `expired_future_sql` counts rows rejected as future events that are no longer in the future
+    at `$now` (a rebuild would type them again).
+    """
+    if full_refresh:
+        return SilverPlan(FULL, "full_refresh was requested in the run config")
+    if not all(table_exists(conn, t) for t in silver_tables):
+        return SilverPlan(FULL, "silver has not been built yet")
+    seen_rows, seen_files, seen_through = conn.execute(
+        f"SELECT coalesce(sum(row_count), 0), count(*), max(ingested_at) FROM {SEEN_TABLE}"
+    ).fetchone()
+    if seen_files == 0:
+        return SilverPlan(FULL, f"{SEEN_TABLE} is empty: silver's bronze watermark is unknown")
+    silver_rows = sum(
+        conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in silver_tables
+    )
+    if silver_rows != seen_rows:
+        return SilverPlan(
+            FULL,
+            f"silver holds {silver_rows:,} rows (kept + rejected) but its watermark accounts "
+            f"for {seen_rows:,} bronze rows",
+        )
+    bronze_rows = conn.execute(f"SELECT count(*) FROM {BRONZE}").fetchone()[0]
+    listed_rows = conn.execute(
+        f"SELECT coalesce(sum(row_count), 0) FROM {BRONZE_FILES}"
+    ).fetchone()[0]
+    if bronze_rows != listed_rows:
+        return SilverPlan(
+            FULL,
+            f"{BRONZE} holds {bronze_rows:,} rows but {BRONZE_FILES} lists {listed_rows:,}",
+        )
+    changed = conn.execute(
+        f"SELECT s.source_file FROM {SEEN_TABLE} s LEFT JOIN {BRONZE_FILES} b USING (source_file) "
+        "WHERE b.sha256 IS DISTINCT FROM s.sha256 OR b.ingested_at IS DISTINCT FROM s.ingested_at "
+        "OR b.row_count IS DISTINCT FROM s.row_count ORDER BY 1"
+    ).fetchall()
+    if changed:
+        return SilverPlan(
+            FULL,
+            f"{len(changed)} file(s) were replaced in bronze since silver saw them: "
+            f"{_names(changed)}; rows of theirs that silver kept may be gone, so earlier "
+            "duplicates of them may now be kept",
+        )
+    expired = conn.execute(expired_future_sql, {"now": now}).fetchone()[0]
+    if expired:
+        return SilverPlan(
+            FULL,
+            f"{expired:,} row(s) rejected as future_event_time are no longer in the future",
+        )
+    new = conn.execute(
+        f"SELECT source_file, ingested_at, row_count FROM {BRONZE_FILES} ANTI JOIN {SEEN_TABLE} "
+        "USING (source_file) ORDER BY ingested_at, source_file"
+    ).fetchall()
+    if not new:
+        return SilverPlan(UNCHANGED, "bronze has no file that silver has not seen")
+    early = [row for row in new if row[1] <= seen_through]
+    if early:
+        return SilverPlan(
+            FULL,
+            f"new file(s) {_names(early)} were ingested at or before {seen_through}, the latest "
+            "ingestion time silver has seen, so their rows may sort before rows silver kept",
+        )
+    new_rows = sum(row[2] for row in new)
+    found = conn.execute(
+        f"SELECT count(*) FROM {BRONZE} WHERE _ingested_at > $since", {"since": seen_through}
+    ).fetchone()[0]
+    if found != new_rows:
+        return SilverPlan(
+            FULL,
+            f"{BRONZE} holds {found:,} rows ingested after {seen_through}, but the new files "
+            f"list {new_rows:,}",
+        )
+    return SilverPlan(
+        APPEND,
+        f"{len(new)} new file(s) ({_names(new)}), {new_rows:,} rows",
+        since=seen_through,
+        new_files=len(new),
+        new_rows=new_rows,
+    )
+
+
+def record_load(
+    conn: duckdb.DuckDBPyConnection,
+    plan: SilverPlan,
+    loaded_at: datetime,
+    silver_rows: int,
+    rejected_rows: int,
+) -> int:
+    """Update the watermark to bronze's current files and log the load (in the caller's
+    transaction); returns the load's id."""
+    load_id = conn.execute(f"SELECT coalesce(max(load_id), 0) + 1 FROM {LOADS_TABLE}").fetchone()[0]
+    if plan.mode == FULL:
+        conn.execute(f"DELETE FROM {SEEN_TABLE}")
+    conn.execute(
+        f"INSERT INTO {SEEN_TABLE} SELECT source_file, sha256, row_count, ingested_at, $load "
+        f"FROM {BRONZE_FILES} ANTI JOIN {SEEN_TABLE} USING (source_file)",
+        {"load": load_id},
+    )
+    conn.execute(
+        f"INSERT INTO {LOADS_TABLE} SELECT $load, $at, $mode, $reason, $bronze, $silver, "
+        f"$rejected, (SELECT max(ingested_at) FROM {SEEN_TABLE})",
+        {
+            "load": load_id,
+            "at": loaded_at,
+            "mode": plan.mode,
+            "reason": plan.reason,
+            "bronze": silver_rows + rejected_rows,
+            "silver": silver_rows,
+            "rejected": rejected_rows,
+        },
+    )
+    return load_id
