@@ -25,14 +25,21 @@ data_assets = [
 ]
 model_assets = [churn_model, churn_model_evaluation, registered_churn_model, churn_scores]
 
-# Steps run one after another in the run's own process: DuckDB allows one writing process per
-# file, and a process per step would cost more than most steps themselves.
-defs = dg.Definitions(
-    assets=[*data_assets, *model_assets],
-    asset_checks=data_checks,
-    resources=build_resources(),
-    jobs=automation.jobs,
-    sensors=automation.sensors,
-    schedules=automation.schedules,
-    executor=dg.in_process_executor,
-)
+
+def build_definitions(executor: dg.ExecutorDefinition = dg.in_process_executor) -> dg.Definitions:
+    """The code location, with `executor` running its steps. By default they run one after
+    another in the run's own process: DuckDB allows one writing process per file, and a process
+    per step would cost more than most steps themselves. The Celery and Kubernetes locations
+    (`lakehouse_assets.deploy`) pass their own executor."""
+    return dg.Definitions(
+        assets=[*data_assets, *model_assets],
+        asset_checks=data_checks,
+        resources=build_resources(),
+        jobs=automation.jobs,
+        sensors=automation.sensors,
+        schedules=automation.schedules,
+        executor=executor,
+    )
+
+
+defs = build_definitions()

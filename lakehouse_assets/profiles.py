@@ -12,16 +12,13 @@ reload the code location to switch). Values inside a profile are read when a run
   artifacts live in object storage behind it).
 """
 
-import os
 from collections.abc import Callable
 
 import dagster as dg
 
+from lakehouse_assets import settings
 from lakehouse_assets.model.mlflow_resource import MlflowTracking
 from lakehouse_assets.resources import LakehouseDuckDB, LandingZone
-
-PROFILE_ENV = "LAKEHOUSE_ENV"
-DEFAULT_PROFILE = "local"
 
 
 def local_resources() -> dict:
@@ -43,10 +40,10 @@ PROFILES: dict[str, Callable[[], dict]] = {"local": local_resources, "prod": pro
 
 def profile_name() -> str:
     """The profile `$LAKEHOUSE_ENV` names (default `local`); an unknown name fails loudly."""
-    name = os.environ.get(PROFILE_ENV, "").strip().lower() or DEFAULT_PROFILE
+    name = settings.profile()
     if name not in PROFILES:
         raise ValueError(
-            f"{PROFILE_ENV}={name!r} is not a deployment profile; use one of {sorted(PROFILES)}."
+            f"{settings.PROFILE_ENV}={name!r} is not a deployment profile; use one of {sorted(PROFILES)}."
         )
     return name
 

@@ -2,37 +2,22 @@
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 
+from lakehouse_assets import settings
 from lakehouse_assets.landing import sha256_of
 from lakehouse_assets.model.mlflow_resource import MlflowTracking
 from lakehouse_assets.resources import LandingZone
 
-INTERVAL_ENV = "LAKEHOUSE_SENSOR_INTERVAL_SECONDS"
-DEFAULT_INTERVAL_SECONDS = 30
 LANDING_SENSOR = "landing_sensor"
 FAILURE_SENSOR = "mlflow_run_failure_sensor"
 FAILURE_TAG = "dagster_failure"
 FAILED_RUN_TAG = "dagster_failed_run_id"
 MAX_TAG_CHARS = 4000  # below MLflow's tag value limit (5000 on 2.x servers, 8000 on 3.x)
 LANDED_FILES_TAG = "lakehouse/landed_files"
-
-
-def sensor_interval_seconds() -> int:
-    """`$LAKEHOUSE_SENSOR_INTERVAL_SECONDS` (default 30). Dagster needs it when the sensor is
-    defined, so it is read when the code location loads: restart `dagster dev` after changing it."""
-    raw = os.environ.get(INTERVAL_ENV) or str(DEFAULT_INTERVAL_SECONDS)
-    try:
-        seconds = int(raw)
-    except ValueError:
-        seconds = 0
-    if seconds < 1:
-        raise ValueError(f"{INTERVAL_ENV} must be a whole number of seconds >= 1, got {raw!r}")
-    return seconds
 
 
 @dataclass(frozen=True)
@@ -105,12 +90,30 @@ def run_key_for(versions: list[FileVersion]) -> str:
     return "landing-" + hashlib.sha256(lines.encode()).hexdigest()[:32]
 
 
+def versions_in_bronze(context: dg.SensorEvaluationContext) -> dict[str, str]:
+    """The file versions (relative path -> SHA-256) that the latest materialization of
+    `bronze_transactions` loaded: those `raw_transactions` listed in the same run. Lets the
+    sensor skip what a run it did not request (the README's main command, the UI) already
+    loaded into this instance's lakehouse."""
+    try:
+        instance = context.instance
+    except dg.DagsterInvariantViolationError:  # evaluated without an instance (unit tests)
+        return {}
+    bronze = instance.get_latest_materialization_event(dg.AssetKey("bronze_transactions"))
+    raw = instance.get_latest_materialization_event(dg.AssetKey("raw_transactions"))
+    if bronze is None or raw is None or raw.run_id != bronze.run_id:
+        return {}
+    listed = raw.asset_materialization.metadata.get("sha256")
+    return dict(listed.value) if listed is not None else {}
+
+
 def scan_landing(
-    landing: LandingZone, cursor: LandingCursor, log
+    landing: LandingZone, cursor: LandingCursor, log, loaded: dict[str, str] | None = None
 ) -> tuple[list[FileVersion], LandingCursor]:
     """Compare the landing folder with `cursor`: the new or changed files that are complete, and
     the next cursor. A file is complete when its size and mtime did not change since the last
-    tick; unchanged files (same size and mtime, or same content hash) are not returned again."""
+    tick; unchanged files (same size and mtime, or same content hash, or the version `loaded`
+    says bronze already holds) are not returned again."""
     folder = landing.folder()
     data_paths = landing.data_files()
     data_set = set(data_paths)
@@ -156,6 +159,9 @@ def scan_landing(
         if known is not None and known.sha256 == digest:
             log.info(f"{rel}: touched, but its content is unchanged; nothing to do")
             continue
+        if known is None and (loaded or {}).get(rel) == digest:
+            log.info(f"{rel}: already loaded into bronze by the latest refresh; nothing to do")
+            continue
         ready.append(version)
     return ready, following
 
@@ -166,7 +172,7 @@ def build_landing_sensor(job) -> dg.SensorDefinition:
     @dg.sensor(
         name=LANDING_SENSOR,
         job=job,
-        minimum_interval_seconds=sensor_interval_seconds(),
+        minimum_interval_seconds=settings.sensor_interval_seconds(),
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def landing_sensor(
@@ -177,7 +183,7 @@ def build_landing_sensor(job) -> dg.SensorDefinition:
         of every layer and the model, keyed by the files' paths, sizes, mtimes and content
         hashes: each version of a file triggers exactly once. Other files are ignored."""
         cursor = LandingCursor.from_json(context.cursor)
-        ready, following = scan_landing(landing, cursor, context.log)
+        ready, following = scan_landing(landing, cursor, context.log, versions_in_bronze(context))
         if not ready:
             waiting = sorted(following.pending)
             reason = (

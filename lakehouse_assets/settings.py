@@ -1,4 +1,11 @@
-"""Where local state lives: read from the environment when a run starts, never at import time."""
+"""Every environment variable the project reads, in one place, read at the moment it is used.
+
+Read when a run starts (never at import time): where local state lives, the DuckDB memory limit
+and the MLflow tracking URI. Read when the code location loads, because Dagster needs them to
+define the code location (restart or reload it after a change): the deployment profile, the
+MLflow steps' retry delay and the landing sensor's interval. The README's configuration table
+lists them all.
+"""
 
 import os
 from pathlib import Path
@@ -6,6 +13,18 @@ from pathlib import Path
 HOME_ENV = "LAKEHOUSE_HOME"
 LANDING_ENV = "LAKEHOUSE_LANDING_DIR"
 DUCKDB_ENV = "LAKEHOUSE_DUCKDB_PATH"
+MEMORY_LIMIT_ENV = "LAKEHOUSE_DUCKDB_MEMORY_LIMIT"
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+PROFILE_ENV = "LAKEHOUSE_ENV"
+RETRY_DELAY_ENV = "LAKEHOUSE_MLFLOW_RETRY_DELAY_SECONDS"
+SENSOR_INTERVAL_ENV = "LAKEHOUSE_SENSOR_INTERVAL_SECONDS"
+
+DEFAULT_PROFILE = "local"
+DEFAULT_RETRY_DELAY_SECONDS = 2.0
+DEFAULT_SENSOR_INTERVAL_SECONDS = 30
+
+
+# -- read when a run starts
 
 
 def lakehouse_home() -> Path:
@@ -25,9 +44,46 @@ def duckdb_path() -> Path:
     return Path(configured).absolute() if configured else lakehouse_home() / "lakehouse.duckdb"
 
 
-MEMORY_LIMIT_ENV = "LAKEHOUSE_DUCKDB_MEMORY_LIMIT"
-
-
 def duckdb_memory_limit() -> str:
     """`$LAKEHOUSE_DUCKDB_MEMORY_LIMIT` (e.g. `8GB`), empty when unset."""
     return os.environ.get(MEMORY_LIMIT_ENV, "").strip()
+
+
+def mlflow_tracking_uri() -> str:
+    """`$MLFLOW_TRACKING_URI`, else the local sqlite store `$LAKEHOUSE_HOME/mlflow.db`."""
+    return os.environ.get(TRACKING_URI_ENV) or f"sqlite:///{lakehouse_home() / 'mlflow.db'}"
+
+
+# -- read when the code location loads
+
+
+def profile() -> str:
+    """`$LAKEHOUSE_ENV` (default `local`), lower-cased; `profiles.py` checks the name."""
+    return os.environ.get(PROFILE_ENV, "").strip().lower() or DEFAULT_PROFILE
+
+
+def mlflow_retry_delay_seconds() -> float:
+    """`$LAKEHOUSE_MLFLOW_RETRY_DELAY_SECONDS` (default 2): the first delay of the MLflow steps'
+    retry policy."""
+    raw = os.environ.get(RETRY_DELAY_ENV) or str(DEFAULT_RETRY_DELAY_SECONDS)
+    try:
+        delay = float(raw)
+    except ValueError:
+        delay = -1.0
+    if delay < 0:
+        raise ValueError(f"{RETRY_DELAY_ENV} must be a number of seconds >= 0, got {raw!r}")
+    return delay
+
+
+def sensor_interval_seconds() -> int:
+    """`$LAKEHOUSE_SENSOR_INTERVAL_SECONDS` (default 30): how often the landing sensor looks."""
+    raw = os.environ.get(SENSOR_INTERVAL_ENV) or str(DEFAULT_SENSOR_INTERVAL_SECONDS)
+    try:
+        seconds = int(raw)
+    except ValueError:
+        seconds = 0
+    if seconds < 1:
+        raise ValueError(
+            f"{SENSOR_INTERVAL_ENV} must be a whole number of seconds >= 1, got {raw!r}"
+        )
+    return seconds

@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from lakehouse_assets import profiles
+from lakehouse_assets import profiles, settings
 from lakehouse_assets_tests.services import DEPLOY_DIR
 
 pytestmark = pytest.mark.services
@@ -30,7 +30,7 @@ def _snake(name: str) -> str:
 
 def test_values_set_every_variable_the_prod_profile_reads():
     env = {e["name"]: e.get("value") for e in _user_deployment()["env"]}
-    assert env[profiles.PROFILE_ENV] == "prod"
+    assert env[settings.PROFILE_ENV] == "prod"
     needed = {
         value.env_var_name
         for resource in profiles.build_resources("prod").values()

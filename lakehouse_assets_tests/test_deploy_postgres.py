@@ -10,7 +10,7 @@ import urllib.request
 import dagster as dg
 import pytest
 
-from lakehouse_assets import profiles
+from lakehouse_assets import profiles, settings
 from lakehouse_assets_tests.conftest import ASSET_NAMES, failure_messages, run_graph
 from lakehouse_assets_tests.services import (
     REPO_ROOT,
@@ -143,7 +143,7 @@ def test_daemon_runs_the_graph_on_postgres_and_history_survives_a_restart(tmp_pa
 
 
 def test_unknown_profile_fails_loudly(monkeypatch):
-    monkeypatch.setenv(profiles.PROFILE_ENV, "staging")
+    monkeypatch.setenv(settings.PROFILE_ENV, "staging")
     with pytest.raises(ValueError, match="LAKEHOUSE_ENV='staging' is not a deployment profile"):
         profiles.build_resources()
 

@@ -15,11 +15,11 @@ from lakehouse_assets.sensors import (
     FAILED_RUN_TAG,
     FAILURE_SENSOR,
     FAILURE_TAG,
-    INTERVAL_ENV,
     LANDING_SENSOR,
     build_landing_sensor,
-    sensor_interval_seconds,
 )
+from lakehouse_assets.settings import SENSOR_INTERVAL_ENV as INTERVAL_ENV
+from lakehouse_assets.settings import sensor_interval_seconds
 from lakehouse_assets_tests.conftest import ASSET_NAMES
 from lakehouse_assets_tests.model_helpers import client_for
 

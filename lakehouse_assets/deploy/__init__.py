@@ -5,20 +5,6 @@ resources of `lakehouse_assets`, run by another executor. A workspace loads one 
 of `lakehouse_assets`, never next to it (that would define every asset twice).
 """
 
-import dagster as dg
+from lakehouse_assets.definitions import build_definitions
 
-
-def with_executor(executor: dg.ExecutorDefinition) -> dg.Definitions:
-    """The definitions of `lakehouse_assets`, with `executor` running their steps."""
-    from lakehouse_assets import definitions
-
-    base = definitions.defs
-    return dg.Definitions(
-        assets=base.assets,
-        asset_checks=base.asset_checks,
-        resources=base.resources,
-        jobs=base.jobs,
-        sensors=base.sensors,
-        schedules=base.schedules,
-        executor=executor,
-    )
+__all__ = ["build_definitions"]

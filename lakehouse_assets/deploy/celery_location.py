@@ -14,12 +14,12 @@ slot from the instance before it submits a step of that pool to Celery (deploy/d
 
 from dagster_celery import celery_executor
 
-from lakehouse_assets.deploy import with_executor
+from lakehouse_assets.definitions import build_definitions
 
 BROKER_ENV = "DAGSTER_CELERY_BROKER_URL"
 BACKEND_ENV = "DAGSTER_CELERY_BACKEND_URL"
 
-defs = with_executor(
+defs = build_definitions(
     celery_executor.configured(
         {"broker": {"env": BROKER_ENV}, "backend": {"env": BACKEND_ENV}},
         name="lakehouse_celery",

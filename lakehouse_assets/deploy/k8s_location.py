@@ -12,6 +12,6 @@ Checked offline only (lakehouse_assets_tests/test_deploy_k8s.py); never run on a
 
 from dagster_k8s import k8s_job_executor
 
-from lakehouse_assets.deploy import with_executor
+from lakehouse_assets.definitions import build_definitions
 
-defs = with_executor(k8s_job_executor.configured({"max_concurrent": 4}, name="lakehouse_k8s"))
+defs = build_definitions(k8s_job_executor.configured({"max_concurrent": 4}, name="lakehouse_k8s"))

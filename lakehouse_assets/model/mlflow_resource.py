@@ -51,11 +51,7 @@ class MlflowTracking(dg.ConfigurableResource):
     )
 
     def uri(self) -> str:
-        if self.tracking_uri:
-            return self.tracking_uri
-        if os.environ.get("MLFLOW_TRACKING_URI"):
-            return os.environ["MLFLOW_TRACKING_URI"]
-        return f"sqlite:///{settings.lakehouse_home() / 'mlflow.db'}"
+        return self.tracking_uri or settings.mlflow_tracking_uri()
 
     def server(self) -> str:
         """The tracking URI without credentials, for messages."""
@@ -67,10 +63,14 @@ class MlflowTracking(dg.ConfigurableResource):
             return (settings.lakehouse_home() / "mlartifacts").as_uri()
         return None
 
-    def client(self):
-        # Dagster's RetryPolicy retries transient failures; MLflow must not retry them silently.
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """When a run (or sensor) starts: MLflow's HTTP client reads its retry count and timeout
+        from the environment only, and Dagster's RetryPolicy, not MLflow, must retry transient
+        failures, so that each retry is visible in the run."""
         os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
         os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(self.request_timeout_seconds)
+
+    def client(self):
         from mlflow import MlflowClient
 
         if self.uri().startswith("sqlite:"):
