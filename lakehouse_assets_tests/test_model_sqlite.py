@@ -44,7 +44,7 @@ def test_default_store_registers_a_champion_that_predicts(lakehouse_home, instan
     assert {"accuracy", "f1_score", "roc_auc", "brier", "baseline_recency_roc_auc"} <= set(
         run.data.metrics
     )
-    assert run.data.params["model_type"] == "random_forest"
+    assert run.data.params["model_type"] == "logistic_regression"
 
 
 def test_a_worse_model_stays_a_challenger(lakehouse_home, instance):
