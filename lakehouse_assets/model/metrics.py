@@ -71,9 +71,11 @@ def expected_calibration_error(
 ) -> float:
     """Expected calibration error over `bins` equal-width bins of the predicted probability:
     sum over non-empty bins of (customers in bin / all customers) * |churn rate in bin - mean
-    probability in bin|. Bin i holds probabilities in [i/bins, (i+1)/bins); 1.0 is in the last."""
+    probability in bin|. Bin i holds probabilities in (i/bins, (i+1)/bins], the first one 0 too:
+    the bins of scikit-learn's `calibration_curve(strategy="uniform")`, which draws the
+    reliability curve, so the error and the picture agree."""
     y, probability = np.asarray(y, dtype="float64"), np.asarray(probability, dtype="float64")
-    index = np.minimum((probability * bins).astype(int), bins - 1)
+    index = np.searchsorted(np.linspace(0.0, 1.0, bins + 1)[1:-1], probability)
     total = 0.0
     for b in np.unique(index):
         members = index == b
