@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from lakehouse_assets.sensors import LANDING_SENSOR
 from lakehouse_assets_tests.mlflow_servers import HOST, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -273,3 +274,20 @@ def dagster_dev(tmp_dir: Path, extra_env: dict[str, str] | None = None) -> Itera
                 os.kill(int(found.split()[0]), signal.SIGKILL)
     if leftovers:
         raise AssertionError(f"processes outlived dagster dev's process group: {leftovers}")
+
+
+def wait_until_sensor_idle(dev: DagsterDev, timeout: float) -> None:
+    """Until every run has ended and two sensor ticks after the last end found nothing to do."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = dev.runs()
+        if all(r["status"] in TERMINAL for r in runs):
+            last_end = max((r["endTime"] or 0 for r in runs), default=0)
+            later = [t for t in dev.sensor_ticks(LANDING_SENSOR) if t["timestamp"] > last_end]
+            failed = [t for t in later if t["status"] == "FAILURE"]
+            assert not failed, f"sensor tick failed: {failed[0]['error']}"
+            quiet = [t for t in later if (t["skipReason"] or "").startswith("No new or changed")]
+            if len(quiet) >= 2 and len(quiet) == len(later):
+                return
+        time.sleep(2)
+    raise AssertionError(f"sensor not idle after {timeout:.0f}s: {dev.runs()}\n{dev.log_tail()}")

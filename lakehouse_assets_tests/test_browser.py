@@ -1,7 +1,9 @@
-"""The Dagster UI in headless Chromium: the asset graph of this code location shows every asset.
+"""The Dagster UI in headless Chromium: the asset graph of this code location shows every asset,
+and the latest materialization of `churn_model_evaluation` shows its plots.
 
 Drives Debian's `chromium` over the DevTools protocol (python `websockets`); no browser download.
-The screenshot is saved as test-artifacts/asset-graph.png (gitignored).
+One `dagster dev` and one browser serve both tests. Screenshots are saved as
+test-artifacts/asset-graph.png and test-artifacts/evaluation-<plot>.png (gitignored).
 
     pytest -m browser
 """
@@ -23,8 +25,10 @@ from lakehouse_assets_tests.conftest import ASSET_NAMES
 from lakehouse_assets_tests.dagster_dev import (
     LOCATION,
     REPO_ROOT,
+    REPOSITORY,
     dagster_dev,
     stop_process_group,
+    wait_until_sensor_idle,
 )
 
 pytestmark = pytest.mark.browser
@@ -45,7 +49,17 @@ CHROMIUM_FLAGS = (
     "--window-size=1600,1000",
 )
 RENDER_TIMEOUT = 120.0
+RUN_TIMEOUT = 300.0
 VIEWPORT = {"width": 3600, "height": 1200}
+PAGE_VIEWPORT = {"width": 1600, "height": 1200}
+PLOTS = (
+    "roc",
+    "precision_recall",
+    "cumulative_gains",
+    "calibration",
+    "feature_importance",
+    "probability_histogram",
+)
 
 
 def chromium_path() -> str:
@@ -126,32 +140,102 @@ def expand_all_groups(page: DevTools) -> None:
         )  # fmt: skip
 
 
-def test_asset_graph_shows_every_asset(tmp_path):
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory):
+    """`dagster dev` and a headless Chromium page, shared by this module's tests."""
     ARTIFACTS.mkdir(exist_ok=True)
-    with dagster_dev(tmp_path / "dev") as dev, chromium_page(tmp_path / "profile") as page:
-        # The lineage of this code location's assets. Wide enough that, fitted to the screen,
-        # the nodes are drawn in full (name, checks, kinds) rather than as shortened labels.
-        url = f"{dev.url}/asset-groups?asset-selection=code_location%3A{LOCATION}"
-        page.send(
-            "Emulation.setDeviceMetricsOverride", **VIEWPORT, deviceScaleFactor=1, mobile=False
-        )
-        page.send("Page.enable")
-        page.send("Page.navigate", url=url)
-        deadline = time.monotonic() + RENDER_TIMEOUT
-        missing, text, pressed = list(ASSETS), "", 0.0
-        while missing and time.monotonic() < deadline:
-            time.sleep(2)
-            skip_welcome_dialog(page)
-            text = page.evaluate("document.body ? document.body.innerText : ''") or ""
-            missing = [name for name in ASSETS if name not in text]
-            # Groups start collapsed. Alt+E toggles; press again if a press did not expand them.
-            if missing and "Materialize all" in text and time.monotonic() - pressed > 10:
-                expand_all_groups(page)
-                pressed = time.monotonic()
-        time.sleep(2)  # let the graph finish its layout before the screenshot
+    tmp = tmp_path_factory.mktemp("browser")
+    with dagster_dev(tmp / "dev") as dev, chromium_page(tmp / "profile") as page:
+        yield dev, page
+
+
+def wait_for(page: DevTools, expression: str, what: str, timeout: float = RENDER_TIMEOUT):
+    """Evaluate `expression` until it is truthy; its value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        skip_welcome_dialog(page)
+        value = page.evaluate(expression)
+        if value:
+            return value
+        time.sleep(1)
+    text = page.evaluate("document.body ? document.body.innerText : ''") or ""
+    (ARTIFACTS / "last-page.txt").write_text(text)
+    raise AssertionError(f"{what} within {timeout:.0f}s; page text in {ARTIFACTS}/last-page.txt")
+
+
+def test_asset_graph_shows_every_asset(ui):
+    dev, page = ui
+    # The lineage of this code location's assets. Wide enough that, fitted to the screen,
+    # the nodes are drawn in full (name, checks, kinds) rather than as shortened labels.
+    url = f"{dev.url}/asset-groups?asset-selection=code_location%3A{LOCATION}"
+    page.send("Emulation.setDeviceMetricsOverride", **VIEWPORT, deviceScaleFactor=1, mobile=False)
+    page.send("Page.enable")
+    page.send("Page.navigate", url=url)
+    deadline = time.monotonic() + RENDER_TIMEOUT
+    missing, text, pressed = list(ASSETS), "", 0.0
+    while missing and time.monotonic() < deadline:
+        time.sleep(2)
+        skip_welcome_dialog(page)
+        text = page.evaluate("document.body ? document.body.innerText : ''") or ""
+        missing = [name for name in ASSETS if name not in text]
+        # Groups start collapsed. Alt+E toggles; press again if a press did not expand them.
+        if missing and "Materialize all" in text and time.monotonic() - pressed > 10:
+            expand_all_groups(page)
+            pressed = time.monotonic()
+    time.sleep(2)  # let the graph finish its layout before the screenshot
+    shot = page.send("Page.captureScreenshot", format="png")
+    screenshot = ARTIFACTS / "asset-graph.png"
+    screenshot.write_bytes(base64.b64decode(shot["data"]))
+    (ARTIFACTS / "asset-graph.txt").write_text(text)
+    assert not missing, f"not rendered at {url}: {missing}; page text in {ARTIFACTS}"
+    assert screenshot.stat().st_size > 10_000
+
+
+# The metadata row of a plot, and its "[Show Markdown]" link (the UI folds long markdown).
+SHOW_PLOT = """(() => {
+  const key = Array.from(document.querySelectorAll('td, div, span'))
+    .find(e => e.children.length === 0 && e.textContent.trim() === 'plot_%s');
+  const row = key && key.closest('tr');
+  const link = row && Array.from(row.querySelectorAll('a'))
+    .find(a => a.textContent.includes('Show Markdown'));
+  if (link) { link.click(); return true; }
+  return false;
+})()"""
+DIALOG_IMAGE = """(() => {
+  const img = Array.from(document.querySelectorAll('.bp5-dialog img')).find(i => i.alt === '%s');
+  return img && img.complete && img.naturalWidth > 0 ? [img.naturalWidth, img.naturalHeight] : null;
+})()"""
+CLOSE_DIALOG = """Array.from(document.querySelectorAll('.bp5-dialog button'))
+  .filter(b => b.innerText.trim() === 'Close').forEach(b => b.click())"""
+
+
+def test_evaluation_page_renders_its_plots(ui):
+    """Materialize everything as "Materialize all" would, open the latest materialization of
+    `churn_model_evaluation` (its Events tab) and open each plot: the image must decode."""
+    dev, page = ui
+    run = dev.client().submit_job_execution(
+        "refresh_lakehouse", repository_location_name=LOCATION, repository_name=REPOSITORY
+    )
+    assert dev.wait_for_run(run, RUN_TIMEOUT) == "SUCCESS", dev.step_failures(run)
+    # raw wrote the sample into the landing folder; the sensor's run for it must end first,
+    # or the page would switch to its materialization while we look.
+    wait_until_sensor_idle(dev, RUN_TIMEOUT)
+    page.send(
+        "Emulation.setDeviceMetricsOverride", **PAGE_VIEWPORT, deviceScaleFactor=1, mobile=False
+    )
+    page.send("Page.navigate", url=f"{dev.url}/assets/churn_model_evaluation?view=events")
+    wait_for(
+        page,
+        "document.body.innerText.includes('plot_roc') && document.body.innerText.includes('comparison')",
+        "the evaluation's metadata did not render",
+    )
+    sizes = {}
+    for name in PLOTS:
+        wait_for(page, SHOW_PLOT % name, f"no [Show Markdown] link for plot_{name}")
+        sizes[name] = wait_for(page, DIALOG_IMAGE % name, f"plot {name} did not render")
+        time.sleep(1)  # the dialog fades in; let it finish before the screenshot
         shot = page.send("Page.captureScreenshot", format="png")
-        screenshot = ARTIFACTS / "asset-graph.png"
-        screenshot.write_bytes(base64.b64decode(shot["data"]))
-        (ARTIFACTS / "asset-graph.txt").write_text(text)
-        assert not missing, f"not rendered at {url}: {missing}; page text in {ARTIFACTS}"
-        assert screenshot.stat().st_size > 10_000
+        (ARTIFACTS / f"evaluation-{name}.png").write_bytes(base64.b64decode(shot["data"]))
+        page.evaluate(CLOSE_DIALOG)
+        wait_for(page, "!document.querySelector('.bp5-dialog')", "the plot dialog did not close")
+    assert all(width > 0 and height > 0 for width, height in sizes.values()), sizes

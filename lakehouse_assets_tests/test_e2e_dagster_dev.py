@@ -15,9 +15,9 @@ from lakehouse_assets_tests.dagster_dev import (
     INSTANCE_QUERY,
     LOCATION,
     REPOSITORY,
-    TERMINAL,
     DagsterDev,
     dagster_dev,
+    wait_until_sensor_idle,
 )
 from lakehouse_assets_tests.model_helpers import MODEL, client_for
 
@@ -60,23 +60,6 @@ def model_versions(home: Path) -> list[str]:
 
 def tag(run: dict, key: str) -> str | None:
     return next((t["value"] for t in run["tags"] if t["key"] == key), None)
-
-
-def wait_until_sensor_idle(dev: DagsterDev, timeout: float) -> None:
-    """Until every run has ended and two sensor ticks after the last end found nothing to do."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = dev.runs()
-        if all(r["status"] in TERMINAL for r in runs):
-            last_end = max((r["endTime"] or 0 for r in runs), default=0)
-            later = [t for t in dev.sensor_ticks(LANDING_SENSOR) if t["timestamp"] > last_end]
-            failed = [t for t in later if t["status"] == "FAILURE"]
-            assert not failed, f"sensor tick failed: {failed[0]['error']}"
-            quiet = [t for t in later if (t["skipReason"] or "").startswith("No new or changed")]
-            if len(quiet) >= 2 and len(quiet) == len(later):
-                return
-        time.sleep(2)
-    raise AssertionError(f"sensor not idle after {timeout:.0f}s: {dev.runs()}\n{dev.log_tail()}")
 
 
 def wait_for_sensor_run(dev: DagsterDev, known: set[str], deadline: float) -> dict:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 import pyarrow.parquet as pq
+import pytest
 
 from lakehouse_assets.model.drift import SCORING_FEATURES_DRIFT
 from lakehouse_assets.sample import SAMPLE_FILE_NAME
@@ -270,3 +271,33 @@ def test_definitions_validate():
         capture_output=True, text=True, cwd=Path(__file__).parents[1],
     )  # fmt: skip
     assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def test_rhythm_features_by_hand(lakehouse_home, instance):
+    """Gaps and shares for a customer with three purchases, and finite values with one."""
+    rows = [
+        "a,2025-01-21,30",  # 70 days before the cutoff (2025-04-01)
+        "a,2025-03-02,20",  # 30 days: gaps 40 and 20 days
+        "a,2025-03-22,10",  # 10 days
+        "b,2025-02-15,5",  # one purchase, 45 days before
+        "z,2025-06-30,1",  # sets the latest event: cutoff = 2025-04-01
+    ]
+    write_csv(
+        lakehouse_home / "landing" / "r.csv", "customer_id,event_time,amount\n" + "\n".join(rows)
+    )
+    result = run_graph(instance, DATA, NO_SEED)
+    assert check_results(result)["features_finite"], failure_messages(result)
+    columns = (
+        "recency_to_mean_gap, recency_to_max_gap, max_gap_days, gap_std_days, gap_cv, "
+        "txn_share_90d, txn_share_180d, amount_share_90d, amount_share_180d"
+    )
+    features = {
+        customer: values
+        for customer, *values in query(
+            lakehouse_home, f"SELECT customer_id, {columns} FROM gold.customer_features"
+        )
+    }
+    std = 200**0.5  # sample standard deviation of (40, 20)
+    expected_a = [10 / 30, 10 / 40, 40, std, std / 30, 1.0, 1.0, 1.0, 1.0]
+    assert features["a"] == [pytest.approx(v) for v in expected_a]
+    assert features["b"] == [1.0, 1.0, 0, 0, 0, 1.0, 1.0, 1.0, 1.0]

@@ -11,7 +11,15 @@ from lakehouse_assets_tests.model_helpers import (
     step_starts,
 )
 
-WORSE_MODEL = {"ops": {"churn_model": {"config": {"max_depth": 1, "n_estimators": 3}}}}
+WORSE_MODEL = {
+    "ops": {
+        "churn_model": {
+            "config": {"model_type": "random_forest", "max_depth": 1, "n_estimators": 3}
+        },
+        # A stump forest need not beat the recency rule; this test is about the champion.
+        "churn_model_evaluation": {"config": {"recency_roc_auc_margin": -1.0}},
+    }
+}
 
 
 def test_default_store_registers_a_champion_that_predicts(lakehouse_home, instance):
@@ -23,7 +31,9 @@ def test_default_store_registers_a_champion_that_predicts(lakehouse_home, instan
     assert version == "1"
     evaluation = result.asset_materializations_for_node("churn_model_evaluation")[0].metadata
     assert evaluation["roc_auc"].value >= 0.75
-    assert evaluation["accuracy"].value >= evaluation["baseline_accuracy"].value
+    assert evaluation["accuracy"].value >= evaluation["baseline_majority_accuracy"].value
+    assert evaluation["roc_auc"].value > evaluation["baseline_recency_roc_auc"].value
+    assert evaluation["brier"].value <= evaluation["baseline_majority_brier"].value
     assert roc_auc > 0.75
     assert (lakehouse_home / "mlartifacts").is_dir()
     assert running_runs(uri) == []
@@ -31,8 +41,10 @@ def test_default_store_registers_a_champion_that_predicts(lakehouse_home, instan
         [client_for(uri).get_experiment_by_name("lakehouse_ml_pipeline").experiment_id]
     )[0]
     assert run.data.tags["dagster_run_id"] == result.run_id
-    assert {"accuracy", "f1_score", "roc_auc", "baseline_accuracy"} <= set(run.data.metrics)
-    assert run.data.params["model_type"] == "random_forest"
+    assert {"accuracy", "f1_score", "roc_auc", "brier", "baseline_recency_roc_auc"} <= set(
+        run.data.metrics
+    )
+    assert run.data.params["model_type"] == "logistic_regression"
 
 
 def test_a_worse_model_stays_a_challenger(lakehouse_home, instance):

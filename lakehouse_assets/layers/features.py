@@ -20,17 +20,23 @@ FEATURE_COLUMNS = (
     "amount_last_30d", "amount_last_90d", "amount_last_180d",
     "mean_gap_days", "last_gap_days", "purchases_per_30d",
     "txn_trend_90d", "amount_trend_90d",
+    "recency_to_mean_gap", "recency_to_max_gap", "max_gap_days", "gap_std_days", "gap_cv",
+    "txn_share_90d", "txn_share_180d", "amount_share_90d", "amount_share_180d",
 )  # fmt: skip
 
 # The one definition of the features: every customer with a purchase at or before $cutoff, from
 # those purchases only. Training (`gold.customer_features`, with a label) and scoring
 # (`gold.scoring_features`, at the latest event) both select from it, so they cannot drift apart.
 FEATURES_AT_CUTOFF_SQL = """
-WITH history AS (
+WITH purchases AS (
     SELECT customer_id, amount, coalesce(quantity, 1) AS quantity,
         date_diff('second', event_time, $cutoff) / 86400.0 AS age_days
     FROM silver.transactions
     WHERE event_time <= $cutoff
+),
+history AS (  -- each purchase with the gap to the customer's previous one (NULL for the first)
+    SELECT *, lead(age_days) OVER (PARTITION BY customer_id ORDER BY age_days) - age_days AS gap_days
+    FROM purchases
 ),
 per_customer AS (
     SELECT
@@ -53,7 +59,9 @@ per_customer AS (
         coalesce(sum(amount) FILTER (WHERE age_days <= 180), 0) AS amount_last_180d,
         count(*) FILTER (WHERE age_days > 90 AND age_days <= 180) AS txn_prev_90d,
         coalesce(sum(amount) FILTER (WHERE age_days > 90 AND age_days <= 180), 0) AS amount_prev_90d,
-        min(age_days, 2) AS two_most_recent
+        min(age_days, 2) AS two_most_recent,
+        coalesce(max(gap_days), 0) AS max_gap_days,
+        coalesce(stddev_samp(gap_days), 0) AS gap_std_days
     FROM history
     GROUP BY customer_id
 )
@@ -70,7 +78,23 @@ SELECT
         AS last_gap_days,
     frequency * 30.0 / greatest(tenure_days, 1) AS purchases_per_30d,
     txn_last_90d - txn_prev_90d AS txn_trend_90d,
-    amount_last_90d - amount_prev_90d AS amount_trend_90d
+    amount_last_90d - amount_prev_90d AS amount_trend_90d,
+    -- The customer's own rhythm: how many of their usual gaps since the last purchase, how
+    -- regular the gaps are, what share of the history is recent. With one purchase there is no
+    -- gap yet: the ratios use the tenure instead (1 once tenure >= 1 day) and the spreads are 0.
+    recency_days / greatest(CASE WHEN frequency > 1 THEN mean_gap_days ELSE tenure_days END, 1)
+        AS recency_to_mean_gap,
+    recency_days / greatest(CASE WHEN frequency > 1 THEN max_gap_days ELSE tenure_days END, 1)
+        AS recency_to_max_gap,
+    max_gap_days,
+    gap_std_days,
+    CASE WHEN mean_gap_days > 0 THEN gap_std_days / mean_gap_days ELSE 0 END AS gap_cv,
+    txn_last_90d / frequency AS txn_share_90d,
+    txn_last_180d / frequency AS txn_share_180d,
+    CASE WHEN monetary_total > 0 THEN amount_last_90d / monetary_total ELSE 0 END
+        AS amount_share_90d,
+    CASE WHEN monetary_total > 0 THEN amount_last_180d / monetary_total ELSE 0 END
+        AS amount_share_180d
 FROM per_customer
 """
 
@@ -116,8 +140,10 @@ def customer_features(
     context: dg.AssetExecutionContext, config: FeaturesConfig, duckdb: LakehouseDuckDB
 ) -> dg.MaterializeResult:
     """`gold.customer_features`: one row per customer with a purchase at or before the cutoff:
-    21 numeric features (recency, frequency, monetary value, tenure, 30/90/180-day activity,
-    inter-purchase gaps, 90-day trends) from data up to the cutoff only, and the label
+    30 numeric features (recency, frequency, monetary value, tenure, 30/90/180-day activity,
+    inter-purchase gaps, 90-day trends, and the customer's own rhythm: recency in units of their
+    mean and longest gap, the spread of gaps, the share of purchases and spend in the last
+    90/180 days) from data up to the cutoff only, and the label
     `churned` (1 = no purchase within `horizon_days` after the cutoff)."""
     if config.horizon_days < 1:
         raise dg.Failure(
@@ -158,7 +184,7 @@ SELECT *, $cutoff::TIMESTAMP AS features_as_of FROM ({FEATURES_AT_CUTOFF_SQL}) O
 def scoring_features(
     context: dg.AssetExecutionContext, duckdb: LakehouseDuckDB
 ) -> dg.MaterializeResult:
-    """`gold.scoring_features`: the same 21 features as `gold.customer_features`, from the same
+    """`gold.scoring_features`: the same 30 features as `gold.customer_features`, from the same
     SQL, for every customer with history, at cutoff = the latest `event_time` in silver (no
     label) and the cutoff as `features_as_of`: what the champion scores to rank the customers at risk now."""
     with duckdb.get_connection() as conn:

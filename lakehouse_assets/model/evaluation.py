@@ -7,19 +7,16 @@ import dagster as dg
 
 from lakehouse_assets.metadata import markdown_rows
 from lakehouse_assets.model import pickles
+from lakehouse_assets.model.baselines import beats_baselines, ladder, ladder_table, recency_score
 from lakehouse_assets.model.champion import current_champion, load_verified_model
 from lakehouse_assets.model.dataset import features_fingerprint, load_split
 from lakehouse_assets.model.lineage import upstream_metadata
+from lakehouse_assets.model.metrics import probability_metrics
 from lakehouse_assets.model.mlflow_errors import retry_only_transient
 from lakehouse_assets.model.mlflow_resource import MlflowTracking
+from lakehouse_assets.model.plots import evaluation_plots, log_plots, markdown_image
 from lakehouse_assets.model.retries import mlflow_retry_policy
-from lakehouse_assets.model.scoring import (
-    churn_probability,
-    majority_baseline,
-    predicted_churn,
-    score,
-    scores_from_probability,
-)
+from lakehouse_assets.model.scoring import churn_probability, predicted_churn
 from lakehouse_assets.model.training import FINGERPRINT_TAG, SHA_TAG, churn_model
 from lakehouse_assets.resources import LakehouseDuckDB
 
@@ -27,8 +24,9 @@ BEATS_BASELINE = "churn_model_beats_baseline"
 
 
 class EvaluationConfig(dg.Config):
-    min_roc_auc_margin: float = 0.05
-    """The model must reach ROC AUC of at least 0.5 + this margin (and the baseline's accuracy)."""
+    recency_roc_auc_margin: float = 0.0
+    """The model's ROC AUC must be strictly above the recency rule's (score = `recency_days`)
+    plus this margin; its Brier score must also be no worse than the majority baseline's."""
 
 
 @dg.asset(
@@ -47,8 +45,12 @@ def churn_model_evaluation(
 ) -> dg.MaterializeResult:
     """Downloads `model/model.pkl` of the `churn_model` run, refuses it unless its SHA-256 matches
     the hash Dagster recorded at training (and the run's `model_sha256` tag), scores it on the
-    held-out split and compares it with a majority-class baseline and the current `champion`
-    version. Blocking check: the model must beat the baseline, so a bad model is never
+    held-out split and compares it, on the same customers, with a baseline ladder (the training
+    churn rate as a constant; the recency rule, score = `recency_days`) and the current
+    `champion` version: ROC AUC, PR AUC, Brier, log loss, top-decile capture and lift, calibration
+    error, accuracy, F1, and pictures (ROC, precision-recall, gains, calibration, importances,
+    probability histogram). Blocking check: ROC AUC above the recency rule's (+ margin) and
+    Brier no worse than the majority baseline's, so a model a one-line rule matches is never
     registered."""
     trained = upstream_metadata(context, "churn_model")
     run_id, expected_sha = trained["mlflow_run_id"], trained["model_sha256"]
@@ -82,26 +84,40 @@ def churn_model_evaluation(
             payload, expected_sha, f"model/model.pkl of MLflow run {run_id}"
         )
         probability = churn_probability(model, split.x_test)
-        model_scores = scores_from_probability(split.y_test, probability)
-        baseline = majority_baseline(split.y_train, split.y_test)
+        model_scores = probability_metrics(split.y_test, probability)
+        baselines = ladder(split.y_train, split.x_test, split.y_test)
         champion = current_champion(mlflow, client)
-        champion_scores, champion_note = _score_champion(
+        champion_probability, champion_note = _score_champion(
             mlflow, client, champion, params, split, Path(tmp) / "champion"
         )
-
-        beats_baseline = (
-            model_scores["roc_auc"] >= 0.5 + config.min_roc_auc_margin
-            and model_scores["accuracy"] >= baseline["accuracy"]
+        champion_scores = (
+            None
+            if champion_probability is None
+            else probability_metrics(split.y_test, champion_probability)
         )
+        verdict = beats_baselines(
+            model_scores, baselines["majority"], baselines["recency"], config.recency_roc_auc_margin
+        )
+        beats_baseline = verdict.passed
         if champion is None:
             beats_champion = True
         else:
             beats_champion = (
                 champion_scores is not None and model_scores["roc_auc"] > champion_scores["roc_auc"]
             )
-        logged = {f"baseline_{k}": v for k, v in baseline.items() if k != "roc_auc"}
-        logged |= {f"champion_{k}": v for k, v in (champion_scores or {}).items()}
-        logged |= {"beats_baseline": float(beats_baseline), "beats_champion": float(beats_champion)}
+        figures = dict(model_scores)  # every metric of the ladder, as `baseline_recency_roc_auc`
+        for name, scores in baselines.items():
+            figures |= {f"baseline_{name}_{k}": v for k, v in scores.items()}
+        figures |= {f"champion_{k}": v for k, v in (champion_scores or {}).items()}
+        logged = figures | {
+            "beats_baseline": float(beats_baseline),
+            "beats_champion": float(beats_champion),
+        }
+        curves = {"model": probability, "recency rule": recency_score(split.x_test)}
+        if champion_probability is not None:
+            curves[f"champion v{champion.version}"] = champion_probability
+        plots = evaluation_plots(model, split, curves)
+        log_plots(mlflow, client, run_id, plots, Path(tmp) / "plots")
         # Logged to the training run, whatever Dagster run this is; its status is left alone.
         with mlflow.errors(f"log the evaluation to run {run_id}"):
             from mlflow.entities import Metric, RunTag
@@ -112,35 +128,42 @@ def churn_model_evaluation(
                 tags=[RunTag("champion_version", champion.version if champion else "none")],
             )
 
-    context.log.info(f"Model {model_scores}, baseline {baseline}, champion {champion_scores}")
-    comparison = [("model", *_row(model_scores)), ("majority baseline", *_row(baseline))]
+    context.log.info(f"Model {model_scores}, baselines {baselines}, champion {champion_scores}")
+    context.log.info(f"{BEATS_BASELINE}: {verdict.reason}")
+    rows = {"model": model_scores, "recency rule": baselines["recency"]}
+    rows["majority baseline"] = baselines["majority"]
     if champion_scores:
-        comparison.append((f"champion v{champion.version}", *_row(champion_scores)))
+        rows[f"champion v{champion.version}"] = champion_scores
+    table = ladder_table(rows)
     return dg.MaterializeResult(
         metadata={
             "mlflow_run_id": run_id,
-            **{k: v for k, v in model_scores.items()},
-            **{f"baseline_{k}": v for k, v in baseline.items()},
-            **{f"champion_{k}": v for k, v in (champion_scores or {}).items()},
+            **figures,
             "champion_version": champion.version if champion else "none",
             "champion_comparison": champion_note,
             "model_sha256": expected_sha,
             "beats_baseline": beats_baseline,
             "beats_champion": beats_champion,
-            "comparison": dg.MetadataValue.md(
-                markdown_rows(["model", "roc_auc", "accuracy", "f1_score"], comparison)
-            ),
+            "comparison": dg.MetadataValue.md(table),
             "confusion_matrix": dg.MetadataValue.md(_confusion(split.y_test, probability)),
+            **{
+                f"plot_{name}": dg.MetadataValue.md(markdown_image(name, png))
+                for name, png in plots.items()
+            },
         },
         check_results=[
             dg.AssetCheckResult(
                 check_name=BEATS_BASELINE,
                 passed=bool(beats_baseline),
+                description=verdict.reason,
                 metadata={
                     "roc_auc": model_scores["roc_auc"],
-                    "required_roc_auc": 0.5 + config.min_roc_auc_margin,
-                    "accuracy": model_scores["accuracy"],
-                    "baseline_accuracy": baseline["accuracy"],
+                    "recency_roc_auc": baselines["recency"]["roc_auc"],
+                    "required_roc_auc_above": verdict.required_roc_auc,
+                    "brier": model_scores["brier"],
+                    "max_brier": verdict.max_brier,
+                    "reason": dg.MetadataValue.md(verdict.reason),
+                    "ladder": dg.MetadataValue.md(table),
                 },
             )
         ],
@@ -148,7 +171,8 @@ def churn_model_evaluation(
 
 
 def _score_champion(mlflow, client, champion, params, split, work_dir: Path):
-    """The champion's scores on this split, or None with the reason it cannot be compared."""
+    """The champion's churn probabilities on this split, or None with the reason it cannot be
+    compared."""
     if champion is None:
         return None, "no champion yet"
     with mlflow.errors(f"read the champion's run {champion.run_id}"):
@@ -160,11 +184,7 @@ def _score_champion(mlflow, client, champion, params, split, work_dir: Path):
             f"split or feature set ({', '.join(same)} differ); it stays champion"
         )
     model = load_verified_model(mlflow, client, champion, work_dir)
-    return score(model, split.x_test, split.y_test), f"compared with champion v{champion.version}"
-
-
-def _row(scores: dict[str, float]) -> tuple[str, str, str]:
-    return tuple(f"{scores[k]:.4f}" for k in ("roc_auc", "accuracy", "f1_score"))
+    return churn_probability(model, split.x_test), f"compared with champion v{champion.version}"
 
 
 def _confusion(y_test, probability) -> str:

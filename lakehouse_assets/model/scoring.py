@@ -28,16 +28,3 @@ def scores_from_probability(y: np.ndarray, probability: np.ndarray) -> dict[str,
         "f1_score": float(f1_score(y, predicted, zero_division=0)),
         "roc_auc": float(roc_auc_score(y, probability)),
     }
-
-
-def majority_baseline(y_train: np.ndarray, y_test: np.ndarray) -> dict[str, float]:
-    """Always predict the training set's majority class (ROC AUC of a constant score is 0.5)."""
-    from sklearn.metrics import accuracy_score, f1_score
-
-    majority = int(np.bincount(y_train).argmax())
-    predicted = np.full_like(y_test, majority)
-    return {
-        "accuracy": float(accuracy_score(y_test, predicted)),
-        "f1_score": float(f1_score(y_test, predicted, zero_division=0)),
-        "roc_auc": 0.5,
-    }

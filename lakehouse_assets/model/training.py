@@ -13,6 +13,7 @@ import numpy as np
 from lakehouse_assets.layers.features import FEATURE_COLUMNS, customer_features
 from lakehouse_assets.metadata import log_progress, markdown_rows
 from lakehouse_assets.model.dataset import features_fingerprint, load_split
+from lakehouse_assets.model.estimators import logistic_regression
 from lakehouse_assets.model.mlflow_errors import retry_only_transient
 from lakehouse_assets.model.mlflow_model import MODEL_FILE, save_model_folder
 from lakehouse_assets.model.mlflow_resource import MODEL_ARTIFACT_DIR, MlflowTracking
@@ -26,8 +27,13 @@ TRAINING_KEY_TAG = "training_key"
 
 
 class ChurnModelConfig(dg.Config):
-    model_type: Literal["random_forest", "hist_gradient_boosting"] = "random_forest"
-    """`random_forest` (default) or `hist_gradient_boosting` (much faster on millions of rows)."""
+    model_type: Literal["logistic_regression", "random_forest", "hist_gradient_boosting"] = (
+        "logistic_regression"
+    )
+    """`logistic_regression` (default; chosen by cross-validation, see README "Model choice"),
+    `random_forest` or `hist_gradient_boosting`."""
+    regularization_c: float = 1.0
+    """Inverse L2 strength of the logistic regression."""
     n_estimators: int = 100
     """Trees (random forest) or boosting iterations (gradient boosting)."""
     max_depth: int = 10
@@ -45,6 +51,8 @@ class ChurnModelConfig(dg.Config):
 def build_estimator(config: ChurnModelConfig):
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 
+    if config.model_type == "logistic_regression":
+        return logistic_regression(config.regularization_c, config.random_state)
     if config.model_type == "random_forest":
         return RandomForestClassifier(
             n_estimators=config.n_estimators,
