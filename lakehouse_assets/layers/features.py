@@ -49,7 +49,7 @@ per_customer AS (
         avg(amount) AS monetary_avg,
         max(amount) AS monetary_max,
         coalesce(stddev_samp(amount), 0) AS monetary_std,
-        sum(quantity) AS quantity_total,
+        sum(quantity)::BIGINT AS quantity_total,  -- not HUGEINT: numpy has no int128
         avg(quantity) AS quantity_avg,
         count(*) FILTER (WHERE age_days <= 30) AS txn_last_30d,
         count(*) FILTER (WHERE age_days <= 90) AS txn_last_90d,
