@@ -61,6 +61,13 @@ query { instance { poolConfig { poolGranularity defaultPoolLimit }
   concurrencyLimit(concurrencyKey: "duckdb") { slotCount limit } } }
 """
 
+ASSETS_QUERY = """
+query { assetNodes { assetKey { path }
+  assetMaterializations(limit: 1) { runId metadataEntries { label } }
+  assetChecksOrError { __typename ... on AssetChecks { checks { name
+    executionForLatestMaterialization { status runId } } } } } }
+"""
+
 STEP_FAILURES_QUERY = """
 query Failures($runId: ID!) { logsForRun(runId: $runId) { __typename
   ... on EventConnection { events { __typename
@@ -114,6 +121,23 @@ class DagsterDev:
             if tick["timestamp"] > since
             for event in tick["logEvents"]["events"]
         ]
+
+    def assets(self) -> dict[str, dict]:
+        """Per asset: the run of its latest materialization, its metadata labels, and the status
+        of each of its checks at that materialization."""
+        states = {}
+        for node in self.graphql(ASSETS_QUERY)["assetNodes"]:
+            latest = node["assetMaterializations"]
+            checks = node["assetChecksOrError"].get("checks", [])
+            states["/".join(node["assetKey"]["path"])] = {
+                "run_id": latest[0]["runId"] if latest else None,
+                "metadata": {e["label"] for e in latest[0]["metadataEntries"]} if latest else set(),
+                "checks": {
+                    c["name"]: (c["executionForLatestMaterialization"] or {}).get("status")
+                    for c in checks
+                },
+            }
+        return states
 
     def step_failures(self, run_id: str) -> list[str]:
         data = self.graphql(STEP_FAILURES_QUERY, {"runId": run_id})["logsForRun"]
@@ -228,23 +252,43 @@ def stop_process_group(proc: subprocess.Popen, grace: float = STOP_GRACE) -> Non
         time.sleep(0.2)
 
 
-@contextlib.contextmanager
-def dagster_dev(tmp_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[DagsterDev]:
-    """Run `dagster dev -w workspace.yaml` on a free loopback port; yield it when loaded."""
-    tmp_dir = Path(tmp_dir).resolve()
+def user_env(tmp_dir: Path, extra_env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a user in `tmp_dir`: DAGSTER_HOME is a copy of the shipped
+    `dagster_home/` (as the README points at it), LAKEHOUSE_HOME is `tmp_dir/lakehouse`."""
     dagster_home = tmp_dir / "dagster_home"
-    dagster_home.mkdir(parents=True)
-    shutil.copy(SHIPPED_INSTANCE_YAML, dagster_home / "dagster.yaml")
-    lakehouse_home = tmp_dir / "lakehouse"
-    port = free_port()
+    if not (dagster_home / "dagster.yaml").exists():
+        dagster_home.mkdir(parents=True, exist_ok=True)
+        shutil.copy(SHIPPED_INSTANCE_YAML, dagster_home / "dagster.yaml")
     env = {k: v for k, v in os.environ.items() if k not in CLEARED_ENV}
     env.update(
         DAGSTER_HOME=str(dagster_home),
-        LAKEHOUSE_HOME=str(lakehouse_home),
+        LAKEHOUSE_HOME=str(tmp_dir / "lakehouse"),
         LAKEHOUSE_SENSOR_INTERVAL_SECONDS="5",
         PYTHONUNBUFFERED="1",
         **(extra_env or {}),
     )
+    return env
+
+
+def quickstart_run(tmp_dir: Path) -> subprocess.CompletedProcess:
+    """The README's main command (`dagster asset materialize -m lakehouse_assets --select '*'`
+    with DAGSTER_HOME at the shipped instance settings), in `tmp_dir`."""
+    tmp_dir = Path(tmp_dir).resolve()
+    cmd = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
+           "-m", "lakehouse_assets", "--select", "*"]  # fmt: skip
+    return subprocess.run(
+        cmd, cwd=tmp_dir, env=user_env(tmp_dir), capture_output=True, text=True, timeout=600
+    )
+
+
+@contextlib.contextmanager
+def dagster_dev(tmp_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[DagsterDev]:
+    """Run `dagster dev -w workspace.yaml` on a free loopback port, with the shipped instance
+    settings in `tmp_dir/dagster_home` (kept if `quickstart_run` made it); yield it when loaded."""
+    tmp_dir = Path(tmp_dir).resolve()
+    env = user_env(tmp_dir, extra_env)
+    dagster_home, lakehouse_home = Path(env["DAGSTER_HOME"]), Path(env["LAKEHOUSE_HOME"])
+    port = free_port()
     log = tmp_dir / "dagster-dev.log"
     cmd = [
         sys.executable, "-m", "dagster", "dev",

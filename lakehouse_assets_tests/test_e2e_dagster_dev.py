@@ -11,12 +11,14 @@ import duckdb
 import pytest
 
 from lakehouse_assets.sensors import FAILURE_SENSOR, LANDING_SENSOR
+from lakehouse_assets_tests.conftest import ASSET_NAMES
 from lakehouse_assets_tests.dagster_dev import (
     INSTANCE_QUERY,
     LOCATION,
     REPOSITORY,
     DagsterDev,
     dagster_dev,
+    quickstart_run,
     wait_until_sensor_idle,
 )
 from lakehouse_assets_tests.model_helpers import MODEL, client_for
@@ -33,6 +35,7 @@ TABLES = (
     "silver.rejected_transactions",
     "gold.customer_summary",
     "gold.customer_features",
+    "gold.churn_scores",
 )
 NEW_ROWS = 24
 NEW_FILE = "transactions_e2e.csv"
@@ -75,30 +78,51 @@ def wait_for_sensor_run(dev: DagsterDev, known: set[str], deadline: float) -> di
     raise AssertionError(f"the sensor requested no run in time\n{dev.log_tail()}")
 
 
-def test_dagster_dev_sensor_refreshes_every_layer_and_registers_a_model(tmp_path):
+def test_dagster_dev_shows_the_quickstart_and_its_sensor_refreshes_every_layer(tmp_path):
+    # The README's main command, then `dagster dev` on the same (shipped) instance settings.
+    quickstart = quickstart_run(tmp_path)
+    assert quickstart.returncode == 0, quickstart.stderr[-3000:]
     with dagster_dev(tmp_path) as dev:
         home = dev.lakehouse_home
         instance = dev.graphql(INSTANCE_QUERY)["instance"]
         assert instance["poolConfig"] == {"poolGranularity": "run", "defaultPoolLimit": 1}
         assert instance["runQueueConfig"]["maxConcurrentRuns"] == 2
 
-        # Materialize everything once, as the UI's "Materialize all" would, through GraphQL.
+        # The UI shows the quickstart's run: every asset materialized by it, with its metadata
+        # and its checks' results.
+        (cli_run,) = dev.runs()
+        assert cli_run["status"] == "SUCCESS"
+        assets = dev.assets()
+        assert set(ASSET_NAMES) <= set(assets)
+        for name in ASSET_NAMES:
+            assert assets[name]["run_id"] == cli_run["runId"], name
+        assert "dagster/row_count" in assets["silver_transactions"]["metadata"]
+        assert "roc_auc" in assets["churn_model_evaluation"]["metadata"]
+        checks = {c: s for a in assets.values() for c, s in a["checks"].items()}
+        assert checks["silver_conserves_bronze_rows"] == "SUCCEEDED"
+        assert checks["churn_model_beats_baseline"] == "SUCCEEDED"
+        assert checks["churn_scores_one_row_per_customer"] == "SUCCEEDED"
+        # The sensor sees the sample the quickstart loaded and requests nothing for it.
+        wait_until_sensor_idle(dev, IDLE_TIMEOUT)
+        assert [r["runId"] for r in dev.runs()] == [cli_run["runId"]]
+        log = dev.sensor_log(LANDING_SENSOR)
+        assert (
+            "sample_transactions.parquet: already loaded into bronze by the latest refresh; "
+            "nothing to do" in log
+        ), log
+
+        # "Materialize all" through GraphQL, as the UI does: the data are unchanged, so the
+        # model is the quickstart's (no new version) and every customer is scored again.
         first = dev.client().submit_job_execution(
             "refresh_lakehouse", repository_location_name=LOCATION, repository_name=REPOSITORY
         )
         status = dev.wait_for_run(first, FIRST_RUN_TIMEOUT)
         assert status == "SUCCESS", dev.step_failures(first)
-        # raw wrote the sample into the empty landing folder; the sensor refreshes once for it
-        # (bronze skips it by its hash). Wait for that before dropping anything.
         wait_until_sensor_idle(dev, IDLE_TIMEOUT)
-        sample_runs = [r for r in dev.runs() if r["runId"] != first]
-        assert [tag(r, "lakehouse/landed_files") for r in sample_runs] == [
-            "sample_transactions.parquet"
-        ]
-        assert all(r["status"] == "SUCCESS" for r in sample_runs)
+        assert len(dev.runs()) == 2
         before = table_state(home)
         versions = model_versions(home)
-        assert len(versions) == 1 + len(sample_runs)
+        assert versions == ["1"]
 
         # A new valid file: one sensor run refreshes every layer and registers a model version.
         known = {r["runId"] for r in dev.runs()}
