@@ -10,7 +10,8 @@ from dagster._utils.backoff import backoff
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from lakehouse_assets import settings
+from lakehouse_assets import settings, tables
+from lakehouse_assets.metadata import table_exists
 
 DATA_SUFFIXES = (".csv", ".parquet")
 # DuckDB's memory limit, unless configured: this share of the memory the process may use (the
@@ -88,7 +89,8 @@ class LakehouseDuckDB(DuckDBResource):
         """A connection that is closed even when the block raises (DuckDBResource's is not).
 
         DuckDB running out of memory in the block becomes a `dg.Failure` that says which
-        setting to raise."""
+        setting to raise; a lakehouse table that does not exist yet, one that names the asset to
+        materialize first."""
         limit, source = self.resolved_memory_limit()
         path = self.database_path()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,6 +112,17 @@ class LakehouseDuckDB(DuckDBResource):
             if self.threads > 0:
                 conn.execute("SET threads = $threads", {"threads": self.threads})
             yield conn
+        except duckdb.CatalogException as error:
+            missing = tables.missing_table(str(error), lambda t: table_exists(conn, t))
+            if missing is None:
+                raise
+            asset = tables.WRITTEN_BY[missing]
+            raise dg.Failure(
+                f"{missing} does not exist yet: materialize {asset} (and what it depends on) "
+                f"first, e.g. `dagster asset materialize -m lakehouse_assets --select '*{asset}'`.",
+                metadata={"missing_table": missing, "materialize_first": asset},
+                allow_retries=False,
+            ) from error
         except duckdb.OutOfMemoryException as error:
             duckdb_said = str(error).splitlines()[0]  # DuckDB's advice is about its own SET
             raise dg.Failure(

@@ -17,6 +17,7 @@ from lakehouse_assets_tests.conftest import (
     run_graph,
     scalar,
 )
+from lakehouse_assets_tests.model_helpers import step_starts
 
 DATA = dg.AssetSelection.groups("raw", "bronze", "silver", "gold", "features")
 UP_TO_GOLD = dg.AssetSelection.groups("raw", "bronze", "silver", "gold")
@@ -301,3 +302,18 @@ def test_rhythm_features_by_hand(lakehouse_home, instance):
     expected_a = [10 / 30, 10 / 40, 40, std, std / 30, 1.0, 1.0, 1.0, 1.0]
     assert features["a"] == [pytest.approx(v) for v in expected_a]
     assert features["b"] == [1.0, 1.0, 0, 0, 0, 1.0, 1.0, 1.0, 1.0]
+
+
+def test_a_first_build_out_of_order_names_the_asset_to_materialize_first(lakehouse_home, instance):
+    result = run_graph(instance, dg.AssetSelection.assets("silver_transactions"))
+    assert not result.success
+    message = failure_messages(result)
+    assert "bronze.transactions does not exist yet: materialize bronze_transactions" in message
+    assert "Catalog Error" not in message.splitlines()[0]
+    assert step_starts(result, "silver_transactions") == 1
+    # With bronze built (its schema exists), DuckDB names the table without its schema.
+    assert run_graph(instance, "*bronze_transactions").success
+    result = run_graph(instance, dg.AssetSelection.assets("gold_customer_summary"))
+    assert not result.success
+    assert "does not exist yet: materialize silver_transactions" in failure_messages(result)
+    assert step_starts(result, "gold_customer_summary") == 1

@@ -1,0 +1,44 @@
+"""Every DuckDB table of the lakehouse, named once, with the asset that writes it."""
+
+import re
+
+BRONZE_TRANSACTIONS = "bronze.transactions"
+BRONZE_FILES = "bronze.ingested_files"
+SILVER_TRANSACTIONS = "silver.transactions"
+SILVER_REJECTED = "silver.rejected_transactions"
+SILVER_FILES_SEEN = "silver.bronze_files_seen"
+SILVER_LOADS = "silver.loads"
+GOLD_SUMMARY = "gold.customer_summary"
+GOLD_SUMMARY_WATERMARK = "gold.customer_summary_watermark"
+CUSTOMER_FEATURES = "gold.customer_features"
+SCORING_FEATURES = "gold.scoring_features"
+CHURN_SCORES = "gold.churn_scores"
+
+# Table -> the asset that writes it, in lineage order.
+WRITTEN_BY = {
+    BRONZE_TRANSACTIONS: "bronze_transactions",
+    BRONZE_FILES: "bronze_transactions",
+    SILVER_TRANSACTIONS: "silver_transactions",
+    SILVER_REJECTED: "silver_transactions",
+    SILVER_FILES_SEEN: "silver_transactions",
+    SILVER_LOADS: "silver_transactions",
+    GOLD_SUMMARY: "gold_customer_summary",
+    GOLD_SUMMARY_WATERMARK: "gold_customer_summary",
+    CUSTOMER_FEATURES: "customer_features",
+    SCORING_FEATURES: "scoring_features",
+    CHURN_SCORES: "churn_scores",
+}
+
+_MISSING = re.compile(r'Table with name "?([\w.]+)"? does not exist')
+
+
+def missing_table(message: str, exists) -> str | None:
+    """The lakehouse table that a DuckDB "does not exist" error is about, or None. `exists(table)`
+    tells which of several same-named tables (bronze.transactions, silver.transactions) is the
+    missing one when DuckDB names the table without its schema."""
+    match = _MISSING.search(message)
+    if match is None:
+        return None
+    name = match.group(1)
+    candidates = [t for t in WRITTEN_BY if name in (t, t.split(".")[1])]
+    return next((t for t in candidates if not exists(t)), None)
