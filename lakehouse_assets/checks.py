@@ -6,15 +6,22 @@ from lakehouse_assets.layers.bronze import bronze_transactions
 from lakehouse_assets.layers.features import (
     FEATURE_COLUMNS,
     LABEL,
-    SCORING_TABLE,
     customer_features,
 )
 from lakehouse_assets.layers.gold import gold_customer_summary
 from lakehouse_assets.layers.silver import silver_transactions
-from lakehouse_assets.model.churn_scores import TABLE as SCORES_TABLE
 from lakehouse_assets.model.churn_scores import churn_scores
 from lakehouse_assets.model.drift import scoring_features_drift
 from lakehouse_assets.resources import LakehouseDuckDB
+from lakehouse_assets.tables import (
+    BRONZE_TRANSACTIONS,
+    CHURN_SCORES,
+    CUSTOMER_FEATURES,
+    GOLD_SUMMARY,
+    SCORING_FEATURES,
+    SILVER_REJECTED,
+    SILVER_TRANSACTIONS,
+)
 
 BRONZE_NOT_EMPTY = "bronze_not_empty"
 SILVER_NOT_EMPTY = "silver_not_empty"
@@ -36,14 +43,14 @@ def _scalar(duckdb: LakehouseDuckDB, sql: str):
 @dg.asset_check(asset=bronze_transactions, name=BRONZE_NOT_EMPTY, blocking=True, pool="duckdb")
 def bronze_not_empty(duckdb: LakehouseDuckDB) -> dg.AssetCheckResult:
     """bronze.transactions holds at least one row."""
-    (rows,) = _scalar(duckdb, "SELECT count(*) FROM bronze.transactions")
+    (rows,) = _scalar(duckdb, f"SELECT count(*) FROM {BRONZE_TRANSACTIONS}")
     return dg.AssetCheckResult(passed=rows > 0, metadata={"rows": rows})
 
 
 @dg.asset_check(asset=silver_transactions, name=SILVER_NOT_EMPTY, blocking=True, pool="duckdb")
 def silver_not_empty(duckdb: LakehouseDuckDB) -> dg.AssetCheckResult:
     """silver.transactions holds at least one valid row."""
-    (rows,) = _scalar(duckdb, "SELECT count(*) FROM silver.transactions")
+    (rows,) = _scalar(duckdb, f"SELECT count(*) FROM {SILVER_TRANSACTIONS}")
     return dg.AssetCheckResult(passed=rows > 0, metadata={"rows": rows})
 
 
@@ -52,7 +59,7 @@ def silver_no_null_keys(duckdb: LakehouseDuckDB) -> dg.AssetCheckResult:
     """No silver row lacks customer_id, event_time or amount."""
     (nulls,) = _scalar(
         duckdb,
-        "SELECT count(*) FROM silver.transactions "
+        f"SELECT count(*) FROM {SILVER_TRANSACTIONS} "
         "WHERE customer_id IS NULL OR event_time IS NULL OR amount IS NULL",
     )
     return dg.AssetCheckResult(passed=nulls == 0, metadata={"rows_with_null_keys": nulls})
@@ -63,8 +70,8 @@ def silver_conserves_bronze_rows(duckdb: LakehouseDuckDB) -> dg.AssetCheckResult
     """rows(bronze) = rows(silver) + rows(rejected): nothing disappears silently."""
     bronze, silver, rejected = _scalar(
         duckdb,
-        "SELECT (SELECT count(*) FROM bronze.transactions), (SELECT count(*) FROM silver.transactions),"
-        " (SELECT count(*) FROM silver.rejected_transactions)",
+        f"SELECT (SELECT count(*) FROM {BRONZE_TRANSACTIONS}), (SELECT count(*) FROM {SILVER_TRANSACTIONS}),"
+        f" (SELECT count(*) FROM {SILVER_REJECTED})",
     )
     return dg.AssetCheckResult(
         passed=bronze == silver + rejected,
@@ -81,7 +88,7 @@ def gold_one_row_per_customer(duckdb: LakehouseDuckDB) -> dg.AssetCheckResult:
     rows, distinct, silver_customers = _scalar(
         duckdb,
         "SELECT count(*), count(DISTINCT customer_id), "
-        "(SELECT count(DISTINCT customer_id) FROM silver.transactions) FROM gold.customer_summary",
+        f"(SELECT count(DISTINCT customer_id) FROM {SILVER_TRANSACTIONS}) FROM {GOLD_SUMMARY}",
     )
     return dg.AssetCheckResult(
         passed=rows == distinct == silver_customers and rows > 0,
@@ -99,7 +106,7 @@ def gold_one_row_per_customer(duckdb: LakehouseDuckDB) -> dg.AssetCheckResult:
 def features_one_row_per_customer(duckdb: LakehouseDuckDB) -> dg.AssetCheckResult:
     """gold.customer_features has exactly one, non-empty, row per customer."""
     rows, distinct = _scalar(
-        duckdb, "SELECT count(*), count(DISTINCT customer_id) FROM gold.customer_features"
+        duckdb, f"SELECT count(*), count(DISTINCT customer_id) FROM {CUSTOMER_FEATURES}"
     )
     return dg.AssetCheckResult(
         passed=rows == distinct and rows > 0,
@@ -113,7 +120,7 @@ def features_finite(duckdb: LakehouseDuckDB) -> dg.AssetCheckResult:
     bad = " + ".join(
         f"count(*) FILTER (WHERE {c} IS NULL OR NOT isfinite({c}::DOUBLE))" for c in FEATURE_COLUMNS
     )
-    (bad_values,) = _scalar(duckdb, f"SELECT {bad} FROM gold.customer_features")
+    (bad_values,) = _scalar(duckdb, f"SELECT {bad} FROM {CUSTOMER_FEATURES}")
     return dg.AssetCheckResult(passed=bad_values == 0, metadata={"non_finite_values": bad_values})
 
 
@@ -123,7 +130,7 @@ def features_both_label_classes(duckdb: LakehouseDuckDB) -> dg.AssetCheckResult:
     churned, retained = _scalar(
         duckdb,
         f"SELECT count(*) FILTER (WHERE {LABEL} = 1), count(*) FILTER (WHERE {LABEL} = 0) "
-        "FROM gold.customer_features",
+        f"FROM {CUSTOMER_FEATURES}",
     )
     return dg.AssetCheckResult(
         passed=churned > 0 and retained > 0, metadata={"churned": churned, "retained": retained}
@@ -135,9 +142,9 @@ def churn_scores_one_row_per_customer(duckdb: LakehouseDuckDB) -> dg.AssetCheckR
     """gold.churn_scores has exactly one row for each customer of gold.scoring_features."""
     rows, distinct, scoring, unscored = _scalar(
         duckdb,
-        f"SELECT count(*), count(DISTINCT customer_id), (SELECT count(*) FROM {SCORING_TABLE}), "
-        f"(SELECT count(*) FROM {SCORING_TABLE} ANTI JOIN {SCORES_TABLE} USING (customer_id)) "
-        f"FROM {SCORES_TABLE}",
+        f"SELECT count(*), count(DISTINCT customer_id), (SELECT count(*) FROM {SCORING_FEATURES}), "
+        f"(SELECT count(*) FROM {SCORING_FEATURES} ANTI JOIN {CHURN_SCORES} USING (customer_id)) "
+        f"FROM {CHURN_SCORES}",
     )
     return dg.AssetCheckResult(
         passed=rows == distinct == scoring and unscored == 0 and rows > 0,
@@ -157,7 +164,7 @@ def churn_scores_are_probabilities(duckdb: LakehouseDuckDB) -> dg.AssetCheckResu
         duckdb,
         "SELECT count(*) FILTER (WHERE churn_probability IS NULL OR NOT isfinite(churn_probability)"
         " OR churn_probability < 0 OR churn_probability > 1), "
-        f"count(*) FILTER (WHERE risk_decile NOT BETWEEN 1 AND 10) FROM {SCORES_TABLE}",
+        f"count(*) FILTER (WHERE risk_decile NOT BETWEEN 1 AND 10) FROM {CHURN_SCORES}",
     )
     return dg.AssetCheckResult(
         passed=bad_probability == 0 and bad_decile == 0,

@@ -12,8 +12,8 @@ import mlflow
 import numpy as np
 
 from lakehouse_assets import load_champion
-from lakehouse_assets.layers.features import FEATURE_COLUMNS, LABEL, SCORING_TABLE, TABLE
-from lakehouse_assets.model.churn_scores import TABLE as SCORES_TABLE
+from lakehouse_assets.layers.features import FEATURE_COLUMNS, LABEL
+from lakehouse_assets.tables import CHURN_SCORES, CUSTOMER_FEATURES, SCORING_FEATURES
 
 MODEL = "customer_churn"
 
@@ -55,7 +55,9 @@ def champion_predicts(uri: str, home: Path, name: str = MODEL) -> tuple[str, flo
     ):
         assert np.abs(probability - expected).max() <= 1e-9
     with duckdb.connect(str(home / "lakehouse.duckdb"), read_only=True) as conn:
-        data = conn.execute(f"SELECT {', '.join(FEATURE_COLUMNS)}, {LABEL} FROM {TABLE}").df()
+        data = conn.execute(
+            f"SELECT {', '.join(FEATURE_COLUMNS)}, {LABEL} FROM {CUSTOMER_FEATURES}"
+        ).df()
     roc_auc = roc_auc_score(data[LABEL], verified.predict_proba(data[list(FEATURE_COLUMNS)])[:, 1])
     return str(version.version), roc_auc
 
@@ -83,8 +85,8 @@ def _scored_customers(home: Path):
     """Every row of gold.churn_scores beside its scoring features, as a DataFrame."""
     with duckdb.connect(str(home / "lakehouse.duckdb"), read_only=True) as conn:
         scored = conn.execute(
-            f"SELECT s.*, {', '.join(FEATURE_COLUMNS)} FROM {SCORES_TABLE} s "
-            f"JOIN {SCORING_TABLE} USING (customer_id) ORDER BY customer_id"
+            f"SELECT s.*, {', '.join(FEATURE_COLUMNS)} FROM {CHURN_SCORES} s "
+            f"JOIN {SCORING_FEATURES} USING (customer_id) ORDER BY customer_id"
         ).df()
     assert len(scored) > 0
     return scored

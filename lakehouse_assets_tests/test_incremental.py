@@ -9,9 +9,9 @@ import dagster as dg
 import duckdb
 import pyarrow.parquet as pq
 
-from lakehouse_assets.layers.bronze import TABLE as BRONZE
 from lakehouse_assets.resources import LakehouseDuckDB, LandingZone
 from lakehouse_assets.sample import write_sample
+from lakehouse_assets.tables import BRONZE_TRANSACTIONS as BRONZE
 from lakehouse_assets_tests.conftest import check_results, failure_messages, query, run_graph
 
 SILVER_AND_GOLD = dg.AssetSelection.assets("silver_transactions", "gold_customer_summary")

@@ -17,9 +17,8 @@ from lakehouse_assets.landing import (
 from lakehouse_assets.layers.raw import raw_transactions
 from lakehouse_assets.metadata import log_progress, table_metadata
 from lakehouse_assets.resources import LakehouseDuckDB, LandingZone, transaction
+from lakehouse_assets.tables import BRONZE_FILES, BRONZE_TRANSACTIONS
 
-TABLE = "bronze.transactions"
-FILES_TABLE = "bronze.ingested_files"
 LINEAGE_COLUMNS = ("_source_file", "_source_row", "_ingested_at")
 
 
@@ -40,7 +39,7 @@ def bronze_transactions(
     ingested_at = datetime.now(UTC).replace(tzinfo=None)
     with duckdb.get_connection() as conn, transaction(conn):
         _create_tables(conn)
-        loaded = dict(conn.execute(f"SELECT source_file, sha256 FROM {FILES_TABLE}").fetchall())
+        loaded = dict(conn.execute(f"SELECT source_file, sha256 FROM {BRONZE_FILES}").fetchall())
         todo = []
         for f in files:
             if loaded.get(f.relative_path) == f.sha256:
@@ -49,7 +48,7 @@ def bronze_transactions(
                 todo.append(f)
         columns = {f.relative_path: _checked_columns(conn, f) for f in todo}
         new_rows = _load(context, conn, todo, columns, ingested_at)
-        metadata = table_metadata(conn, TABLE)
+        metadata = table_metadata(conn, BRONZE_TRANSACTIONS)
     return dg.MaterializeResult(
         metadata={
             **metadata,
@@ -64,11 +63,11 @@ def _create_tables(conn: duckdb.DuckDBPyConnection) -> None:
     contract = ", ".join(f"{c} VARCHAR" for c in CONTRACT_COLUMNS)
     conn.execute("CREATE SCHEMA IF NOT EXISTS bronze")
     conn.execute(
-        f"CREATE TABLE IF NOT EXISTS {TABLE} (_source_file VARCHAR, _source_row BIGINT, "
+        f"CREATE TABLE IF NOT EXISTS {BRONZE_TRANSACTIONS} (_source_file VARCHAR, _source_row BIGINT, "
         f"_ingested_at TIMESTAMP, {contract})"
     )
     conn.execute(
-        f"CREATE TABLE IF NOT EXISTS {FILES_TABLE} (source_file VARCHAR PRIMARY KEY, "
+        f"CREATE TABLE IF NOT EXISTS {BRONZE_FILES} (source_file VARCHAR PRIMARY KEY, "
         "sha256 VARCHAR, size_bytes BIGINT, row_count BIGINT, ingested_at TIMESTAMP)"
     )
 
@@ -116,7 +115,9 @@ def _load(context, conn, todo: list[LandedFile], columns, ingested_at: datetime)
         rows, replaced = _load_file(conn, f, columns[f.relative_path], ingested_at)
         total += rows
         note = f" (replacing {replaced:,} rows of its previous version)" if replaced else ""
-        log_progress(context, f"{f.relative_path}: loaded into {TABLE}{note}", rows, started)
+        log_progress(
+            context, f"{f.relative_path}: loaded into {BRONZE_TRANSACTIONS}{note}", rows, started
+        )
     return total
 
 
@@ -124,18 +125,18 @@ def _load_file(
     conn, f: LandedFile, names: dict[str, str], ingested_at: datetime
 ) -> tuple[int, int]:
     """Replace the rows of `f`'s path with its current content; returns (inserted, replaced)."""
-    existing = {r[0] for r in conn.execute(f"DESCRIBE {TABLE}").fetchall()}
+    existing = {r[0] for r in conn.execute(f"DESCRIBE {BRONZE_TRANSACTIONS}").fetchall()}
     for extra in sorted(set(names.values()) - existing):
-        conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN {_quote(extra)} VARCHAR")
+        conn.execute(f"ALTER TABLE {BRONZE_TRANSACTIONS} ADD COLUMN {_quote(extra)} VARCHAR")
     replaced = conn.execute(
-        f"DELETE FROM {TABLE} WHERE _source_file = $file", {"file": f.relative_path}
+        f"DELETE FROM {BRONZE_TRANSACTIONS} WHERE _source_file = $file", {"file": f.relative_path}
     ).fetchone()[0]
     select = ", ".join(
         f"CAST({_quote(src)} AS VARCHAR) AS {_quote(dst)}" for src, dst in names.items()
     )
     try:
         inserted = conn.execute(
-            f"INSERT INTO {TABLE} BY NAME SELECT $file AS _source_file, _source_row, "
+            f"INSERT INTO {BRONZE_TRANSACTIONS} BY NAME SELECT $file AS _source_file, _source_row, "
             f"$ingested_at AS _ingested_at, {select} FROM {reader_sql(f.path)}",
             {"file": f.relative_path, "ingested_at": ingested_at, "path": str(f.path)},
         ).fetchone()[0]
@@ -144,7 +145,7 @@ def _load_file(
     if inserted == 0:
         raise _fail(f, "holds no rows (only a header, or an empty table)")
     conn.execute(
-        f"INSERT OR REPLACE INTO {FILES_TABLE} VALUES ($file, $sha, $size, $rows, $at)",
+        f"INSERT OR REPLACE INTO {BRONZE_FILES} VALUES ($file, $sha, $size, $rows, $at)",
         {
             "file": f.relative_path,
             "sha": f.sha256,

@@ -8,9 +8,8 @@ from lakehouse_assets.layers.gold import gold_customer_summary
 from lakehouse_assets.layers.silver import silver_transactions
 from lakehouse_assets.metadata import log_progress, table_metadata
 from lakehouse_assets.resources import LakehouseDuckDB, transaction
+from lakehouse_assets.tables import CUSTOMER_FEATURES, SCORING_FEATURES
 
-TABLE = "gold.customer_features"
-SCORING_TABLE = "gold.scoring_features"
 LABEL = "churned"
 FEATURE_COLUMNS = (
     "recency_days", "tenure_days", "frequency", "active_days",
@@ -100,7 +99,7 @@ FROM per_customer
 
 # Training rows: the features at the cutoff, and the label, which alone looks past it.
 FEATURES_SQL = f"""
-CREATE OR REPLACE TABLE {TABLE} AS
+CREATE OR REPLACE TABLE {CUSTOMER_FEATURES} AS
 WITH features AS ({FEATURES_AT_CUTOFF_SQL}),
 active_after_cutoff AS (
     SELECT DISTINCT customer_id
@@ -160,9 +159,11 @@ def customer_features(
         started = time.perf_counter()
         with transaction(conn):
             conn.execute(FEATURES_SQL, {"cutoff": cutoff, "horizon_days": config.horizon_days})
-        metadata = table_metadata(conn, TABLE)
-        log_progress(context, f"{TABLE}: computed", metadata["dagster/row_count"].value, started)
-        churn_rate = conn.execute(f"SELECT avg({LABEL}) FROM {TABLE}").fetchone()[0]
+        metadata = table_metadata(conn, CUSTOMER_FEATURES)
+        log_progress(
+            context, f"{CUSTOMER_FEATURES}: computed", metadata["dagster/row_count"].value, started
+        )
+        churn_rate = conn.execute(f"SELECT avg({LABEL}) FROM {CUSTOMER_FEATURES}").fetchone()[0]
     return dg.MaterializeResult(
         metadata={
             **metadata,
@@ -175,7 +176,7 @@ def customer_features(
 
 
 SCORING_SQL = f"""
-CREATE OR REPLACE TABLE {SCORING_TABLE} AS
+CREATE OR REPLACE TABLE {SCORING_FEATURES} AS
 SELECT *, $cutoff::TIMESTAMP AS features_as_of FROM ({FEATURES_AT_CUTOFF_SQL}) ORDER BY customer_id
 """
 
@@ -194,9 +195,9 @@ def scoring_features(
         started = time.perf_counter()
         with transaction(conn):
             conn.execute(SCORING_SQL, {"cutoff": cutoff})
-        metadata = table_metadata(conn, SCORING_TABLE)
+        metadata = table_metadata(conn, SCORING_FEATURES)
     rows = metadata["dagster/row_count"].value
-    log_progress(context, f"{SCORING_TABLE}: computed", rows, started)
+    log_progress(context, f"{SCORING_FEATURES}: computed", rows, started)
     return dg.MaterializeResult(
         metadata={
             **metadata,

@@ -5,14 +5,17 @@ import time
 import dagster as dg
 
 from lakehouse_assets.layers import watermark
-from lakehouse_assets.layers.silver import TABLE as SILVER
 from lakehouse_assets.layers.silver import silver_transactions
 from lakehouse_assets.metadata import log_progress, table_metadata
 from lakehouse_assets.resources import LakehouseDuckDB, transaction
+from lakehouse_assets.tables import (
+    GOLD_SUMMARY,
+    GOLD_SUMMARY_WATERMARK,
+    SILVER_LOADS,
+    SILVER_TRANSACTIONS,
+)
 
-TABLE = "gold.customer_summary"
 # The silver load that gold.customer_summary summarizes (one row).
-WATERMARK_TABLE = "gold.customer_summary_watermark"
 CHANGED = "changed_customers"
 
 SUMMARY_COLUMNS = """
@@ -29,9 +32,9 @@ SUMMARY_COLUMNS = """
 """
 
 SUMMARY_SQL = f"""
-CREATE OR REPLACE TABLE {TABLE} AS
+CREATE OR REPLACE TABLE {GOLD_SUMMARY} AS
 SELECT {SUMMARY_COLUMNS}
-FROM {SILVER}
+FROM {SILVER_TRANSACTIONS}
 GROUP BY customer_id
 """
 
@@ -39,13 +42,15 @@ GROUP BY customer_id
 # their old rows deleted, and their summary recomputed from all their silver rows.
 CHANGED_SQL = f"""
 CREATE TEMP TABLE {CHANGED} AS
-SELECT DISTINCT customer_id FROM {SILVER} WHERE _ingested_at > $since
+SELECT DISTINCT customer_id FROM {SILVER_TRANSACTIONS} WHERE _ingested_at > $since
 """
-DELETE_CHANGED_SQL = f"DELETE FROM {TABLE} WHERE customer_id IN (SELECT customer_id FROM {CHANGED})"
+DELETE_CHANGED_SQL = (
+    f"DELETE FROM {GOLD_SUMMARY} WHERE customer_id IN (SELECT customer_id FROM {CHANGED})"
+)
 INSERT_CHANGED_SQL = f"""
-INSERT INTO {TABLE} BY NAME
+INSERT INTO {GOLD_SUMMARY} BY NAME
 SELECT {SUMMARY_COLUMNS}
-FROM {SILVER}
+FROM {SILVER_TRANSACTIONS}
 SEMI JOIN {CHANGED} USING (customer_id)
 GROUP BY customer_id
 """
@@ -71,11 +76,11 @@ def gold_customer_summary(
         conn.execute("CREATE SCHEMA IF NOT EXISTS gold")
         with transaction(conn):
             conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {WATERMARK_TABLE} "
+                f"CREATE TABLE IF NOT EXISTS {GOLD_SUMMARY_WATERMARK} "
                 "(silver_load_id BIGINT, silver_loaded_at TIMESTAMP)"
             )
             mode, reason, since, latest = _plan(conn, config.full_refresh)
-            context.log.info(f"{TABLE}: {mode} refresh: {reason}")
+            context.log.info(f"{GOLD_SUMMARY}: {mode} refresh: {reason}")
             customers = 0
             if mode == watermark.FULL:
                 conn.execute(SUMMARY_SQL)
@@ -85,12 +90,12 @@ def gold_customer_summary(
                 conn.execute(INSERT_CHANGED_SQL)
                 conn.execute(f"DROP TABLE {CHANGED}")
             if latest is not None:
-                conn.execute(f"DELETE FROM {WATERMARK_TABLE}")
-                conn.execute(f"INSERT INTO {WATERMARK_TABLE} VALUES ($id, $at)", {"id": latest[0], "at": latest[1]})  # fmt: skip
-        metadata = table_metadata(conn, TABLE)
+                conn.execute(f"DELETE FROM {GOLD_SUMMARY_WATERMARK}")
+                conn.execute(f"INSERT INTO {GOLD_SUMMARY_WATERMARK} VALUES ($id, $at)", {"id": latest[0], "at": latest[1]})  # fmt: skip
+        metadata = table_metadata(conn, GOLD_SUMMARY)
     if mode == watermark.FULL:
         customers = metadata["dagster/row_count"].value
-    log_progress(context, f"{TABLE}: {mode}; customers (re)computed:", customers, started)
+    log_progress(context, f"{GOLD_SUMMARY}: {mode}; customers (re)computed:", customers, started)
     return dg.MaterializeResult(
         metadata={
             **metadata,
@@ -104,24 +109,24 @@ def gold_customer_summary(
 def _plan(conn, full_refresh: bool):
     """(mode, reason, since, latest silver load (id, loaded_at) or None)."""
     loads = conn.execute(
-        f"SELECT load_id, loaded_at, mode, reason, ingested_through FROM {watermark.LOADS_TABLE} "
+        f"SELECT load_id, loaded_at, mode, reason, ingested_through FROM {SILVER_LOADS} "
         "ORDER BY load_id"
     ).fetchall()
     latest = (loads[-1][0], loads[-1][1]) if loads else None
     if full_refresh:
         return watermark.FULL, "full_refresh was requested in the run config", None, latest
     if not loads:
-        return watermark.FULL, f"{watermark.LOADS_TABLE} records no silver load", None, latest
+        return watermark.FULL, f"{SILVER_LOADS} records no silver load", None, latest
     seen = conn.execute(
-        f"SELECT silver_load_id, silver_loaded_at FROM {WATERMARK_TABLE}"
+        f"SELECT silver_load_id, silver_loaded_at FROM {GOLD_SUMMARY_WATERMARK}"
     ).fetchall()
-    if not seen or not watermark.table_exists(conn, TABLE):
-        return watermark.FULL, f"{TABLE} has not been built yet", None, latest
+    if not seen or not watermark.table_exists(conn, GOLD_SUMMARY):
+        return watermark.FULL, f"{GOLD_SUMMARY} has not been built yet", None, latest
     by_key = {(load[0], load[1]): i for i, load in enumerate(loads)}
     if seen[0] not in by_key:
         return (
             watermark.FULL,
-            f"{watermark.LOADS_TABLE} no longer holds silver load {seen[0][0]}, the one gold "
+            f"{SILVER_LOADS} no longer holds silver load {seen[0][0]}, the one gold "
             "last summarized (silver was recreated)",
             None,
             latest,

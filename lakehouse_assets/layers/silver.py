@@ -12,20 +12,23 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from lakehouse_assets.layers import watermark
-from lakehouse_assets.layers.bronze import TABLE as BRONZE
 from lakehouse_assets.layers.bronze import bronze_transactions
 from lakehouse_assets.metadata import log_progress, markdown_rows, table_metadata
 from lakehouse_assets.resources import LakehouseDuckDB, transaction
+from lakehouse_assets.tables import (
+    BRONZE_TRANSACTIONS,
+    SILVER_LOADS,
+    SILVER_REJECTED,
+    SILVER_TRANSACTIONS,
+)
 
-TABLE = "silver.transactions"
-REJECTED_TABLE = "silver.rejected_transactions"
 TYPED = "typed_transactions"
 LATER_COPIES = "later_copies"
 LINEAGE = "_source_file, _source_row, _ingested_at"
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%S"
 # The bronze rows a run reads: all of them, or (appending) those ingested after `$since`.
-ALL_BRONZE = BRONZE
-NEW_BRONZE = f"(SELECT * FROM {BRONZE} WHERE _ingested_at > $since)"
+ALL_BRONZE = BRONZE_TRANSACTIONS
+NEW_BRONZE = f"(SELECT * FROM {BRONZE_TRANSACTIONS} WHERE _ingested_at > $since)"
 # The common ISO form without offset is parsed by a fast strptime; anything else (offsets, dates,
 # spaces) by the general TIMESTAMPTZ cast, in UTC.
 EVENT_TIME_SQL = f"""coalesce(
@@ -116,7 +119,7 @@ WITH new_rows AS (
 kept_twins AS (
     SELECT s.{LINEAGE.replace(", ", ", s.")}, s.transaction_id, s.customer_id, s.event_time,
         s.amount, s.quantity
-    FROM {TABLE} s
+    FROM {SILVER_TRANSACTIONS} s
     SEMI JOIN new_rows n ON {SAME_IDENTITY}
 ),
 candidates AS (
@@ -160,7 +163,7 @@ JOIN reasons r USING (_source_file, _source_row)
 
 # Rows rejected as future events that are no longer in the future: a rebuild would keep them.
 EXPIRED_FUTURE_SQL = f"""
-SELECT count(*) FROM {REJECTED_TABLE}
+SELECT count(*) FROM {SILVER_REJECTED}
 WHERE reason = 'future_event_time' AND {EVENT_TIME_SQL} <= $now
 """
 
@@ -194,26 +197,32 @@ def silver_transactions(
         with transaction(conn):
             watermark.create_tables(conn)
             plan = watermark.plan_silver(
-                conn, (TABLE, REJECTED_TABLE), EXPIRED_FUTURE_SQL, now, config.full_refresh
+                conn,
+                (SILVER_TRANSACTIONS, SILVER_REJECTED),
+                EXPIRED_FUTURE_SQL,
+                now,
+                config.full_refresh,
             )
-            context.log.info(f"{TABLE}: {plan.mode} refresh: {plan.reason}")
+            context.log.info(f"{SILVER_TRANSACTIONS}: {plan.mode} refresh: {plan.reason}")
             if plan.mode == watermark.UNCHANGED:
                 processed = 0
             else:
                 processed = _refresh(context, conn, plan, now, started)
                 added = conn.execute(
-                    f"SELECT (SELECT count(*) FROM {TABLE}), (SELECT count(*) FROM {REJECTED_TABLE})"
+                    f"SELECT (SELECT count(*) FROM {SILVER_TRANSACTIONS}), (SELECT count(*) FROM {SILVER_REJECTED})"
                 ).fetchone()
                 load_id = watermark.record_load(conn, plan, now, *added)
-                context.log.info(f"{watermark.LOADS_TABLE}: recorded load {load_id} ({plan.mode})")
+                context.log.info(f"{SILVER_LOADS}: recorded load {load_id} ({plan.mode})")
         rejected = dict(
             conn.execute(
-                f"SELECT reason, count(*) FROM {REJECTED_TABLE} GROUP BY reason ORDER BY reason"
+                f"SELECT reason, count(*) FROM {SILVER_REJECTED} GROUP BY reason ORDER BY reason"
             ).fetchall()
         )
-        metadata = table_metadata(conn, TABLE)
-    log_progress(context, f"{TABLE}: done; bronze rows processed:", processed, started)
-    context.log.info(f"{REJECTED_TABLE}: {rejected}")
+        metadata = table_metadata(conn, SILVER_TRANSACTIONS)
+    log_progress(
+        context, f"{SILVER_TRANSACTIONS}: done; bronze rows processed:", processed, started
+    )
+    context.log.info(f"{SILVER_REJECTED}: {rejected}")
     return dg.MaterializeResult(
         metadata={
             **metadata,
@@ -236,18 +245,24 @@ def _refresh(context, conn, plan: watermark.SilverPlan, now: datetime, started: 
     bronze = ALL_BRONZE if full else NEW_BRONZE
     params = {"now": now} if full else {"now": now, "since": plan.since}
     processed = conn.execute(typed_sql(bronze), params).fetchone()[0]
-    log_progress(context, f"{TABLE}: typed and validated", processed, started)
+    log_progress(context, f"{SILVER_TRANSACTIONS}: typed and validated", processed, started)
     copies = conn.execute(LATER_COPIES_SQL if full else NEW_LATER_COPIES_SQL).fetchone()[0]
-    log_progress(context, f"{TABLE}: {copies:,} later copies found in", processed, started)
+    log_progress(
+        context, f"{SILVER_TRANSACTIONS}: {copies:,} later copies found in", processed, started
+    )
     if full:
-        rows = conn.execute(f"CREATE OR REPLACE TABLE {TABLE} AS {KEPT_SQL}").fetchone()[0]
-        conn.execute(f"CREATE OR REPLACE TABLE {REJECTED_TABLE} AS {rejected_sql(bronze)}")
+        rows = conn.execute(
+            f"CREATE OR REPLACE TABLE {SILVER_TRANSACTIONS} AS {KEPT_SQL}"
+        ).fetchone()[0]
+        conn.execute(f"CREATE OR REPLACE TABLE {SILVER_REJECTED} AS {rejected_sql(bronze)}")
     else:
-        rows = conn.execute(f"INSERT INTO {TABLE} BY NAME {KEPT_SQL}").fetchone()[0]
+        rows = conn.execute(f"INSERT INTO {SILVER_TRANSACTIONS} BY NAME {KEPT_SQL}").fetchone()[0]
         conn.execute(
-            f"INSERT INTO {REJECTED_TABLE} BY NAME {rejected_sql(bronze)}", {"since": plan.since}
+            f"INSERT INTO {SILVER_REJECTED} BY NAME {rejected_sql(bronze)}", {"since": plan.since}
         )
-    log_progress(context, f"{TABLE}: {'written' if full else 'appended'},", rows, started)
+    log_progress(
+        context, f"{SILVER_TRANSACTIONS}: {'written' if full else 'appended'},", rows, started
+    )
     conn.execute(f"DROP TABLE {TYPED}")
     conn.execute(f"DROP TABLE {LATER_COPIES}")
     return processed

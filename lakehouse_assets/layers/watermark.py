@@ -19,11 +19,13 @@ from datetime import datetime
 
 import duckdb
 
-from lakehouse_assets.layers.bronze import FILES_TABLE as BRONZE_FILES
-from lakehouse_assets.layers.bronze import TABLE as BRONZE
+from lakehouse_assets.tables import (
+    BRONZE_FILES,
+    BRONZE_TRANSACTIONS,
+    SILVER_FILES_SEEN,
+    SILVER_LOADS,
+)
 
-SEEN_TABLE = "silver.bronze_files_seen"
-LOADS_TABLE = "silver.loads"
 FULL = "full"
 APPEND = "append"
 UNCHANGED = "unchanged"
@@ -44,11 +46,11 @@ class SilverPlan:
 
 def create_tables(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(
-        f"CREATE TABLE IF NOT EXISTS {SEEN_TABLE} (source_file VARCHAR, sha256 VARCHAR, "
+        f"CREATE TABLE IF NOT EXISTS {SILVER_FILES_SEEN} (source_file VARCHAR, sha256 VARCHAR, "
         "row_count BIGINT, ingested_at TIMESTAMP, load_id BIGINT)"
     )
     conn.execute(
-        f"CREATE TABLE IF NOT EXISTS {LOADS_TABLE} (load_id BIGINT, loaded_at TIMESTAMP, "
+        f"CREATE TABLE IF NOT EXISTS {SILVER_LOADS} (load_id BIGINT, loaded_at TIMESTAMP, "
         "mode VARCHAR, reason VARCHAR, bronze_rows BIGINT, silver_rows BIGINT, "
         "rejected_rows BIGINT, ingested_through TIMESTAMP)"
     )
@@ -88,10 +90,12 @@ def plan_silver(
     if not all(table_exists(conn, t) for t in silver_tables):
         return SilverPlan(FULL, "silver has not been built yet")
     seen_rows, seen_files, seen_through = conn.execute(
-        f"SELECT coalesce(sum(row_count), 0), count(*), max(ingested_at) FROM {SEEN_TABLE}"
+        f"SELECT coalesce(sum(row_count), 0), count(*), max(ingested_at) FROM {SILVER_FILES_SEEN}"
     ).fetchone()
     if seen_files == 0:
-        return SilverPlan(FULL, f"{SEEN_TABLE} is empty: silver's bronze watermark is unknown")
+        return SilverPlan(
+            FULL, f"{SILVER_FILES_SEEN} is empty: silver's bronze watermark is unknown"
+        )
     silver_rows = sum(
         conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in silver_tables
     )
@@ -101,17 +105,17 @@ def plan_silver(
             f"silver holds {silver_rows:,} rows (kept + rejected) but its watermark accounts "
             f"for {seen_rows:,} bronze rows",
         )
-    bronze_rows = conn.execute(f"SELECT count(*) FROM {BRONZE}").fetchone()[0]
+    bronze_rows = conn.execute(f"SELECT count(*) FROM {BRONZE_TRANSACTIONS}").fetchone()[0]
     listed_rows = conn.execute(
         f"SELECT coalesce(sum(row_count), 0) FROM {BRONZE_FILES}"
     ).fetchone()[0]
     if bronze_rows != listed_rows:
         return SilverPlan(
             FULL,
-            f"{BRONZE} holds {bronze_rows:,} rows but {BRONZE_FILES} lists {listed_rows:,}",
+            f"{BRONZE_TRANSACTIONS} holds {bronze_rows:,} rows but {BRONZE_FILES} lists {listed_rows:,}",
         )
     changed = conn.execute(
-        f"SELECT s.source_file FROM {SEEN_TABLE} s LEFT JOIN {BRONZE_FILES} b USING (source_file) "
+        f"SELECT s.source_file FROM {SILVER_FILES_SEEN} s LEFT JOIN {BRONZE_FILES} b USING (source_file) "
         "WHERE b.sha256 IS DISTINCT FROM s.sha256 OR b.ingested_at IS DISTINCT FROM s.ingested_at "
         "OR b.row_count IS DISTINCT FROM s.row_count ORDER BY 1"
     ).fetchall()
@@ -129,7 +133,7 @@ def plan_silver(
             f"{expired:,} row(s) rejected as future_event_time are no longer in the future",
         )
     new = conn.execute(
-        f"SELECT source_file, ingested_at, row_count FROM {BRONZE_FILES} ANTI JOIN {SEEN_TABLE} "
+        f"SELECT source_file, ingested_at, row_count FROM {BRONZE_FILES} ANTI JOIN {SILVER_FILES_SEEN} "
         "USING (source_file) ORDER BY ingested_at, source_file"
     ).fetchall()
     if not new:
@@ -143,12 +147,13 @@ def plan_silver(
         )
     new_rows = sum(row[2] for row in new)
     found = conn.execute(
-        f"SELECT count(*) FROM {BRONZE} WHERE _ingested_at > $since", {"since": seen_through}
+        f"SELECT count(*) FROM {BRONZE_TRANSACTIONS} WHERE _ingested_at > $since",
+        {"since": seen_through},
     ).fetchone()[0]
     if found != new_rows:
         return SilverPlan(
             FULL,
-            f"{BRONZE} holds {found:,} rows ingested after {seen_through}, but the new files "
+            f"{BRONZE_TRANSACTIONS} holds {found:,} rows ingested after {seen_through}, but the new files "
             f"list {new_rows:,}",
         )
     return SilverPlan(
@@ -169,17 +174,19 @@ def record_load(
 ) -> int:
     """Update the watermark to bronze's current files and log the load (in the caller's
     transaction); returns the load's id."""
-    load_id = conn.execute(f"SELECT coalesce(max(load_id), 0) + 1 FROM {LOADS_TABLE}").fetchone()[0]
+    load_id = conn.execute(f"SELECT coalesce(max(load_id), 0) + 1 FROM {SILVER_LOADS}").fetchone()[
+        0
+    ]
     if plan.mode == FULL:
-        conn.execute(f"DELETE FROM {SEEN_TABLE}")
+        conn.execute(f"DELETE FROM {SILVER_FILES_SEEN}")
     conn.execute(
-        f"INSERT INTO {SEEN_TABLE} SELECT source_file, sha256, row_count, ingested_at, $load "
-        f"FROM {BRONZE_FILES} ANTI JOIN {SEEN_TABLE} USING (source_file)",
+        f"INSERT INTO {SILVER_FILES_SEEN} SELECT source_file, sha256, row_count, ingested_at, $load "
+        f"FROM {BRONZE_FILES} ANTI JOIN {SILVER_FILES_SEEN} USING (source_file)",
         {"load": load_id},
     )
     conn.execute(
-        f"INSERT INTO {LOADS_TABLE} SELECT $load, $at, $mode, $reason, $bronze, $silver, "
-        f"$rejected, (SELECT max(ingested_at) FROM {SEEN_TABLE})",
+        f"INSERT INTO {SILVER_LOADS} SELECT $load, $at, $mode, $reason, $bronze, $silver, "
+        f"$rejected, (SELECT max(ingested_at) FROM {SILVER_FILES_SEEN})",
         {
             "load": load_id,
             "at": loaded_at,

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 
-from lakehouse_assets.layers.features import FEATURE_COLUMNS, SCORING_TABLE, scoring_features
+from lakehouse_assets.layers.features import FEATURE_COLUMNS, scoring_features
 from lakehouse_assets.metadata import log_progress, markdown_table, table_metadata
 from lakehouse_assets.model.champion import load_verified_model, require_champion
 from lakehouse_assets.model.dataset import feature_frame
@@ -18,14 +18,14 @@ from lakehouse_assets.model.registry import registered_churn_model
 from lakehouse_assets.model.retries import mlflow_retry_policy
 from lakehouse_assets.model.scoring import churn_probability
 from lakehouse_assets.resources import LakehouseDuckDB, transaction
+from lakehouse_assets.tables import CHURN_SCORES, SCORING_FEATURES
 
-TABLE = "gold.churn_scores"
 STAGING = "scored_customers"
 BATCH_ROWS = 200_000
 TOP_AT_RISK = 20
 
 SCORES_SQL = f"""
-CREATE OR REPLACE TABLE {TABLE} AS
+CREATE OR REPLACE TABLE {CHURN_SCORES} AS
 SELECT
     customer_id,
     churn_probability,
@@ -40,7 +40,7 @@ ORDER BY churn_probability DESC, customer_id
 DECILES_SQL = f"""
 SELECT risk_decile, count(*) AS customers, min(churn_probability) AS min_probability,
     avg(churn_probability) AS mean_probability, max(churn_probability) AS max_probability
-FROM {TABLE} GROUP BY risk_decile ORDER BY risk_decile
+FROM {CHURN_SCORES} GROUP BY risk_decile ORDER BY risk_decile
 """
 
 
@@ -69,11 +69,11 @@ def churn_scores(
 
 def _write_scores(context, duckdb: LakehouseDuckDB, model, champion) -> dg.MaterializeResult:
     """Score every scoring customer with `model`, then replace the table in one transaction."""
-    context.log.info(f"Scoring {SCORING_TABLE} with champion version {champion.version}")
+    context.log.info(f"Scoring {SCORING_FEATURES} with champion version {champion.version}")
     started = time.perf_counter()
     with duckdb.get_connection() as conn:
         features_as_of = conn.execute(
-            f"SELECT max(features_as_of) FROM {SCORING_TABLE}"
+            f"SELECT max(features_as_of) FROM {SCORING_FEATURES}"
         ).fetchone()[0]
         scored = _score_in_batches(context, conn, model, started)
         with transaction(conn):
@@ -86,16 +86,18 @@ def _write_scores(context, duckdb: LakehouseDuckDB, model, champion) -> dg.Mater
                 },
             )
         conn.execute(f"DROP TABLE {STAGING}")
-        metadata = table_metadata(conn, TABLE)
+        metadata = table_metadata(conn, CHURN_SCORES)
         deciles = markdown_table(conn.execute(DECILES_SQL))
         top = markdown_table(
             conn.execute(
-                f"SELECT customer_id, churn_probability, risk_decile FROM {TABLE} "
+                f"SELECT customer_id, churn_probability, risk_decile FROM {CHURN_SCORES} "
                 f"ORDER BY churn_probability DESC, customer_id LIMIT {TOP_AT_RISK}"
             )
         )
-        mean_probability = conn.execute(f"SELECT avg(churn_probability) FROM {TABLE}").fetchone()[0]
-    log_progress(context, f"{TABLE}: scored", scored, started)
+        mean_probability = conn.execute(
+            f"SELECT avg(churn_probability) FROM {CHURN_SCORES}"
+        ).fetchone()[0]
+    log_progress(context, f"{CHURN_SCORES}: scored", scored, started)
     return dg.MaterializeResult(
         metadata={
             **metadata,
@@ -118,7 +120,7 @@ def _score_in_batches(context, conn, model, started: float) -> int:
     reader = conn.cursor()  # a second connection streams while the first one writes
     try:
         batches = reader.sql(
-            f"SELECT customer_id, {', '.join(FEATURE_COLUMNS)} FROM {SCORING_TABLE}"
+            f"SELECT customer_id, {', '.join(FEATURE_COLUMNS)} FROM {SCORING_FEATURES}"
         ).to_arrow_reader(BATCH_ROWS)
         scored = 0
         for batch in batches:
@@ -134,7 +136,7 @@ def _score_in_batches(context, conn, model, started: float) -> int:
             conn.unregister("scored_batch")
             scored += batch.num_rows
             if scored % (5 * BATCH_ROWS) == 0:
-                log_progress(context, f"{TABLE}: scored so far", scored, started)
+                log_progress(context, f"{CHURN_SCORES}: scored so far", scored, started)
     finally:
         reader.close()
     return scored

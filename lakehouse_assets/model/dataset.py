@@ -12,8 +12,9 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from lakehouse_assets.layers.features import FEATURE_COLUMNS, LABEL, TABLE
+from lakehouse_assets.layers.features import FEATURE_COLUMNS, LABEL
 from lakehouse_assets.resources import LakehouseDuckDB
+from lakehouse_assets.tables import CUSTOMER_FEATURES
 
 
 @dataclass
@@ -28,7 +29,7 @@ def features_fingerprint(conn) -> str:
     """Rows and a content hash of the features table, to tell whether it changed."""
     cols = ", ".join(("customer_id", LABEL, *FEATURE_COLUMNS))
     rows, digest = conn.execute(
-        f"SELECT count(*), sum(hash({cols})::HUGEINT) FROM {TABLE}"
+        f"SELECT count(*), sum(hash({cols})::HUGEINT) FROM {CUSTOMER_FEATURES}"
     ).fetchone()
     return f"{rows}:{digest}"
 
@@ -54,7 +55,7 @@ def load_split(
         arrays = conn.execute(
             f"SELECT {', '.join(FEATURE_COLUMNS)}, {LABEL}, "
             f"md5_number_lower(customer_id || '/' || $seed) % {HASH_BUCKETS} < $cut AS in_test "
-            f"FROM {TABLE} ORDER BY customer_id",
+            f"FROM {CUSTOMER_FEATURES} ORDER BY customer_id",
             {"seed": str(seed), "cut": round(test_size * HASH_BUCKETS)},
         ).fetchnumpy()
     x = feature_frame(arrays)
@@ -65,7 +66,7 @@ def load_split(
     for side, labels in (("training", y_train), ("test", y_test)):
         if len(np.unique(labels)) < 2:
             raise dg.Failure(
-                f"The {side} split of {TABLE} ({len(labels)} customers) holds fewer than two label "
+                f"The {side} split of {CUSTOMER_FEATURES} ({len(labels)} customers) holds fewer than two label "
                 "classes; a classifier cannot be trained or scored. More customers are needed.",
                 allow_retries=False,
             )

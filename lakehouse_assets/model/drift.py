@@ -5,13 +5,12 @@ import numpy as np
 
 from lakehouse_assets.layers.features import (
     FEATURE_COLUMNS,
-    SCORING_TABLE,
-    TABLE,
     customer_features,
     scoring_features,
 )
 from lakehouse_assets.metadata import markdown_rows, table_exists
 from lakehouse_assets.resources import LakehouseDuckDB
+from lakehouse_assets.tables import CUSTOMER_FEATURES, SCORING_FEATURES
 
 SCORING_FEATURES_DRIFT = "scoring_features_drift"
 PSI_WARNING = 0.25
@@ -59,14 +58,14 @@ def scoring_features_drift(
     the two snapshots by construction: it is reported, but never warns. Up to 200,000 customers
     of each table are sampled."""
     with duckdb.get_connection() as conn:
-        if not table_exists(conn, TABLE):
+        if not table_exists(conn, CUSTOMER_FEATURES):
             return dg.AssetCheckResult(
                 passed=False,
                 severity=dg.AssetCheckSeverity.WARN,
-                description=f"No training population to compare with: {TABLE} does not exist "
+                description=f"No training population to compare with: {CUSTOMER_FEATURES} does not exist "
                 "yet. Materialize customer_features.",
             )
-        training, scoring = _sample(conn, TABLE), _sample(conn, SCORING_TABLE)
+        training, scoring = _sample(conn, CUSTOMER_FEATURES), _sample(conn, SCORING_FEATURES)
     psi = {
         c: population_stability_index(training[c].astype(float), scoring[c].astype(float))
         for c in FEATURE_COLUMNS

@@ -19,6 +19,7 @@ from lakehouse_assets.model.retries import mlflow_retry_policy
 from lakehouse_assets.model.scoring import churn_probability, predicted_churn
 from lakehouse_assets.model.training import FINGERPRINT_TAG, SHA_TAG, churn_model
 from lakehouse_assets.resources import LakehouseDuckDB
+from lakehouse_assets.tables import CUSTOMER_FEATURES
 
 BEATS_BASELINE = "churn_model_beats_baseline"
 
@@ -69,7 +70,7 @@ def churn_model_evaluation(
             fingerprint = features_fingerprint(conn)
         if fingerprint != tags.get(FINGERPRINT_TAG):
             raise dg.Failure(
-                f"gold.customer_features changed since churn_model was trained (MLflow run {run_id}): "
+                f"{CUSTOMER_FEATURES} changed since churn_model was trained (MLflow run {run_id}): "
                 "its held-out split no longer exists. Materialize churn_model again.",
                 allow_retries=False,
             )
