@@ -14,7 +14,10 @@ WORKFLOW = REPO_ROOT / ".github" / "workflows" / "ci.yml"
 ACTIONLINT = Path(sys.executable).parent / "actionlint"
 
 README_INSTALL = "python3 -m venv .venv && .venv/bin/pip install -e '.[dev]'"
-README_MAIN_COMMAND = ".venv/bin/dagster asset materialize -m lakehouse_assets --select '*'"
+README_MAIN_COMMAND = (
+    "DAGSTER_HOME=$PWD/dagster_home .venv/bin/dagster asset materialize -m lakehouse_assets "
+    "--select '*'"
+)
 
 
 def actionlint(path: Path) -> subprocess.CompletedProcess:
@@ -73,8 +76,9 @@ def test_main_command_fails_when_a_blocking_check_fails(tmp_path):
     )
     env = {k: v for k, v in os.environ.items() if k not in cleared}
     env["LAKEHOUSE_HOME"] = str(tmp_path / "lakehouse")
-    # The README's command as the shell splits it, with this interpreter's `dagster`.
-    _, *arguments = shlex.split(README_MAIN_COMMAND)
+    # The README's command as the shell splits it, with this interpreter's `dagster` (and a
+    # throw-away instance rather than the shipped one).
+    _, _, *arguments = shlex.split(README_MAIN_COMMAND)
     dagster = Path(sys.executable).parent / "dagster"
     completed = subprocess.run(
         [str(dagster), *arguments, "-c", str(run_config)],
