@@ -26,12 +26,16 @@ FEATURE_COLUMNS = (
 # those purchases only. Training (`gold.customer_features`, with a label) and scoring
 # (`gold.scoring_features`, at the latest event) both select from it, so they cannot drift apart.
 FEATURES_AT_CUTOFF_SQL = """
-WITH history AS (
+-- history is read twice. NOT MATERIALIZED keeps each read a plain scan, so the sums of amounts add
+-- rows in the same order as before: on the sample, equal data give equal features, which
+-- churn_model's fingerprint needs to skip retraining (a materialized CTE is read in any order).
+WITH history AS NOT MATERIALIZED (
     SELECT customer_id, amount, coalesce(quantity, 1) AS quantity,
         date_diff('second', event_time, $cutoff) / 86400.0 AS age_days
     FROM silver.transactions
     WHERE event_time <= $cutoff
 ),
+latest AS (SELECT customer_id, min(age_days) AS latest_age FROM history GROUP BY customer_id),
 per_customer AS (
     SELECT
         customer_id,
@@ -53,8 +57,13 @@ per_customer AS (
         coalesce(sum(amount) FILTER (WHERE age_days <= 180), 0) AS amount_last_180d,
         count(*) FILTER (WHERE age_days > 90 AND age_days <= 180) AS txn_prev_90d,
         coalesce(sum(amount) FILTER (WHERE age_days > 90 AND age_days <= 180), 0) AS amount_prev_90d,
-        min(age_days, 2) AS two_most_recent
+        -- The gap between the two most recent purchases, from aggregates that can spill
+        -- (min(age_days, 2) keeps a list per customer and cannot): the latest age comes from
+        -- `latest`; a tie at it means a gap of 0.
+        min(age_days) FILTER (WHERE age_days > latest_age) AS second_latest_age,
+        count(*) FILTER (WHERE age_days = latest_age) AS at_latest_age
     FROM history
+    JOIN latest USING (customer_id)
     GROUP BY customer_id
 )
 SELECT
@@ -66,7 +75,7 @@ SELECT
     amount_last_30d, amount_last_90d, amount_last_180d,
     CASE WHEN frequency > 1 THEN (tenure_days - recency_days) / (frequency - 1) ELSE 0 END
         AS mean_gap_days,
-    CASE WHEN frequency > 1 THEN two_most_recent[2] - two_most_recent[1] ELSE 0 END
+    CASE WHEN at_latest_age > 1 OR frequency = 1 THEN 0 ELSE second_latest_age - recency_days END
         AS last_gap_days,
     frequency * 30.0 / greatest(tenure_days, 1) AS purchases_per_30d,
     txn_last_90d - txn_prev_90d AS txn_trend_90d,
