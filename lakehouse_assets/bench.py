@@ -1,14 +1,16 @@
-"""Benchmark: the whole graph on N transactions, against a bare DuckDB floor.
+"""Benchmark: the whole graph on N transactions, against a bare DuckDB floor, and its refresh.
 
     python -m lakehouse_assets.bench --events 10000 1000000 10000000
 
 For each size (customers = events / 10, like the default sample): write the sample with the
 sample command into a fresh LAKEHOUSE_HOME, materialize every asset with the README's command
 (`dagster asset materialize -m lakehouse_assets --select '*'`, one process, in-process executor)
-and read per-step times from the run's event log. The floor is DuckDB reading every column of
-the same Parquet file(s) once, grouped by customer_id. Beside it: the least a graph with one
-DuckDB table per layer can cost (SKELETON_SQL: copy, cast, a few aggregates). Prints a table
-and the targets met or missed, and writes the figures to JSON.
+and read per-step times from the run's event log. Then land a 10,000-row file (a day after the
+sample's period; existing and new customers) and run the same command again: the refresh. The
+floor is DuckDB reading every column of the same Parquet file(s) once, grouped by customer_id.
+Beside it: the least a graph with one DuckDB table per layer can cost (SKELETON_SQL: copy, cast,
+a few aggregates). Prints the tables and the targets met or missed, and writes the figures to
+JSON after every size.
 """
 
 import argparse
@@ -30,9 +32,18 @@ DATA_STEPS = (
     "gold_customer_summary",
     "customer_features",
 )
-ASSET_STEPS = ("raw_transactions", *DATA_STEPS, "churn_model", "churn_model_evaluation",
-               "registered_churn_model")  # fmt: skip
+SCORING_STEPS = ("scoring_features", "churn_scores")
+ASSET_STEPS = ("raw_transactions", *DATA_STEPS, "scoring_features", "churn_model",
+               "churn_model_evaluation", "registered_churn_model", "churn_scores")  # fmt: skip
 TARGET_EVENTS = 10_000_000
+TARGET_REFRESH_RATIO = 0.35  # refresh after a 10,000-row file / full build, wall, at 10M
+TARGET_SCORING_SHARE = 0.10  # scoring_features + churn_scores / the whole graph's wall, at 10M
+BIG_EVENTS = 100_000_000
+TARGET_BIG_PEAK_RSS_MB = 4096.0
+TARGET_BIG_GROWTH = 11.0  # wall(100,000,000) / wall(10,000,000)
+REFRESH_ROWS = 10_000
+REFRESH_NEW_CUSTOMER_SHARE = 0.2  # of the refresh file's rows; the rest are existing customers
+REFRESH_FILE_NAME = "refresh_transactions.parquet"
 TARGET_WALL_SECONDS = 45.0
 TARGET_FLOOR_RATIO = 5.0
 TARGET_PEAK_RSS_MB = 2048.0
@@ -54,7 +65,7 @@ ISSUE_FLOOR_SECONDS = 1.5
 # The least a graph with one DuckDB table per layer can cost: bronze copies the files as they are,
 # silver only casts, gold and features compute a few aggregates (no lineage, validation,
 # deduplication or rejected rows). Each repeat starts from a fresh database file, with the
-# graph's DuckDB settings (1 GB memory limit, no insertion order).
+# graph's DuckDB settings (its memory limit, no insertion order).
 SKELETON_SQL = {
     "bronze": "CREATE TABLE bronze AS SELECT * FROM read_parquet($files)",
     "silver": "CREATE TABLE silver AS SELECT transaction_id, trim(customer_id) AS customer_id, "
@@ -66,6 +77,24 @@ SKELETON_SQL = {
     "max(amount), sum(quantity) FROM silver GROUP BY customer_id",
 }
 CLEARED_ENV = ("LAKEHOUSE_LANDING_DIR", "LAKEHOUSE_DUCKDB_PATH", "MLFLOW_TRACKING_URI")
+
+
+@dataclass
+class Refresh:
+    """The main command run again after a file of `rows` transactions landed on the built graph."""
+
+    rows: int
+    new_customers: int
+    existing_customers: int
+    wall_seconds: float
+    cpu_seconds: float
+    peak_rss_mb: float
+    steps: dict[str, float]
+    load_before: list[float]
+    load_after: list[float]
+    silver_refresh: str | None = None
+    gold_refresh: str | None = None
+    error: str | None = None
 
 
 @dataclass
@@ -87,6 +116,9 @@ class Figures:
     roc_auc: float | None = None
     train_rows: int | None = None
     walls_of_repeats: list[float] = field(default_factory=list)
+    memory_limit: str = ""
+    error: str | None = None
+    refresh: Refresh | None = None
 
     @property
     def data_layers_seconds(self) -> float:
@@ -104,6 +136,20 @@ class Figures:
     def transactions_per_second(self) -> float:
         return self.events / self.wall_seconds
 
+    @property
+    def scoring_seconds(self) -> float:
+        return sum(self.steps.get(s, 0.0) for s in SCORING_STEPS)
+
+    @property
+    def scoring_share(self) -> float:
+        return self.scoring_seconds / max(self.wall_seconds, 1e-6)
+
+    @property
+    def refresh_ratio(self) -> float | None:
+        if self.refresh is None or self.refresh.error:
+            return None
+        return self.refresh.wall_seconds / max(self.wall_seconds, 1e-6)
+
     def as_json(self) -> dict:
         return {
             **asdict(self),
@@ -111,26 +157,40 @@ class Figures:
             "floor_ratio": round(self.floor_ratio, 2),
             "skeleton_ratio": round(self.skeleton_ratio, 2),
             "transactions_per_second": round(self.transactions_per_second),
+            "scoring_seconds": round(self.scoring_seconds, 3),
+            "scoring_share": round(self.scoring_share, 4),
+            "refresh_ratio": None if self.refresh_ratio is None else round(self.refresh_ratio, 4),
         }
 
 
+MAIN_COMMAND = ("-m", "dagster", "asset", "materialize", "-m", "lakehouse_assets", "--select", "*")
+
+
 def run_size(work: Path, events: int, samples: Path | None) -> Figures:
-    """Sample, materialize and measure one size in a fresh LAKEHOUSE_HOME under `work`."""
+    """Sample, materialize, land a small file, materialize again and measure, in a fresh
+    LAKEHOUSE_HOME under `work`. Sizes above 10M measure the floor and skeleton once, not three
+    times (a skeleton run at 100M takes minutes)."""
     customers = max(1, events // 10)
     home = work / f"events_{events}"
     shutil.rmtree(home, ignore_errors=True)
     (home / "dagster_home").mkdir(parents=True)
     (home / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     sample_seconds = write_sample(home / "landing", events, customers, samples)
+    files = sorted(str(p) for p in (home / "landing").glob("*.parquet"))
     env = {k: v for k, v in os.environ.items() if k not in CLEARED_ENV}
     env |= {"LAKEHOUSE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home")}
     load_before = list(os.getloadavg())
-    command = [sys.executable, "-m", "dagster", "asset", "materialize",
-               "-m", "lakehouse_assets", "--select", "*"]  # fmt: skip
-    wall, cpu, peak_rss_mb = run_measured(command, env, home / "materialize.log")
+    command = [sys.executable, *MAIN_COMMAND]
+    wall, cpu, peak_rss_mb, error = run_measured(command, env, home / "materialize.log")
     load_after = list(os.getloadavg())
     steps, roc_auc, train_rows = read_run(home / "dagster_home")
-    files = sorted(str(p) for p in (home / "landing").glob("*.parquet"))
+    refresh = None
+    if error is None:
+        print(
+            f"  full build {wall:.1f} s; refresh after a {REFRESH_ROWS:,}-row file ...", flush=True
+        )
+        refresh = run_refresh(home, env, customers)
+    repeats = 3 if events <= TARGET_EVENTS else 1
     return Figures(
         events=events,
         customers=customers,
@@ -139,14 +199,86 @@ def run_size(work: Path, events: int, samples: Path | None) -> Figures:
         cpu_seconds=round(cpu, 3),
         peak_rss_mb=round(peak_rss_mb, 1),
         steps=steps,
-        floor_seconds=round(floor_seconds(files, FLOOR_SQL), 3),
-        one_column_floor_seconds=round(floor_seconds(files, ONE_COLUMN_FLOOR_SQL), 3),
-        skeleton_seconds=skeleton_seconds(files, home / "skeleton.duckdb"),
+        floor_seconds=round(floor_seconds(files, FLOOR_SQL, repeats), 3),
+        one_column_floor_seconds=round(floor_seconds(files, ONE_COLUMN_FLOOR_SQL, repeats), 3),
+        skeleton_seconds=skeleton_seconds(files, home / "skeleton.duckdb", repeats),
         load_before=load_before,
         load_after=load_after,
         roc_auc=roc_auc,
         train_rows=train_rows,
+        memory_limit=graph_memory_limit(),
+        error=error,
+        refresh=refresh,
     )
+
+
+def run_refresh(home: Path, env: dict, customers: int) -> Refresh:
+    """Land `REFRESH_ROWS` new transactions on the built graph and run the main command again."""
+    new_customers, existing = write_refresh_file(home / "landing", customers)
+    load_before = list(os.getloadavg())
+    command = [sys.executable, *MAIN_COMMAND]
+    wall, cpu, peak_rss_mb, error = run_measured(command, env, home / "refresh.log")
+    load_after = list(os.getloadavg())
+    steps, _, _ = read_run(home / "dagster_home")
+    silver = _metadata_of(home / "dagster_home", "silver_transactions")
+    gold = _metadata_of(home / "dagster_home", "gold_customer_summary")
+    return Refresh(
+        rows=REFRESH_ROWS,
+        new_customers=new_customers,
+        existing_customers=existing,
+        wall_seconds=round(wall, 3),
+        cpu_seconds=round(cpu, 3),
+        peak_rss_mb=round(peak_rss_mb, 1),
+        steps=steps,
+        load_before=load_before,
+        load_after=load_after,
+        silver_refresh=silver.get("refresh"),
+        gold_refresh=gold.get("refresh"),
+        error=error,
+    )
+
+
+def write_refresh_file(landing: Path, customers: int, seed: int = 7) -> tuple[int, int]:
+    """Land a day's file: `REFRESH_ROWS` new, valid transactions on the day after the sample's
+    period, `REFRESH_NEW_CUSTOMER_SHARE` of them by customers the sample does not have (ids from
+    `customers` up), the others by a random tenth of the existing customers (were they drawn
+    from all of them, on the 10,000-row sample every customer would buy again and `churned`
+    would have one class). Written under a hidden name, then renamed, like the sample. Returns
+    the numbers of new and existing customers in it."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lakehouse_assets.sample import CHANNELS, PERIOD_DAYS, PERIOD_START, SCHEMA
+
+    rng = np.random.default_rng(seed)
+    rows = REFRESH_ROWS
+    is_new = rng.random(rows) < REFRESH_NEW_CUSTOMER_SHARE
+    returning = rng.choice(customers, size=max(customers // 10, 1), replace=False)
+    ids = np.where(
+        is_new, customers + rng.integers(0, max(rows // 10, 1), rows), rng.choice(returning, rows)
+    )
+    day = np.datetime64(PERIOD_START, "s") + np.timedelta64(PERIOD_DAYS, "D")
+    times = day + rng.integers(0, 86_400, rows).astype("timedelta64[s]")
+    columns = {
+        "transaction_id": [f"R{seed}-{i:07d}" for i in range(rows)],
+        "customer_id": [f"C{c:08d}" for c in ids],
+        "event_time": [str(t) for t in np.datetime_as_string(times, unit="s")],
+        "amount": [f"{a:.2f}" for a in rng.lognormal(3.5, 0.6, rows)],
+        "quantity": [str(q) for q in 1 + rng.poisson(1.0, rows)],
+        "channel": [str(c) for c in CHANNELS[rng.integers(0, len(CHANNELS), rows)]],
+    }
+    partial = landing / f".{REFRESH_FILE_NAME}.partial"
+    pq.write_table(pa.table(columns, schema=SCHEMA), partial)
+    partial.replace(landing / REFRESH_FILE_NAME)
+    return len(np.unique(ids[is_new])), len(np.unique(ids[~is_new]))
+
+
+def graph_memory_limit() -> str:
+    """The DuckDB memory limit the graph's `duckdb` resource uses in this environment."""
+    from lakehouse_assets.resources import LakehouseDuckDB
+
+    return LakehouseDuckDB().resolved_memory_limit()[0]
 
 
 def write_sample(landing: Path, events: int, customers: int, samples: Path | None) -> float:
@@ -170,18 +302,43 @@ def write_sample(landing: Path, events: int, customers: int, samples: Path | Non
     return time.perf_counter() - started
 
 
-def run_measured(command: list[str], env: dict, log: Path) -> tuple[float, float, float]:
+def run_measured(
+    command: list[str], env: dict, log: Path
+) -> tuple[float, float, float, str | None]:
     """Run `command`; return its wall time (process start included), CPU time (user + system,
-    which other work on a shared machine disturbs less) and peak RSS in MB."""
+    which other work on a shared machine disturbs less), peak RSS in MB, and None, or when it
+    failed, the step that failed and its error (a failed size is reported, not fatal)."""
     with log.open("w") as out:
         started = time.perf_counter()
         process = subprocess.Popen(command, env=env, cwd=log.parent, stdout=out, stderr=out)
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed ({process.returncode}); see {log}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024  # maxrss is in KB
+    returncode = os.waitstatus_to_exitcode(status)
+    error = None
+    if returncode != 0:
+        error = f"exit code {returncode}: {step_failure(Path(env['DAGSTER_HOME']))}; see {log}"
+        print(f"  FAILED after {wall:.1f} s: {error}", flush=True)
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, error  # maxrss in KB
+
+
+def step_failure(dagster_home: Path) -> str:
+    """The failed steps of the latest run and their errors' first lines (innermost cause last)."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        runs = instance.get_runs(limit=1)
+        if not runs:
+            return "no run was recorded"
+        records = instance.all_logs(runs[0].run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    messages = []
+    for record in records:
+        error = record.dagster_event.step_failure_data.error
+        chain = []
+        while error is not None:
+            chain.append(error.message.strip().splitlines()[0] if error.message.strip() else "")
+            error = error.cause
+        messages.append(f"{record.step_key}: " + " <- ".join(m for m in chain if m))
+    return "; ".join(messages) or "no step failed (the process itself did)"
 
 
 def read_run(dagster_home: Path) -> tuple[dict[str, float], float | None, int | None]:
@@ -195,6 +352,13 @@ def read_run(dagster_home: Path) -> tuple[dict[str, float], float | None, int | 
         evaluation = _metadata(instance, "churn_model_evaluation")
         training = _metadata(instance, "churn_model")
     return steps, evaluation.get("roc_auc"), training.get("train_rows")
+
+
+def _metadata_of(dagster_home: Path, asset: str) -> dict:
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        return _metadata(instance, asset)
 
 
 def _metadata(instance, asset: str) -> dict:
@@ -224,13 +388,14 @@ def skeleton_seconds(files: list[str], database: Path, repeats: int = 3) -> dict
     """Per layer, the median time of SKELETON_SQL on `files` (a fresh DuckDB file each time)."""
     import duckdb
 
+    limit = graph_memory_limit()
     timings: dict[str, list[float]] = {layer: [] for layer in SKELETON_SQL}
     for _ in range(repeats):
         database.unlink(missing_ok=True)
         with duckdb.connect(str(database)) as conn:
             conn.execute("SET enable_progress_bar = false")
             conn.execute("SET preserve_insertion_order = false")
-            conn.execute("SET memory_limit = '1GB'")
+            conn.execute("SET memory_limit = $limit", {"limit": limit})
             for layer, sql in SKELETON_SQL.items():
                 started = time.perf_counter()
                 conn.execute(sql, {"files": files} if "$files" in sql else {})
@@ -277,6 +442,9 @@ def targets(results: dict[int, Figures]) -> list[tuple[str, str, bool]]:
     """(target, measured, met) for every target the measured sizes allow to check."""
     checks = []
     big = results.get(TARGET_EVENTS)
+    if big and big.error:
+        checks.append(("whole graph at 10M completes", big.error, False))
+        big = None
     if big:
         checks += [
             (f"whole graph at 10M < {TARGET_WALL_SECONDS:.0f} s", f"{big.wall_seconds:.1f} s",
@@ -287,12 +455,37 @@ def targets(results: dict[int, Figures]) -> list[tuple[str, str, bool]]:
              f"{big.skeleton_ratio:.1f}x)", big.floor_ratio <= TARGET_FLOOR_RATIO),
             (f"peak RSS at 10M < {TARGET_PEAK_RSS_MB / 1024:.0f} GB", f"{big.peak_rss_mb:,.0f} MB",
              big.peak_rss_mb < TARGET_PEAK_RSS_MB),
+            (f"scoring (scoring_features + churn_scores) at 10M <= {TARGET_SCORING_SHARE:.0%} of "
+             f"the wall", f"{big.scoring_share:.1%} ({big.scoring_seconds:.1f} s of "
+             f"{big.wall_seconds:.1f} s)", big.scoring_share <= TARGET_SCORING_SHARE),
         ]  # fmt: skip
+        refresh = big.refresh
+        if refresh is not None and refresh.error:
+            checks.append((f"refresh after a {REFRESH_ROWS:,}-row file at 10M completes",
+                           refresh.error, False))  # fmt: skip
+        elif refresh is not None:
+            checks.append((f"refresh after a {REFRESH_ROWS:,}-row file at 10M <= "
+                           f"{TARGET_REFRESH_RATIO:.0%} of the full build",
+                           f"{big.refresh_ratio:.1%} ({refresh.wall_seconds:.1f} s / "
+                           f"{big.wall_seconds:.1f} s), peak RSS {refresh.peak_rss_mb:,.0f} MB",
+                           big.refresh_ratio <= TARGET_REFRESH_RATIO))  # fmt: skip
     small = results.get(TARGET_EVENTS // 10)
     if big and small:
         growth = big.wall_seconds / small.wall_seconds
         checks.append((f"wall(10M) / wall(1M) <= {TARGET_GROWTH:.0f}", f"{growth:.1f}",
                        growth <= TARGET_GROWTH))  # fmt: skip
+    huge = results.get(BIG_EVENTS)
+    if huge:
+        checks.append(("whole graph at 100M completes",
+                       huge.error or f"{huge.wall_seconds:.1f} s", huge.error is None))  # fmt: skip
+    if huge and not huge.error:
+        checks.append((f"peak RSS at 100M < {TARGET_BIG_PEAK_RSS_MB / 1024:.0f} GB",
+                       f"{huge.peak_rss_mb:,.0f} MB",
+                       huge.peak_rss_mb < TARGET_BIG_PEAK_RSS_MB))  # fmt: skip
+        if big:
+            growth = huge.wall_seconds / big.wall_seconds
+            checks.append((f"wall(100M) / wall(10M) <= {TARGET_BIG_GROWTH:.0f}", f"{growth:.1f}",
+                           growth <= TARGET_BIG_GROWTH))  # fmt: skip
     default = results.get(DEFAULT_EVENTS)
     if default:
         checks.append((f"default sample (10k) < {DEFAULT_WALL_SECONDS:.0f} s",
@@ -307,8 +500,10 @@ def report(results: dict[int, Figures], host: dict) -> str:
     rows = [[f"{step} (s)", *(_seconds(results[n].steps.get(step)) for n in sizes)]
             for step in ASSET_STEPS]  # fmt: skip
     rows += [
-        ["asset checks (s)", *(_seconds(_check_seconds(results[n])) for n in sizes)],
+        ["asset checks (s)", *(_seconds(_check_seconds(results[n].steps)) for n in sizes)],
         ["wall, process start included (s)", *(f"{results[n].wall_seconds:.1f}" for n in sizes)],
+        ["scoring_features + churn_scores / wall",
+         *(f"{results[n].scoring_share:.1%}" for n in sizes)],
         ["CPU time, user + system (s)", *(f"{results[n].cpu_seconds:.1f}" for n in sizes)],
         ["transactions per second", *(f"{results[n].transactions_per_second:,.0f}" for n in sizes)],
         ["peak RSS (MB)", *(f"{results[n].peak_rss_mb:,.0f}" for n in sizes)],
@@ -329,13 +524,24 @@ def report(results: dict[int, Figures], host: dict) -> str:
         ["sample command (s)", *(f"{results[n].sample_seconds:.1f}" for n in sizes)],
         ["load average before / after", *(_load(results[n]) for n in sizes)],
     ]  # fmt: skip
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = [_line(header, widths), _line(["-" * w for w in widths], widths)]
-    lines += [_line(r, widths) for r in rows]
+    lines = ["Full build:", *_table(header, rows), ""]
+    refreshed = [n for n in sizes if results[n].refresh is not None]
+    if refreshed:
+        lines += [f"Refresh: the main command again after a {REFRESH_ROWS:,}-row file landed:"]
+        lines += [
+            *_table(["", *(f"{n:,}" for n in refreshed)], _refresh_rows(results, refreshed)),
+            "",
+        ]
+    for n in sizes:
+        if results[n].error:
+            lines.append(f"{n:,} transactions: the full build FAILED: {results[n].error}")
+        elif results[n].refresh is not None and results[n].refresh.error:
+            lines.append(f"{n:,} transactions: the refresh FAILED: {results[n].refresh.error}")
     lines.append("")
     lines.append(
         f"Machine: {host['cpu']}, {host['cores']} cores, {host['memory_gb']} GB; "
-        f"Python {host['python']}, dagster {host['dagster']}, duckdb {host['duckdb']}"
+        f"Python {host['python']}, dagster {host['dagster']}, duckdb {host['duckdb']}; "
+        f"DuckDB memory_limit {results[sizes[0]].memory_limit}"
     )
     lines.append("")
     for name, measured, met in targets(results):
@@ -343,8 +549,40 @@ def report(results: dict[int, Figures], host: dict) -> str:
     return "\n".join(lines)
 
 
-def _check_seconds(figures: Figures) -> float:
-    return sum(v for k, v in figures.steps.items() if k not in ASSET_STEPS)
+def _refresh_rows(results: dict[int, Figures], sizes: list[int]) -> list[list[str]]:
+    refresh = {n: results[n].refresh for n in sizes}
+    rows = [[f"{step} (s)", *(_seconds(refresh[n].steps.get(step)) for n in sizes)]
+            for step in ASSET_STEPS]  # fmt: skip
+    return rows + [
+        ["asset checks (s)", *(_seconds(_check_seconds(refresh[n].steps)) for n in sizes)],
+        ["wall, process start included (s)", *(f"{refresh[n].wall_seconds:.1f}" for n in sizes)],
+        ["CPU time, user + system (s)", *(f"{refresh[n].cpu_seconds:.1f}" for n in sizes)],
+        ["peak RSS (MB)", *(f"{refresh[n].peak_rss_mb:,.0f}" for n in sizes)],
+        ["refresh / full build, wall", *(_ratio(results[n].refresh_ratio) for n in sizes)],
+        ["refresh / full build, CPU",
+         *(_ratio(refresh[n].cpu_seconds / max(results[n].cpu_seconds, 1e-6)) for n in sizes)],
+        ["silver / gold refresh", *(f"{refresh[n].silver_refresh} / {refresh[n].gold_refresh}"
+                                    for n in sizes)],
+        ["new / existing customers in the file",
+         *(f"{refresh[n].new_customers:,} / {refresh[n].existing_customers:,}" for n in sizes)],
+        ["load average before / after",
+         *(f"{refresh[n].load_before[0]:.1f} / {refresh[n].load_after[0]:.1f}" for n in sizes)],
+    ]  # fmt: skip
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return [_line(header, widths), _line(["-" * w for w in widths], widths)] + [
+        _line(r, widths) for r in rows
+    ]
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _check_seconds(steps: dict[str, float]) -> float:
+    return sum(v for k, v in steps.items() if k not in ASSET_STEPS)
 
 
 def _seconds(value: float | None) -> str:
@@ -383,21 +621,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, default=None, help="default: WORK/benchmark.json")
     args = parser.parse_args(argv)
     host = machine()
+    out = args.json or args.work / "benchmark.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = "python -m lakehouse_assets.bench " + " ".join(argv or sys.argv[1:])
     results: dict[int, Figures] = {}
     for events in sorted(args.events):
         runs = []
         for attempt in range(args.repeat):
             print(f"{events:,} transactions, run {attempt + 1}/{args.repeat} ...", flush=True)
             runs.append(run_size(args.work, events, args.samples))
-            print(f"  wall {runs[-1].wall_seconds:.1f} s", flush=True)
+            refresh = runs[-1].refresh
+            print(f"  wall {runs[-1].wall_seconds:.1f} s"
+                  + (f", refresh {refresh.wall_seconds:.1f} s" if refresh else ""), flush=True)  # fmt: skip
         results[events] = pick_median(runs)
+        write_json(out, host, command, results)  # a later, larger size may take hours or fail
     summary = report(results, host)
     print("\n" + summary)
-    out = args.json or args.work / "benchmark.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    print(f"\nFigures written to {out}")
+
+
+def write_json(out: Path, host: dict, command: str, results: dict[int, Figures]) -> None:
     document = {
         "machine": host,
-        "command": "python -m lakehouse_assets.bench " + " ".join(argv or sys.argv[1:]),
+        "command": command,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "floor_sql": FLOOR_SQL,
         "one_column_floor_sql": ONE_COLUMN_FLOOR_SQL,
@@ -406,7 +652,6 @@ def main(argv: list[str] | None = None) -> None:
         "targets": [{"target": t, "measured": m, "met": ok} for t, m, ok in targets(results)],
     }
     out.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"\nFigures written to {out}")
 
 
 if __name__ == "__main__":

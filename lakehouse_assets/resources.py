@@ -1,6 +1,7 @@
 """Resources of the data layers: the DuckDB database and the landing folder."""
 
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from lakehouse_assets import settings, tables
-from lakehouse_assets.metadata import table_exists
+from lakehouse_assets.metadata import log_progress, table_exists, table_metadata
 
 DATA_SUFFIXES = (".csv", ".parquet")
 # DuckDB's memory limit, unless configured: this share of the memory the process may use (the
@@ -166,3 +167,16 @@ def transaction(conn):
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def rebuild_table(conn, table: str, sql: str, params: dict | None = None, context=None) -> dict:
+    """Run `sql`, which creates or replaces `table`, in one transaction (its schema created
+    first); return the table's UI metadata, and log its rows and time to `context` if given."""
+    started = time.perf_counter()
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {table.split('.')[0]}")
+    with transaction(conn):
+        conn.execute(sql, params or {})
+    metadata = table_metadata(conn, table)
+    if context is not None:
+        log_progress(context, f"{table}: written,", metadata["dagster/row_count"].value, started)
+    return metadata

@@ -1,14 +1,11 @@
 """Features: per-customer inputs for the churn model, computed only from data up to a cutoff."""
 
-import time
-
 import dagster as dg
 
 from lakehouse_assets.layers.gold import gold_customer_summary
 from lakehouse_assets.layers.silver import silver_transactions
-from lakehouse_assets.metadata import log_progress, table_metadata
-from lakehouse_assets.resources import LakehouseDuckDB, transaction
-from lakehouse_assets.tables import CUSTOMER_FEATURES, SCORING_FEATURES
+from lakehouse_assets.resources import LakehouseDuckDB, rebuild_table
+from lakehouse_assets.tables import CUSTOMER_FEATURES, SCORING_FEATURES, SILVER_TRANSACTIONS
 
 LABEL = "churned"
 FEATURE_COLUMNS = (
@@ -26,17 +23,21 @@ FEATURE_COLUMNS = (
 # The one definition of the features: every customer with a purchase at or before $cutoff, from
 # those purchases only. Training (`gold.customer_features`, with a label) and scoring
 # (`gold.scoring_features`, at the latest event) both select from it, so they cannot drift apart.
-FEATURES_AT_CUTOFF_SQL = """
-WITH purchases AS (
+FEATURES_AT_CUTOFF_SQL = f"""
+-- purchases is read twice. NOT MATERIALIZED keeps each read a plain scan, so the sums of amounts
+-- add rows in the same order as before: on the sample, equal data give equal features, which
+-- churn_model's fingerprint needs to skip retraining (a materialized CTE is read in any order).
+WITH purchases AS NOT MATERIALIZED (
     SELECT customer_id, amount, coalesce(quantity, 1) AS quantity,
         date_diff('second', event_time, $cutoff) / 86400.0 AS age_days
-    FROM silver.transactions
+    FROM {SILVER_TRANSACTIONS}
     WHERE event_time <= $cutoff
 ),
 history AS (  -- each purchase with the gap to the customer's previous one (NULL for the first)
     SELECT *, lead(age_days) OVER (PARTITION BY customer_id ORDER BY age_days) - age_days AS gap_days
     FROM purchases
 ),
+latest AS (SELECT customer_id, min(age_days) AS latest_age FROM purchases GROUP BY customer_id),
 per_customer AS (
     SELECT
         customer_id,
@@ -58,10 +59,15 @@ per_customer AS (
         coalesce(sum(amount) FILTER (WHERE age_days <= 180), 0) AS amount_last_180d,
         count(*) FILTER (WHERE age_days > 90 AND age_days <= 180) AS txn_prev_90d,
         coalesce(sum(amount) FILTER (WHERE age_days > 90 AND age_days <= 180), 0) AS amount_prev_90d,
-        min(age_days, 2) AS two_most_recent,
+        -- The gap between the two most recent purchases, from aggregates that can spill
+        -- (min(age_days, 2) keeps a list per customer and cannot): the latest age comes from
+        -- `latest`; a tie at it means a gap of 0.
+        min(age_days) FILTER (WHERE age_days > latest_age) AS second_latest_age,
+        count(*) FILTER (WHERE age_days = latest_age) AS at_latest_age,
         coalesce(max(gap_days), 0) AS max_gap_days,
         coalesce(stddev_samp(gap_days), 0) AS gap_std_days
     FROM history
+    JOIN latest USING (customer_id)
     GROUP BY customer_id
 )
 SELECT
@@ -73,7 +79,7 @@ SELECT
     amount_last_30d, amount_last_90d, amount_last_180d,
     CASE WHEN frequency > 1 THEN (tenure_days - recency_days) / (frequency - 1) ELSE 0 END
         AS mean_gap_days,
-    CASE WHEN frequency > 1 THEN two_most_recent[2] - two_most_recent[1] ELSE 0 END
+    CASE WHEN at_latest_age > 1 OR frequency = 1 THEN 0 ELSE second_latest_age - recency_days END
         AS last_gap_days,
     frequency * 30.0 / greatest(tenure_days, 1) AS purchases_per_30d,
     txn_last_90d - txn_prev_90d AS txn_trend_90d,
@@ -103,7 +109,7 @@ CREATE OR REPLACE TABLE {CUSTOMER_FEATURES} AS
 WITH features AS ({FEATURES_AT_CUTOFF_SQL}),
 active_after_cutoff AS (
     SELECT DISTINCT customer_id
-    FROM silver.transactions
+    FROM {SILVER_TRANSACTIONS}
     WHERE event_time > $cutoff AND event_time <= $cutoff + to_days($horizon_days)
 )
 SELECT f.*, CASE WHEN a.customer_id IS NULL THEN 1 ELSE 0 END AS {LABEL}
@@ -115,10 +121,10 @@ ORDER BY f.customer_id
 
 def latest_event(conn):
     """The latest `event_time` in silver; fails when silver is empty."""
-    latest = conn.execute("SELECT max(event_time) FROM silver.transactions").fetchone()[0]
+    latest = conn.execute(f"SELECT max(event_time) FROM {SILVER_TRANSACTIONS}").fetchone()[0]
     if latest is None:
         raise dg.Failure(
-            "silver.transactions is empty: no features to compute", allow_retries=False
+            f"{SILVER_TRANSACTIONS} is empty: no features to compute", allow_retries=False
         )
     return latest
 
@@ -156,13 +162,8 @@ def customer_features(
         context.log.info(
             f"Feature cutoff {cutoff} (latest event {latest} - {config.horizon_days} days)"
         )
-        started = time.perf_counter()
-        with transaction(conn):
-            conn.execute(FEATURES_SQL, {"cutoff": cutoff, "horizon_days": config.horizon_days})
-        metadata = table_metadata(conn, CUSTOMER_FEATURES)
-        log_progress(
-            context, f"{CUSTOMER_FEATURES}: computed", metadata["dagster/row_count"].value, started
-        )
+        params = {"cutoff": cutoff, "horizon_days": config.horizon_days}
+        metadata = rebuild_table(conn, CUSTOMER_FEATURES, FEATURES_SQL, params, context)
         churn_rate = conn.execute(f"SELECT avg({LABEL}) FROM {CUSTOMER_FEATURES}").fetchone()[0]
     return dg.MaterializeResult(
         metadata={
@@ -190,14 +191,8 @@ def scoring_features(
     label) and the cutoff as `features_as_of`: what the champion scores to rank the customers at risk now."""
     with duckdb.get_connection() as conn:
         cutoff = latest_event(conn)
-        conn.execute("CREATE SCHEMA IF NOT EXISTS gold")
         context.log.info(f"Scoring features as of {cutoff} (the latest event in silver)")
-        started = time.perf_counter()
-        with transaction(conn):
-            conn.execute(SCORING_SQL, {"cutoff": cutoff})
-        metadata = table_metadata(conn, SCORING_FEATURES)
-    rows = metadata["dagster/row_count"].value
-    log_progress(context, f"{SCORING_FEATURES}: computed", rows, started)
+        metadata = rebuild_table(conn, SCORING_FEATURES, SCORING_SQL, {"cutoff": cutoff}, context)
     return dg.MaterializeResult(
         metadata={
             **metadata,

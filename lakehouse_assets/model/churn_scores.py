@@ -9,7 +9,7 @@ import dagster as dg
 import pyarrow as pa
 
 from lakehouse_assets.layers.features import FEATURE_COLUMNS, scoring_features
-from lakehouse_assets.metadata import log_progress, markdown_table, table_metadata
+from lakehouse_assets.metadata import log_progress, markdown_table
 from lakehouse_assets.model.champion import load_verified_model, require_champion
 from lakehouse_assets.model.dataset import feature_frame
 from lakehouse_assets.model.mlflow_errors import retry_only_transient
@@ -17,7 +17,7 @@ from lakehouse_assets.model.mlflow_resource import MlflowTracking
 from lakehouse_assets.model.registry import registered_churn_model
 from lakehouse_assets.model.retries import mlflow_retry_policy
 from lakehouse_assets.model.scoring import churn_probability
-from lakehouse_assets.resources import LakehouseDuckDB, transaction
+from lakehouse_assets.resources import LakehouseDuckDB, rebuild_table
 from lakehouse_assets.tables import CHURN_SCORES, SCORING_FEATURES
 
 STAGING = "scored_customers"
@@ -76,17 +76,13 @@ def _write_scores(context, duckdb: LakehouseDuckDB, model, champion) -> dg.Mater
             f"SELECT max(features_as_of) FROM {SCORING_FEATURES}"
         ).fetchone()[0]
         scored = _score_in_batches(context, conn, model, started)
-        with transaction(conn):
-            conn.execute(
-                SCORES_SQL,
-                {
-                    "model_version": champion.version,
-                    "features_as_of": features_as_of,
-                    "scored_at": datetime.now(UTC).replace(tzinfo=None),
-                },
-            )
+        params = {
+            "model_version": champion.version,
+            "features_as_of": features_as_of,
+            "scored_at": datetime.now(UTC).replace(tzinfo=None),
+        }
+        metadata = rebuild_table(conn, CHURN_SCORES, SCORES_SQL, params)
         conn.execute(f"DROP TABLE {STAGING}")
-        metadata = table_metadata(conn, CHURN_SCORES)
         deciles = markdown_table(conn.execute(DECILES_SQL))
         top = markdown_table(
             conn.execute(
