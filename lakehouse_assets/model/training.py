@@ -8,17 +8,15 @@ from pathlib import Path
 from typing import Literal
 
 import dagster as dg
-import numpy as np
 
 from lakehouse_assets.layers.features import FEATURE_COLUMNS, customer_features
-from lakehouse_assets.metadata import log_progress, markdown_rows
+from lakehouse_assets.metadata import log_progress
 from lakehouse_assets.model.dataset import features_fingerprint, load_split
 from lakehouse_assets.model.estimators import logistic_regression
 from lakehouse_assets.model.mlflow_errors import retry_only_transient
 from lakehouse_assets.model.mlflow_model import MODEL_FILE, save_model_folder
 from lakehouse_assets.model.mlflow_resource import MODEL_ARTIFACT_DIR, MlflowTracking
 from lakehouse_assets.model.retries import mlflow_retry_policy
-from lakehouse_assets.model.scoring import METRIC_NAMES, score
 from lakehouse_assets.resources import LakehouseDuckDB
 
 SHA_TAG = "model_sha256"
@@ -98,7 +96,7 @@ def churn_model(
         started = time.perf_counter()
         model = build_estimator(config).fit(split.x_train, split.y_train)
         log_progress(context, f"Trained {config.model_type} on", len(split.y_train), started)
-        metrics = score(model, split.x_test, split.y_test)
+        # Scored once, by churn_model_evaluation, with the baselines, the champion and plots.
         params = {
             **config.model_dump(),
             "train_rows": len(split.y_train),
@@ -109,11 +107,10 @@ def churn_model(
             folder = Path(tmp) / MODEL_ARTIFACT_DIR
             sha256 = save_model_folder(model, split.x_test, folder)
             with mlflow.errors(f"log params, metrics and tags to run {run.run_id}"):
-                from mlflow.entities import Metric, Param, RunTag
+                from mlflow.entities import Param, RunTag
 
                 run.client.log_batch(
                     run.run_id,
-                    metrics=[Metric(k, v, 0, 0) for k, v in metrics.items()],
                     params=[Param(k, str(v)) for k, v in params.items()],
                     tags=[
                         RunTag(SHA_TAG, sha256),
@@ -139,8 +136,6 @@ def churn_model(
             "train_rows": len(split.y_train),
             "test_rows": len(split.y_test),
             "identical_to_version": "none",
-            **{k: float(v) for k, v in metrics.items()},
-            "feature_importance": dg.MetadataValue.md(_importance_table(model, split)),
         }
     )
 
@@ -189,21 +184,5 @@ def _reused(context, mlflow: MlflowTracking, client, version) -> dg.MaterializeR
             "train_rows": int(run.data.params.get("train_rows", 0)),
             "test_rows": int(run.data.params.get("test_rows", 0)),
             "identical_to_version": str(version.version),
-            **{k: float(v) for k, v in run.data.metrics.items() if k in METRIC_NAMES},
         }
-    )
-
-
-def _importance_table(model, split) -> str:
-    importances = getattr(model, "feature_importances_", None)
-    if importances is None:
-        from sklearn.inspection import permutation_importance
-
-        rows = min(len(split.y_test), 5000)
-        importances = permutation_importance(
-            model, split.x_test.iloc[:rows], split.y_test[:rows], n_repeats=3, random_state=0
-        ).importances_mean
-    order = np.argsort(importances)[::-1]
-    return markdown_rows(
-        ["feature", "importance"], [(FEATURE_COLUMNS[i], f"{importances[i]:.4f}") for i in order]
     )
