@@ -78,7 +78,7 @@ def churn_model(
 ) -> dg.MaterializeResult:
     """Churn classifier trained on `gold.customer_features` (seeded 80/20 split by customer),
     logged to MLflow as a standard MLflow model (`model/`: MLmodel with signature and input
-    example, `model.pkl` a plain pickle, requirements), with its parameters, test metrics and the
+    example, `model.pkl` a plain pickle, requirements), with its parameters and the
     pickle's SHA-256 as tag `model_sha256`. When a registered version was trained on the same
     features with the same parameters, nothing is retrained: that version's run is reused."""
     with retry_only_transient("churn_model"):
