@@ -177,7 +177,9 @@ def nginx_proxy(tmp_dir: Path, upstream_port: int, htpasswd_file: Path) -> Itera
     conf = prefix / "nginx.conf"
     conf.write_text(
         "daemon off;\nworker_processes 1;\n"
-        f"pid {prefix / 'nginx.pid'};\nerror_log {prefix / 'logs' / 'error.log'};\n"
+        # As root (CI), workers would switch to `nobody`, who cannot read the temp dir.
+        + ("user root;\n" if os.geteuid() == 0 else "")
+        + f"pid {prefix / 'nginx.pid'};\nerror_log {prefix / 'logs' / 'error.log'};\n"
         "events { worker_connections 64; }\nhttp {\n"
         f"  access_log {prefix / 'logs' / 'access.log'};\n"
         + "".join(
