@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Install the system services that lakehouse_assets_tests/services.py starts: Debian's
-# `postgresql` (15 on Debian 12, 17 on Debian 13) and `redis-server`. Idempotent: does nothing
-# when both are present. Must run as root. Python packages (moto, boto3, psycopg2, celery,
+# `postgresql` (15 on Debian 12, 17 on Debian 13) and `redis-server`, and `nginx` with
+# `apache2-utils` (htpasswd) for lakehouse_assets_tests/locked_deploy.py. Idempotent: does
+# nothing when all are present. Must run as root. Python packages (moto, boto3, psycopg2, celery,
 # redis, dagster-postgres, dagster-celery, dagster-k8s) come from the project's extras.
 set -euo pipefail
 
 missing=()
 compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
 
 if [ "${#missing[@]}" -eq 0 ]; then
-    echo "install-services: postgresql and redis-server already installed"
+    echo "install-services: postgresql, redis-server, nginx and htpasswd already installed"
     exit 0
 fi
 

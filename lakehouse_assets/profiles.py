@@ -4,12 +4,14 @@
 reload the code location to switch). Values inside a profile are read when a run starts.
 
 * `local` (default): one person, one machine. Paths under `$LAKEHOUSE_HOME`; MLflow at
-  `$MLFLOW_TRACKING_URI`, else a sqlite store under `$LAKEHOUSE_HOME`.
+  `$MLFLOW_TRACKING_URI`, else a sqlite store under `$LAKEHOUSE_HOME`. Models are signed only
+  when `LAKEHOUSE_MODEL_SIGNING_KEY` is set.
 * `prod`: a team deployment (docs/deployment.md). Every location is a required environment
   variable, so a missing one fails the run at its start, naming the variable, instead of
   silently writing to a local default: `LAKEHOUSE_DUCKDB_PATH` (the DuckDB file on a persistent
   volume), `LAKEHOUSE_LANDING_DIR` and `MLFLOW_TRACKING_URI` (the team's MLflow server, whose
-  artifacts live in object storage behind it).
+  artifacts live in object storage behind it). `LAKEHOUSE_MODEL_SIGNING_KEY` is required too:
+  without it every run fails at its start, since unsigned pickles must not be trusted.
 """
 
 from collections.abc import Callable
@@ -31,7 +33,9 @@ def prod_resources() -> dict:
     return {
         "duckdb": LakehouseDuckDB(database=dg.EnvVar("LAKEHOUSE_DUCKDB_PATH")),
         "landing": LandingZone(path=dg.EnvVar("LAKEHOUSE_LANDING_DIR")),
-        "mlflow": MlflowTracking(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI")),
+        "mlflow": MlflowTracking(
+            tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI"), require_signed_models=True
+        ),
     }
 
 

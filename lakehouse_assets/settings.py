@@ -1,7 +1,7 @@
 """Every environment variable the project reads, in one place, read at the moment it is used.
 
-Read when a run starts (never at import time): where local state lives, the DuckDB memory limit
-and the MLflow tracking URI. Read when the code location loads, because Dagster needs them to
+Read when a run starts (never at import time): where local state lives, the DuckDB memory limit,
+the MLflow tracking URI and the model signing key (a secret: never logged, never put in config). Read when the code location loads, because Dagster needs them to
 define the code location (restart or reload it after a change): the deployment profile, the
 MLflow steps' retry delay and the landing sensor's interval. The README's configuration table
 lists them all.
@@ -18,6 +18,7 @@ TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 PROFILE_ENV = "LAKEHOUSE_ENV"
 RETRY_DELAY_ENV = "LAKEHOUSE_MLFLOW_RETRY_DELAY_SECONDS"
 SENSOR_INTERVAL_ENV = "LAKEHOUSE_SENSOR_INTERVAL_SECONDS"
+SIGNING_KEY_ENV = "LAKEHOUSE_MODEL_SIGNING_KEY"
 
 DEFAULT_PROFILE = "local"
 DEFAULT_RETRY_DELAY_SECONDS = 2.0
@@ -52,6 +53,12 @@ def duckdb_memory_limit() -> str:
 def mlflow_tracking_uri() -> str:
     """`$MLFLOW_TRACKING_URI`, else the local sqlite store `$LAKEHOUSE_HOME/mlflow.db`."""
     return os.environ.get(TRACKING_URI_ENV) or f"sqlite:///{lakehouse_home() / 'mlflow.db'}"
+
+
+def model_signing_key() -> str | None:
+    """`$LAKEHOUSE_MODEL_SIGNING_KEY`: the HMAC key that signs and verifies model pickles
+    (`model/signing.py`); None when unset or blank (models are then unsigned)."""
+    return os.environ.get(SIGNING_KEY_ENV, "").strip() or None
 
 
 # -- read when the code location loads

@@ -378,12 +378,16 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+SIGNING_KEY = os.urandom(16).hex()  # LAKEHOUSE_MODEL_SIGNING_KEY of the test deployments
+
+
 def prod_env(pg: PostgresServer, home: Path, lake: Path, **extra: str) -> dict[str, str]:
     """`clean_env` for the `prod` profile: Dagster on `pg`, DuckDB and landing under `lake`."""
     return clean_env(
         **dagster_pg_env(pg),
         DAGSTER_HOME=str(home),
         LAKEHOUSE_ENV="prod",
+        LAKEHOUSE_MODEL_SIGNING_KEY=SIGNING_KEY,  # the prod profile requires it
         LAKEHOUSE_DUCKDB_PATH=str(lake / "lakehouse.duckdb"),
         LAKEHOUSE_LANDING_DIR=str(lake / "landing"),
         **extra,

@@ -62,6 +62,7 @@ def test_daemon_runs_the_graph_on_postgres_and_history_survives_a_restart(tmp_pa
             **dagster_pg_env(pg),
             "DAGSTER_HOME": str(home),
             "LAKEHOUSE_ENV": "prod",
+            "LAKEHOUSE_MODEL_SIGNING_KEY": "deploy-test-signing-key",
             "LAKEHOUSE_DUCKDB_PATH": str(lake / "lakehouse.duckdb"),
             "LAKEHOUSE_LANDING_DIR": str(lake / "landing"),
             "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",

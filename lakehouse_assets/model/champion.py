@@ -8,6 +8,7 @@ import dagster as dg
 
 from lakehouse_assets.model import pickles
 from lakehouse_assets.model.mlflow_resource import MlflowTracking
+from lakehouse_assets.model.signing import SIGNATURE_TAG
 
 CHAMPION_ALIAS = "champion"
 
@@ -17,6 +18,7 @@ class Champion:
     version: str
     run_id: str
     sha256: str | None
+    signature: str | None = None
 
 
 def current_champion(mlflow: MlflowTracking, client) -> Champion | None:
@@ -38,15 +40,21 @@ def current_champion(mlflow: MlflowTracking, client) -> Champion | None:
         return None
     with mlflow.errors(f"read version {aliases[CHAMPION_ALIAS]} of {name!r}"):
         version = client.get_model_version(name, str(aliases[CHAMPION_ALIAS]))
-    return Champion(str(version.version), version.run_id, (version.tags or {}).get("model_sha256"))
+    tags = version.tags or {}
+    return Champion(
+        str(version.version), version.run_id, tags.get("model_sha256"), tags.get(SIGNATURE_TAG)
+    )
 
 
 def load_verified_model(mlflow: MlflowTracking, client, champion: Champion, work_dir: Path):
     """Download the version's `model/model.pkl`, verify its SHA-256 against the version's
-    `model_sha256` tag, and only then unpickle it."""
+    `model_sha256` tag and, with a signing key, its `model_signature` tag, and only then
+    unpickle it."""
     payload = mlflow.download_model_pickle(client, champion.run_id, work_dir)
     source = f"version {champion.version} of {mlflow.registered_model_name!r}"
-    return pickles.load_verified(payload, champion.sha256, source)
+    return pickles.load_verified(
+        payload, champion.sha256, source, run_id=champion.run_id, signature=champion.signature
+    )
 
 
 def require_champion(mlflow: MlflowTracking, client) -> Champion:
@@ -63,7 +71,8 @@ def require_champion(mlflow: MlflowTracking, client) -> Champion:
 
 def load_champion(tracking_uri: str = "", registered_model_name: str = "customer_churn"):
     """The scikit-learn estimator of the registered model's `champion` version, unpickled only
-    after its SHA-256 matched the version's `model_sha256` tag.
+    after its SHA-256 matched the version's `model_sha256` tag and, when
+    $LAKEHOUSE_MODEL_SIGNING_KEY is set, its `model_signature` tag verified with that key.
 
     `tracking_uri` defaults to the pipeline's own ($MLFLOW_TRACKING_URI, else the local sqlite
     store under $LAKEHOUSE_HOME). `predict_proba(x)[:, 1]` is the churn probability, for a

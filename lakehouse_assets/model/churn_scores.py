@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from lakehouse_assets.layers.features import FEATURE_COLUMNS, scoring_features
 from lakehouse_assets.metadata import log_progress, markdown_table
+from lakehouse_assets.model import signing
 from lakehouse_assets.model.champion import load_verified_model, require_champion
 from lakehouse_assets.model.dataset import feature_frame
 from lakehouse_assets.model.mlflow_errors import retry_only_transient
@@ -55,7 +56,7 @@ def churn_scores(
     context: dg.AssetExecutionContext, duckdb: LakehouseDuckDB, mlflow: MlflowTracking
 ) -> dg.MaterializeResult:
     """`gold.churn_scores`: the current `champion` version (its pickle verified against the
-    version's SHA-256 before it is unpickled) scores every customer of `gold.scoring_features`:
+    version's SHA-256, and with a signing key its signature, before it is unpickled) scores every customer of `gold.scoring_features`:
     `churn_probability`, `risk_decile` (1 = the 10% most at risk), `model_version`,
     `features_as_of` and `scored_at`. Scored in batches, so memory stays bounded; written in one
     transaction. Fails at once when the registered model has no champion."""
@@ -99,6 +100,7 @@ def _write_scores(context, duckdb: LakehouseDuckDB, model, champion) -> dg.Mater
             **metadata,
             "model_version": champion.version,
             "mlflow_run_id": champion.run_id,
+            "provenance": signing.status(),
             "features_as_of": dg.MetadataValue.text(str(features_as_of)),
             "mean_churn_probability": float(mean_probability or 0.0),
             "churn_probability_by_decile": dg.MetadataValue.md(deciles),

@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from lakehouse_assets.metadata import markdown_rows
-from lakehouse_assets.model import pickles
+from lakehouse_assets.model import pickles, signing
 from lakehouse_assets.model.baselines import beats_baselines, ladder, ladder_table, recency_score
 from lakehouse_assets.model.champion import current_champion, load_verified_model
 from lakehouse_assets.model.dataset import features_fingerprint, load_split
@@ -45,7 +45,8 @@ def churn_model_evaluation(
     mlflow: MlflowTracking,
 ) -> dg.MaterializeResult:
     """Downloads `model/model.pkl` of the `churn_model` run, refuses it unless its SHA-256 matches
-    the hash Dagster recorded at training (and the run's `model_sha256` tag), scores it on the
+    the hash Dagster recorded at training (and the run's `model_sha256` tag) and, with a signing
+    key, its `model_signature` verifies (the champion's too), scores it on the
     held-out split and compares it, on the same customers, with a baseline ladder (the training
     churn rate as a constant; the recency rule, score = `recency_days`) and the current
     `champion` version: ROC AUC, PR AUC, Brier, log loss, top-decile capture and lift, calibration
@@ -82,7 +83,11 @@ def churn_model_evaluation(
         )
         payload = mlflow.download_model_pickle(client, run_id, Path(tmp))
         model = pickles.load_verified(
-            payload, expected_sha, f"model/model.pkl of MLflow run {run_id}"
+            payload,
+            expected_sha,
+            f"model/model.pkl of MLflow run {run_id}",
+            run_id=run_id,
+            signature=tags.get(signing.SIGNATURE_TAG),
         )
         probability = churn_probability(model, split.x_test)
         model_scores = probability_metrics(split.y_test, probability)
@@ -143,6 +148,7 @@ def churn_model_evaluation(
             "champion_version": champion.version if champion else "none",
             "champion_comparison": champion_note,
             "model_sha256": expected_sha,
+            "provenance": signing.status(),
             "beats_baseline": beats_baseline,
             "beats_champion": beats_champion,
             "comparison": dg.MetadataValue.md(table),

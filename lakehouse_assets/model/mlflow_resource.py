@@ -49,6 +49,11 @@ class MlflowTracking(dg.ConfigurableResource):
         default="",
         description="Base URL of the MLflow UI for links; empty = the tracking URI when it is http(s).",
     )
+    require_signed_models: bool = Field(
+        default=False,
+        description="Fail every run at its start unless $LAKEHOUSE_MODEL_SIGNING_KEY is set (the "
+        "key itself is never config: it is read from the environment when used).",
+    )
 
     def uri(self) -> str:
         return self.tracking_uri or settings.mlflow_tracking_uri()
@@ -67,6 +72,13 @@ class MlflowTracking(dg.ConfigurableResource):
         """When a run (or sensor) starts: MLflow's HTTP client reads its retry count and timeout
         from the environment only, and Dagster's RetryPolicy, not MLflow, must retry transient
         failures, so that each retry is visible in the run."""
+        if self.require_signed_models and not settings.model_signing_key():
+            raise dg.Failure(
+                f"{settings.SIGNING_KEY_ENV} is not set: this deployment profile only trusts "
+                "model pickles signed with it (docs/deployment.md, 'Secrets'). Set it in the "
+                "environment of the run workers; never in run config.",
+                allow_retries=False,
+            )
         os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
         os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(self.request_timeout_seconds)
 

@@ -1,9 +1,12 @@
-"""Pickled models with a SHA-256 that must match before anything is unpickled."""
+"""Pickled models with a SHA-256 (and, with a signing key, a signature) that must verify before
+anything is unpickled. Every model the pipeline loads goes through `load_verified`."""
 
 import hashlib
 import pickle
 
 import dagster as dg
+
+from lakehouse_assets.model import signing
 
 
 def dump(model) -> tuple[bytes, str]:
@@ -11,8 +14,12 @@ def dump(model) -> tuple[bytes, str]:
     return payload, hashlib.sha256(payload).hexdigest()
 
 
-def load_verified(payload: bytes, expected_sha256: str | None, source: str):
-    """Unpickle `payload` only if its SHA-256 equals `expected_sha256`; refuse otherwise."""
+def load_verified(
+    payload: bytes, expected_sha256: str | None, source: str, *, run_id: str, signature: str | None
+):
+    """Unpickle `payload` only if its SHA-256 equals `expected_sha256` and, when
+    `$LAKEHOUSE_MODEL_SIGNING_KEY` is set, `signature` (tag `model_signature`) is the key's
+    HMAC of that SHA-256 and `run_id`; refuse otherwise, with a final failure."""
     actual = hashlib.sha256(payload).hexdigest()
     if not expected_sha256:
         raise dg.Failure(
@@ -28,4 +35,5 @@ def load_verified(payload: bytes, expected_sha256: str | None, source: str):
             metadata={"actual_sha256": actual, "expected_sha256": expected_sha256},
             allow_retries=False,
         )
-    return pickle.loads(payload)  # noqa: S301 - verified against the hash recorded at training
+    signing.require_signature(actual, run_id, signature, source)
+    return pickle.loads(payload)  # noqa: S301 - verified against the hash (and signature)

@@ -8,6 +8,7 @@ from lakehouse_assets.model.lineage import upstream_metadata
 from lakehouse_assets.model.mlflow_errors import retry_only_transient
 from lakehouse_assets.model.mlflow_resource import MODEL_ARTIFACT_DIR, MlflowTracking
 from lakehouse_assets.model.retries import mlflow_retry_policy
+from lakehouse_assets.model.signing import SIGNATURE_TAG
 from lakehouse_assets.model.training import FINGERPRINT_TAG, SHA_TAG, TRAINING_KEY_TAG
 
 
@@ -21,7 +22,8 @@ def registered_churn_model(
     context: dg.AssetExecutionContext, mlflow: MlflowTracking
 ) -> dg.MaterializeResult:
     """A version of the registered model (`customer_churn` by default) whose source is the
-    evaluated run's `model` artifact folder, tagged with run id, SHA-256 and metrics. The alias
+    evaluated run's `model` artifact folder, tagged with run id, SHA-256, signature (when the
+    pipeline signs models) and metrics. The alias
     `champion` moves to it only when it beats the current champion on ROC AUC; otherwise it
     stays a registered challenger."""
     evaluation = upstream_metadata(context, "churn_model_evaluation")
@@ -121,7 +123,7 @@ def _version_for_run(mlflow: MlflowTracking, client, run_id: str, evaluation: di
             SHA_TAG: evaluation["model_sha256"],  # the hash evaluation verified
             **{
                 k: run.data.tags[k]
-                for k in (FINGERPRINT_TAG, TRAINING_KEY_TAG)
+                for k in (FINGERPRINT_TAG, TRAINING_KEY_TAG, SIGNATURE_TAG)
                 if k in run.data.tags
             },
             **{k: f"{evaluation[k]:.6f}" for k in ("roc_auc", "accuracy", "f1_score")},

@@ -9,8 +9,10 @@ from typing import Literal
 
 import dagster as dg
 
+from lakehouse_assets import settings
 from lakehouse_assets.layers.features import FEATURE_COLUMNS, customer_features
 from lakehouse_assets.metadata import log_progress
+from lakehouse_assets.model import signing
 from lakehouse_assets.model.dataset import features_fingerprint, load_split
 from lakehouse_assets.model.estimators import logistic_regression
 from lakehouse_assets.model.mlflow_errors import retry_only_transient
@@ -79,7 +81,9 @@ def churn_model(
     """Churn classifier trained on `gold.customer_features` (seeded 80/20 split by customer),
     logged to MLflow as a standard MLflow model (`model/`: MLmodel with signature and input
     example, `model.pkl` a plain pickle, requirements), with its parameters and the
-    pickle's SHA-256 as tag `model_sha256`. When a registered version was trained on the same
+    pickle's SHA-256 as tag `model_sha256` and, with `$LAKEHOUSE_MODEL_SIGNING_KEY` set, an
+    HMAC-SHA256 of that hash and the run id as tag `model_signature` (metadata `provenance` says
+    "unsigned" without a key). When a registered version was trained on the same
     features with the same parameters, nothing is retrained: that version's run is reused."""
     with retry_only_transient("churn_model"):
         with duckdb.get_connection() as conn:
@@ -116,6 +120,10 @@ def churn_model(
                         RunTag(SHA_TAG, sha256),
                         RunTag(FINGERPRINT_TAG, fingerprint),
                         RunTag(TRAINING_KEY_TAG, key),
+                        *(
+                            RunTag(k, v)
+                            for k, v in signing.signature_tags(sha256, run.run_id).items()
+                        ),
                     ],
                 )
             mlflow.log_model_folder(run, folder)
@@ -132,6 +140,7 @@ def churn_model(
             if url
             else dg.MetadataValue.text(mlflow.server()),
             "model_sha256": sha256,
+            "provenance": signing.status(),
             "model_type": config.model_type,
             "train_rows": len(split.y_train),
             "test_rows": len(split.y_test),
@@ -160,6 +169,14 @@ def _identical_version(mlflow: MlflowTracking, client, key: str):
     with mlflow.errors(f"search versions of {name!r}"):
         versions = client.search_model_versions(f"name = '{name}'")
     matches = [v for v in versions if (v.tags or {}).get(TRAINING_KEY_TAG) == key]
+    if settings.model_signing_key():  # reuse only what the pipeline signed; else train anew
+        matches = [
+            v
+            for v in matches
+            if signing.is_signed(
+                v.tags.get(SHA_TAG, ""), v.run_id, v.tags.get(signing.SIGNATURE_TAG)
+            )
+        ]
     return min(matches, key=lambda v: int(v.version)) if matches else None
 
 
@@ -180,6 +197,7 @@ def _reused(context, mlflow: MlflowTracking, client, version) -> dg.MaterializeR
             if url
             else dg.MetadataValue.text(mlflow.server()),
             "model_sha256": run.data.tags[SHA_TAG],
+            "provenance": signing.status(),
             "model_type": run.data.params.get("model_type", ""),
             "train_rows": int(run.data.params.get("train_rows", 0)),
             "test_rows": int(run.data.params.get("test_rows", 0)),

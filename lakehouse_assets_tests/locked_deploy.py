@@ -1,0 +1,196 @@
+"""The locked-down deployment on loopback, from the files in `deploy/`: MLflow's basic-auth
+server (`deploy/mlflow-auth-server.sh` + `deploy/mlflow_users.py`), `dagster-webserver` on
+127.0.0.1 and nginx with basic auth in front of it (`deploy/nginx/dagster.conf`).
+
+Every server runs in its own process group, is waited for by polling a URL, and is stopped
+(SIGTERM, then SIGKILL of the group) on exit, failure included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+HOST = "127.0.0.1"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = REPO_ROOT / "deploy"
+BIN = Path(sys.executable).parent
+START_TIMEOUT = 180.0  # 2 busy cores
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def answers(url: str, ok=(200,)) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code in ok
+    except requests.RequestException:
+        return False
+
+
+@contextlib.contextmanager
+def process(
+    name: str, cmd: list[str], log: Path, ready_url: str, env: dict, cwd: Path, ok=(200,)
+) -> Iterator[subprocess.Popen]:
+    """Run `cmd` in its own process group until `ready_url` answers one of `ok`; stop it after."""
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not answers(ready_url, ok):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+                raise RuntimeError(f"{name} did not start (exit {proc.poll()}); log {log}:\n{tail}")
+            time.sleep(0.3)
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(15)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    """This environment without MLflow credentials or URIs, the venv's bin first on PATH."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env
+
+
+@dataclass(frozen=True)
+class MlflowAuth:
+    url: str
+    admin_password: str
+    pipeline: tuple[str, str]
+    reader: tuple[str, str]
+    log: Path
+
+
+@contextlib.contextmanager
+def mlflow_auth_server(tmp_dir: Path) -> Iterator[MlflowAuth]:
+    """`deploy/mlflow-auth-server.sh` on sqlite in `tmp_dir`, then `deploy/mlflow_users.py`
+    as the admin: user `pipeline` (EDIT on the experiment and model), user `reader`."""
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    admin = "admin-" + os.urandom(8).hex()
+    pipeline = ("pipeline", "pipe-" + os.urandom(8).hex())
+    reader = ("reader", "read-" + os.urandom(8).hex())
+    env = base_env(
+        MLFLOW_AUTH_ADMIN_PASSWORD=admin,
+        MLFLOW_FLASK_SERVER_SECRET_KEY=os.urandom(16).hex(),
+        MLFLOW_BACKEND_STORE_URI=f"sqlite:///{tmp_dir / 'mlflow.db'}",
+        MLFLOW_ARTIFACTS_DESTINATION=str(tmp_dir / "artifacts"),
+        MLFLOW_HOST=HOST,
+        MLFLOW_PORT=str(port),
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
+    )
+    url = f"http://{HOST}:{port}"
+    log = tmp_dir / "mlflow-server.log"
+    cmd = ["bash", str(DEPLOY / "mlflow-auth-server.sh")]
+    with process("mlflow basic-auth", cmd, log, f"{url}/health", env, tmp_dir):
+        users = subprocess.run(
+            [sys.executable, str(DEPLOY / "mlflow_users.py"), url],
+            env=base_env(
+                MLFLOW_TRACKING_USERNAME="admin",
+                MLFLOW_TRACKING_PASSWORD=admin,
+                MLFLOW_PIPELINE_USERNAME=pipeline[0],
+                MLFLOW_PIPELINE_PASSWORD=pipeline[1],
+                MLFLOW_READER_USERNAME=reader[0],
+                MLFLOW_READER_PASSWORD=reader[1],
+            ),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert users.returncode == 0, users.stderr[-3000:]
+        yield MlflowAuth(url, admin, pipeline, reader, log)
+
+
+@dataclass(frozen=True)
+class Webserver:
+    url: str
+    port: int
+    dagster_home: Path
+
+
+@contextlib.contextmanager
+def dagster_webserver(tmp_dir: Path) -> Iterator[Webserver]:
+    """`dagster-webserver -h 127.0.0.1` on a free port with a DAGSTER_HOME holding a copy of
+    the shipped `dagster_home/dagster.yaml`; yielded when the code location has loaded."""
+    home = tmp_dir / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO_ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    port = free_port()
+    env = base_env(DAGSTER_HOME=str(home), LAKEHOUSE_HOME=str(tmp_dir / "lakehouse"))
+    cmd = [str(BIN / "dagster-webserver"), "-h", HOST, "-p", str(port),
+           "-w", str(REPO_ROOT / "workspace.yaml")]  # fmt: skip
+    url = f"http://{HOST}:{port}"
+    with process(
+        "dagster-webserver", cmd, tmp_dir / "webserver.log", f"{url}/server_info", env, tmp_dir
+    ):
+        yield Webserver(url, port, home)
+
+
+def htpasswd(path: Path, user: str, password: str) -> None:
+    """`htpasswd -B -c -i path user` (bcrypt), the password on stdin, never on a command line."""
+    subprocess.run(
+        ["htpasswd", "-B", "-c", "-i", str(path), user],
+        input=password, text=True, check=True, capture_output=True,
+    )  # fmt: skip
+
+
+@contextlib.contextmanager
+def nginx_proxy(tmp_dir: Path, upstream_port: int, htpasswd_file: Path) -> Iterator[str]:
+    """nginx (not as a daemon, as this user) with `deploy/nginx/dagster.conf`, its listen
+    address, upstream and password file filled in; yields its URL."""
+    prefix = tmp_dir / "nginx"
+    (prefix / "logs").mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    site = (DEPLOY / "nginx" / "dagster.conf").read_text()
+    site = (
+        site.replace("listen 443 ssl;", f"listen {HOST}:{port};")
+        .replace("127.0.0.1:3000", f"127.0.0.1:{upstream_port}")
+        .replace("/etc/nginx/dagster.htpasswd", str(htpasswd_file))
+    )
+    site = "\n".join(line for line in site.splitlines() if "ssl_certificate" not in line)
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        "daemon off;\nworker_processes 1;\n"
+        # As root (CI), workers would switch to `nobody`, who cannot read the temp dir.
+        + ("user root;\n" if os.geteuid() == 0 else "")
+        + f"pid {prefix / 'nginx.pid'};\nerror_log {prefix / 'logs' / 'error.log'};\n"
+        "events { worker_connections 64; }\nhttp {\n"
+        f"  access_log {prefix / 'logs' / 'access.log'};\n"
+        + "".join(
+            f"  {kind}_temp_path {prefix / kind};\n"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        + site
+        + "\n}\n"
+    )
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    url = f"http://{HOST}:{port}"
+    cmd = [nginx, "-c", str(conf), "-p", str(prefix), "-e", str(prefix / "logs" / "error.log")]
+    with process("nginx", cmd, prefix / "nginx.log", f"{url}/", base_env(), prefix, ok=(401,)):
+        yield url
