@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse_assets_tests.conftest import ASSET_NAMES
 from lakehouse_assets_tests.dagster_dev import (
     LOCATION,
     REPO_ROOT,
@@ -30,6 +29,7 @@ from lakehouse_assets_tests.dagster_dev import (
     stop_process_group,
     wait_until_sensor_idle,
 )
+from lakehouse_assets_tests.helpers import ASSET_NAMES
 
 pytestmark = pytest.mark.browser
 

@@ -9,7 +9,7 @@ import secrets
 import dagster as dg
 import pytest
 
-from lakehouse_assets_tests.model_helpers import MODEL, champion_predicts, client_for
+from lakehouse_assets_tests.helpers import MODEL, champion_predicts, client_for
 from lakehouse_assets_tests.services import (
     clean_env,
     dagster_home,

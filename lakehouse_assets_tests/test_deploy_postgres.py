@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 
 from lakehouse_assets import profiles, settings
-from lakehouse_assets_tests.conftest import ASSET_NAMES, failure_messages, run_graph
+from lakehouse_assets_tests.helpers import ASSET_NAMES, failure_messages, run_graph
 from lakehouse_assets_tests.services import (
     REPO_ROOT,
     clean_env,
