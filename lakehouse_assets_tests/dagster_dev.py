@@ -1,15 +1,14 @@
 """`dagster dev` (webserver and daemon) on a free loopback port, driven through GraphQL.
 
-``dagster_dev(tmp_dir)`` starts it with a fresh ``DAGSTER_HOME`` holding the shipped
-``dagster_home/dagster.yaml`` and a fresh ``LAKEHOUSE_HOME``, in its own process group. On exit
-(also on failure) the whole group is stopped (SIGTERM, then SIGKILL), and any process that
-still has this ``DAGSTER_HOME`` in its environment is killed by pid and reported.
+`dagster_dev(tmp_dir)` starts it (`processes.server_process`) with a fresh `DAGSTER_HOME` holding
+the shipped `dagster_home/dagster.yaml` and a fresh `LAKEHOUSE_HOME`. On exit (also on failure)
+its process group is stopped, and any process that still has this `DAGSTER_HOME` in its
+environment is killed by pid and reported.
 """
 
 from __future__ import annotations
 
 import contextlib
-import http.client
 import os
 import shutil
 import signal
@@ -21,9 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lakehouse_assets.sensors import LANDING_SENSOR
-from lakehouse_assets_tests.mlflow_servers import HOST, free_port
+from lakehouse_assets_tests.processes import (
+    HOST,
+    REPO_ROOT,
+    free_port,
+    http_status,
+    live_pids,
+    log_tail,
+    server_process,
+)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_INSTANCE_YAML = REPO_ROOT / "dagster_home" / "dagster.yaml"
 WORKSPACE_YAML = REPO_ROOT / "workspace.yaml"
 LOCATION = "lakehouse_assets"
@@ -45,14 +51,8 @@ query Runs($filter: RunsFilter) { runsOrError(filter: $filter) { __typename
 
 TICKS_QUERY = """
 query Ticks($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) { __typename
-  ... on Sensor { sensorState { status ticks(limit: 20) {
-    id status timestamp skipReason runIds error { message } } } } } }
-"""
-
-TICK_LOGS_QUERY = """
-query TickLogs($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
-  __typename ... on Sensor { sensorState { ticks(limit: 50) {
-    timestamp logEvents { events { message } } } } } } }
+  ... on Sensor { sensorState { status ticks(limit: 50) {
+    id status timestamp skipReason runIds error { message } logEvents { events { message } } } } } } }
 """
 
 INSTANCE_QUERY = """
@@ -81,7 +81,7 @@ class DagsterDev:
     dagster_home: Path
     lakehouse_home: Path
     log: Path
-    process: subprocess.Popen
+    process: subprocess.Popen | None = None
 
     @property
     def landing(self) -> Path:
@@ -96,8 +96,7 @@ class DagsterDev:
         return self.client()._execute(query, variables)
 
     def log_tail(self, lines: int = 80) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log, lines)
 
     def runs(self) -> list[dict]:
         """Every run of the instance, newest first."""
@@ -107,20 +106,19 @@ class DagsterDev:
 
     def sensor_ticks(self, sensor: str) -> list[dict]:
         """The sensor's latest ticks, newest first."""
-        data = self.graphql(TICKS_QUERY, {"selector": _sensor(sensor)})["sensorOrError"]
+        selector = {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": REPOSITORY,
+            "sensorName": sensor,
+        }
+        data = self.graphql(TICKS_QUERY, {"selector": selector})["sensorOrError"]
         assert data["__typename"] == "Sensor", data
         return data["sensorState"]["ticks"]
 
     def sensor_log(self, sensor: str, since: float = 0.0) -> list[str]:
         """What the sensor logged (`context.log`) in its ticks after `since` (epoch seconds)."""
-        data = self.graphql(TICK_LOGS_QUERY, {"selector": _sensor(sensor)})["sensorOrError"]
-        assert data["__typename"] == "Sensor", data
-        return [
-            event["message"]
-            for tick in data["sensorState"]["ticks"]
-            if tick["timestamp"] > since
-            for event in tick["logEvents"]["events"]
-        ]
+        ticks = [t for t in self.sensor_ticks(sensor) if t["timestamp"] > since]
+        return [event["message"] for t in ticks for event in t["logEvents"]["events"]]
 
     def assets(self) -> dict[str, dict]:
         """Per asset: the run of its latest materialization, its metadata labels, and the status
@@ -164,92 +162,31 @@ class DagsterDev:
             time.sleep(1)
 
 
-def _sensor(name: str) -> dict:
-    return {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "sensorName": name}
-
-
-def _http_ok(port: int, path: str) -> bool:
-    conn = http.client.HTTPConnection(HOST, port, timeout=5)
-    try:
-        conn.request("GET", path)
-        return conn.getresponse().status == 200
-    except OSError:
+def _location_loaded(dev: DagsterDev) -> bool:
+    """The webserver answers and the code location is LOADED (raises if it failed to load)."""
+    if http_status(f"{dev.url}/server_info", timeout=5) != 200:
         return False
-    finally:
-        conn.close()
-
-
-def _wait_ready(dev: DagsterDev, port: int, timeout: float) -> None:
-    """The webserver answers and the code location is LOADED (not an error)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if dev.process.poll() is not None:
-            raise RuntimeError(
-                f"dagster dev exited with {dev.process.returncode}:\n{dev.log_tail()}"
-            )
-        if _http_ok(port, "/server_info"):
-            entries = dev.graphql(LOCATION_QUERY)["workspaceOrError"].get("locationEntries", [])
-            entry = next((e for e in entries if e["name"] == LOCATION), None)
-            if entry and entry["loadStatus"] == "LOADED":
-                loaded = entry["locationOrLoadError"]
-                if loaded["__typename"] == "PythonError":
-                    raise RuntimeError(f"code location failed to load: {loaded['message']}")
-                return
-        time.sleep(1)
-    raise RuntimeError(f"dagster dev not ready within {timeout:.0f}s:\n{dev.log_tail()}")
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, process group) of `pid`, or None if it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
-    return fields[0], int(fields[2])
-
-
-def _live_pids() -> list[int]:
-    """Pids of processes that are alive (not zombies), except this one."""
-    pids = [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()]
-    return [
-        pid
-        for pid in pids
-        if pid != os.getpid() and (stat := _proc_stat(pid)) is not None and stat[0] != "Z"
-    ]
-
-
-def _group_members(pgid: int) -> list[int]:
-    return [pid for pid in _live_pids() if (stat := _proc_stat(pid)) and stat[1] == pgid]
+    entries = dev.graphql(LOCATION_QUERY)["workspaceOrError"].get("locationEntries", [])
+    entry = next((e for e in entries if e["name"] == LOCATION), None)
+    if not entry or entry["loadStatus"] != "LOADED":
+        return False
+    if entry["locationOrLoadError"]["__typename"] == "PythonError":
+        raise RuntimeError(
+            f"code location failed to load: {entry['locationOrLoadError']['message']}"
+        )
+    return True
 
 
 def _processes_with_env(name: str, value: str) -> list[str]:
     """Live processes whose environment has `name=value` (Linux /proc), as "pid cmdline"."""
     needle = f"{name}={value}".encode()
     found = []
-    for pid in _live_pids():
-        try:
+    for pid, _ in live_pids():
+        with contextlib.suppress(OSError):
             if needle in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
                 found.append(f"{pid} {cmdline.decode(errors='replace')[:200]}")
-        except OSError:
-            continue
     return found
-
-
-def stop_process_group(proc: subprocess.Popen, grace: float = STOP_GRACE) -> None:
-    """SIGTERM the group (dagster dev stops webserver, daemon and code server), then SIGKILL
-    whatever is left, and wait until no member of the group is alive."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(grace)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    deadline = time.monotonic() + 10
-    while _group_members(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
 
 
 def user_env(tmp_dir: Path, extra_env: dict[str, str] | None = None) -> dict[str, str]:
@@ -290,30 +227,18 @@ def dagster_dev(tmp_dir: Path, extra_env: dict[str, str] | None = None) -> Itera
     dagster_home, lakehouse_home = Path(env["DAGSTER_HOME"]), Path(env["LAKEHOUSE_HOME"])
     port = free_port()
     log = tmp_dir / "dagster-dev.log"
-    cmd = [
-        sys.executable, "-m", "dagster", "dev",
-        "-w", str(WORKSPACE_YAML), "-h", HOST, "-p", str(port),
-    ]  # fmt: skip
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=tmp_dir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # own process group: killpg reaches every child
-        )
-    dev = DagsterDev(f"http://{HOST}:{port}", dagster_home, lakehouse_home, log, proc)
+    cmd = [sys.executable, "-m", "dagster", "dev",
+           "-w", str(WORKSPACE_YAML), "-h", HOST, "-p", str(port)]  # fmt: skip
+    dev = DagsterDev(f"http://{HOST}:{port}", dagster_home, lakehouse_home, log)
     leftovers: list[str] = []
-    try:
-        _wait_ready(dev, port, START_TIMEOUT)
-        yield dev
+    try:  # SIGTERM: dagster dev stops its webserver, daemon and code server
+        with server_process("dagster dev", cmd, log, lambda: _location_loaded(dev), START_TIMEOUT,
+                            grace=STOP_GRACE, cwd=tmp_dir, env=env) as dev.process:  # fmt: skip
+            yield dev
     finally:
-        stop_process_group(proc)
         # A process that left the group (setsid) but runs for this instance: kill it too.
-        for found in _processes_with_env("DAGSTER_HOME", str(dagster_home)):
-            leftovers.append(found)
+        leftovers = _processes_with_env("DAGSTER_HOME", str(dagster_home))
+        for found in leftovers:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(int(found.split()[0]), signal.SIGKILL)
     if leftovers:

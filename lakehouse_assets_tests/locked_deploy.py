@@ -11,63 +11,30 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
+from lakehouse_assets_tests.processes import (
+    HOST,
+    REPO_ROOT,
+    free_port,
+    http_status,
+    server_process,
+)
 
-HOST = "127.0.0.1"
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = REPO_ROOT / "deploy"
 BIN = Path(sys.executable).parent
 START_TIMEOUT = 180.0  # 2 busy cores
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def answers(url: str, ok=(200,)) -> bool:
-    try:
-        return requests.get(url, timeout=2).status_code in ok
-    except requests.RequestException:
-        return False
-
-
-@contextlib.contextmanager
-def process(
-    name: str, cmd: list[str], log: Path, ready_url: str, env: dict, cwd: Path, ok=(200,)
-) -> Iterator[subprocess.Popen]:
-    """Run `cmd` in its own process group until `ready_url` answers one of `ok`; stop it after."""
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while not answers(ready_url, ok):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
-                raise RuntimeError(f"{name} did not start (exit {proc.poll()}); log {log}:\n{tail}")
-            time.sleep(0.3)
-        yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(15)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+def process(name: str, cmd: list[str], log: Path, ready_url: str, env: dict, cwd: Path, ok=(200,)):
+    """`server_process` until `ready_url` answers one of `ok`."""
+    return server_process(
+        name, cmd, log, lambda: http_status(ready_url) in ok, START_TIMEOUT, env=env, cwd=cwd
+    )
 
 
 def base_env(**extra: str) -> dict[str, str]:

@@ -13,7 +13,6 @@ import contextlib
 import itertools
 import json
 import shutil
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -21,15 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse_assets_tests.conftest import ASSET_NAMES
 from lakehouse_assets_tests.dagster_dev import (
     LOCATION,
-    REPO_ROOT,
     REPOSITORY,
     dagster_dev,
-    stop_process_group,
     wait_until_sensor_idle,
 )
+from lakehouse_assets_tests.helpers import ASSET_NAMES
+from lakehouse_assets_tests.processes import REPO_ROOT, server_process
 
 pytestmark = pytest.mark.browser
 
@@ -97,30 +95,17 @@ def chromium_page(profile: Path) -> Iterator[DevTools]:
     from websockets.sync.client import connect
 
     profile.mkdir(parents=True)
+    port_file = profile / "DevToolsActivePort"
+    cmd = [chromium_path(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"]
+    ready = lambda: port_file.exists() and port_file.read_text().strip() != ""  # noqa: E731
     log = profile.parent / "chromium.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [chromium_path(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 60
-        while not (port_file.exists() and port_file.read_text().strip()):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"chromium did not start:\n{log.read_text(errors='replace')}")
-            time.sleep(0.2)
+    with server_process("chromium", cmd, log, ready, timeout=60, grace=5):
         port = int(port_file.read_text().split()[0])
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as answer:
             targets = json.load(answer)
         page = next(t for t in targets if t["type"] == "page")
         with connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=30) as websocket:
             yield DevTools(websocket)
-    finally:
-        stop_process_group(proc, grace=5)
 
 
 def skip_welcome_dialog(page: DevTools) -> None:

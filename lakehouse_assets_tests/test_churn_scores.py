@@ -12,9 +12,17 @@ import pytest
 from lakehouse_assets import load_champion
 from lakehouse_assets.layers.features import FEATURE_COLUMNS
 from lakehouse_assets.model.drift import SCORING_FEATURES_DRIFT
+from lakehouse_assets.model.training import ChurnModelConfig
 from lakehouse_assets.sample import write_sample
-from lakehouse_assets_tests.conftest import failure_messages, query, run_graph, scalar
-from lakehouse_assets_tests.model_helpers import MODEL, client_for, step_starts
+from lakehouse_assets_tests.helpers import (
+    MODEL,
+    client_for,
+    failure_messages,
+    query,
+    run_graph,
+    scalar,
+    step_starts,
+)
 
 DATA_AND_SCORING_FEATURES = dg.AssetSelection.groups("raw", "bronze", "silver", "gold", "features")
 AMOUNT_FEATURES = {"amount_last_30d", "amount_last_90d", "amount_last_180d", "amount_trend_90d"}
@@ -106,7 +114,7 @@ def test_every_customer_is_scored_and_a_refresh_rescores_everyone(lakehouse_home
     )
 
 
-WORSE_MODEL = {"ops": {"churn_model": {"config": {"max_depth": 1, "n_estimators": 3}}}}
+WORSE_MODEL = dg.RunConfig(ops={"churn_model": ChurnModelConfig(max_depth=1, n_estimators=3)})
 
 
 def test_without_a_champion_scoring_fails_at_once_and_names_the_model(lakehouse_home, instance):

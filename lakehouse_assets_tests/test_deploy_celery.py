@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 
 from lakehouse_assets import defs
+from lakehouse_assets_tests.processes import run_command, server_process
 from lakehouse_assets_tests.services import (
     DEPLOY_DIR,
     dagster_home,
@@ -19,9 +20,7 @@ from lakehouse_assets_tests.services import (
     postgres_server,
     prod_env,
     redis_server,
-    run_command,
     run_log_texts,
-    server_process,
     wait_for_finished_run,
 )
 

@@ -9,7 +9,8 @@ import secrets
 import dagster as dg
 import pytest
 
-from lakehouse_assets_tests.model_helpers import MODEL, champion_predicts, client_for
+from lakehouse_assets_tests.helpers import MODEL, champion_predicts, client_for
+from lakehouse_assets_tests.processes import run_command
 from lakehouse_assets_tests.services import (
     clean_env,
     dagster_home,
@@ -18,7 +19,6 @@ from lakehouse_assets_tests.services import (
     leaked_secrets,
     postgres_server,
     prod_env,
-    run_command,
     run_log_texts,
     s3_server,
     team_mlflow_server,
@@ -34,7 +34,7 @@ def test_graph_registers_a_model_whose_pickle_is_in_the_bucket(tmp_path, monkeyp
     access_key, secret_key = f"AK{secrets.token_hex(8).upper()}", secrets.token_hex(20)
     with (
         postgres_server(tmp_path / "pg") as pg,
-        s3_server(tmp_path, access_key=access_key, secret_key=secret_key) as s3,
+        s3_server(access_key=access_key, secret_key=secret_key) as s3,
         team_mlflow_server(tmp_path, pg, s3) as mlflow_url,
     ):
         home = dagster_home(tmp_path / "dagster_home", pg)

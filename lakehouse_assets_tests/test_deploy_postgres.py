@@ -3,7 +3,6 @@ the daemon launches the whole graph from the queue, and run history, asset mater
 the pool limit survive a restart of the database and of the instance; the webserver shows the
 run afterwards, and no credential appears in what it shows or in any log."""
 
-import functools
 import json
 import urllib.request
 
@@ -11,20 +10,22 @@ import dagster as dg
 import pytest
 
 from lakehouse_assets import profiles, settings
-from lakehouse_assets_tests.conftest import ASSET_NAMES, failure_messages, run_graph
-from lakehouse_assets_tests.services import (
+from lakehouse_assets_tests.helpers import ASSET_NAMES, failure_messages, run_graph
+from lakehouse_assets_tests.processes import (
     REPO_ROOT,
+    free_port,
+    http_status,
+    run_command,
+    server_process,
+)
+from lakehouse_assets_tests.services import (
     clean_env,
     dagster_home,
     dagster_pg_env,
     file_texts,
-    free_port,
-    http_answers,
     leaked_secrets,
     postgres_server,
-    run_command,
     run_log_texts,
-    server_process,
     wait_for_finished_run,
 )
 
@@ -116,7 +117,7 @@ def test_daemon_runs_the_graph_on_postgres_and_history_survives_a_restart(tmp_pa
         web_url = f"http://127.0.0.1:{port}"
         webserver = ["dagster-webserver", *workspace, "-h", "127.0.0.1", "-p", str(port)]
         web_log = tmp_path / "dagster-webserver.log"
-        ready = functools.partial(http_answers, f"{web_url}/server_info")
+        ready = lambda: http_status(f"{web_url}/server_info") is not None  # noqa: E731
         with server_process(
             "dagster-webserver", webserver, web_log, ready, timeout=180, env=env, cwd=tmp_path
         ):

@@ -11,7 +11,6 @@ import duckdb
 import pytest
 
 from lakehouse_assets.sensors import FAILURE_SENSOR, LANDING_SENSOR
-from lakehouse_assets_tests.conftest import ASSET_NAMES
 from lakehouse_assets_tests.dagster_dev import (
     INSTANCE_QUERY,
     LOCATION,
@@ -21,7 +20,7 @@ from lakehouse_assets_tests.dagster_dev import (
     quickstart_run,
     wait_until_sensor_idle,
 )
-from lakehouse_assets_tests.model_helpers import MODEL, client_for
+from lakehouse_assets_tests.helpers import ASSET_NAMES, MODEL, client_for
 
 pytestmark = pytest.mark.e2e
 

@@ -19,8 +19,7 @@ from lakehouse_assets.model.metrics import (
     top_share_capture,
 )
 from lakehouse_assets.model.plots import PLOT_DIR
-from lakehouse_assets_tests.conftest import failure_messages, run_graph
-from lakehouse_assets_tests.model_helpers import client_for
+from lakehouse_assets_tests.helpers import client_for, failure_messages, run_graph
 
 Y = np.array([0, 0, 1, 1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 1, 0, 1, 0, 1, 1, 1])
 P = np.array([0.05, 0.12, 0.33, 0.81, 0.47, 0.66, 0.92, 0.21, 0.58, 0.73,

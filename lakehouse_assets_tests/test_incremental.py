@@ -9,20 +9,27 @@ import dagster as dg
 import duckdb
 import pyarrow.parquet as pq
 
+from lakehouse_assets.layers.gold import GoldConfig
+from lakehouse_assets.layers.silver import SilverConfig
 from lakehouse_assets.resources import LakehouseDuckDB, LandingZone
 from lakehouse_assets.sample import write_sample
 from lakehouse_assets.tables import BRONZE_TRANSACTIONS as BRONZE
-from lakehouse_assets_tests.conftest import check_results, failure_messages, query, run_graph
+from lakehouse_assets_tests.helpers import (
+    NO_SEED,
+    check_results,
+    failure_messages,
+    query,
+    run_graph,
+)
 
 SILVER_AND_GOLD = dg.AssetSelection.assets("silver_transactions", "gold_customer_summary")
 UP_TO_GOLD = dg.AssetSelection.assets("raw_transactions", "bronze_transactions") | SILVER_AND_GOLD
-NO_SEED = {"ops": {"raw_transactions": {"config": {"seed_sample_if_empty": False}}}}
-FULL_REFRESH = {
-    "ops": {
-        "silver_transactions": {"config": {"full_refresh": True}},
-        "gold_customer_summary": {"config": {"full_refresh": True}},
+FULL_REFRESH = dg.RunConfig(
+    ops={
+        "silver_transactions": SilverConfig(full_refresh=True),
+        "gold_customer_summary": GoldConfig(full_refresh=True),
     }
-}
+)
 TABLES = ("silver.transactions", "silver.rejected_transactions", "gold.customer_summary")
 # Sums of doubles depend on the order DuckDB's threads add them in: two full builds of 10M rows
 # differ in the last bits (up to 5e-12 in total_amount, 1e-13 in avg_amount), and rounding would
@@ -245,7 +252,7 @@ def test_full_refresh_config_and_unsafe_states_rebuild(lakehouse_home, instance,
         ("future_event_time",)
     ]
     # full_refresh: true rebuilds though nothing changed.
-    assert refresh(instance, run_config={**NO_SEED, **FULL_REFRESH}) == {
+    assert refresh(instance, run_config=dg.RunConfig(ops={**NO_SEED.ops, **FULL_REFRESH.ops})) == {
         "silver_transactions": "full",
         "gold_customer_summary": "full",
     }

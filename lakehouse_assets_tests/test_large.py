@@ -4,7 +4,7 @@ import pytest
 
 from lakehouse_assets.model.drift import SCORING_FEATURES_DRIFT
 from lakehouse_assets.sample import write_sample
-from lakehouse_assets_tests.conftest import check_results, failure_messages, query, run_graph
+from lakehouse_assets_tests.helpers import check_results, failure_messages, query, run_graph
 
 EVENTS = 1_000_000
 CUSTOMERS = 100_000

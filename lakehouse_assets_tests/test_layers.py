@@ -10,18 +10,18 @@ import pytest
 
 from lakehouse_assets.model.drift import SCORING_FEATURES_DRIFT
 from lakehouse_assets.sample import SAMPLE_FILE_NAME
-from lakehouse_assets_tests.conftest import (
+from lakehouse_assets_tests.helpers import (
+    NO_SEED,
     check_results,
     failure_messages,
     query,
     run_graph,
     scalar,
+    step_starts,
 )
-from lakehouse_assets_tests.model_helpers import step_starts
 
 DATA = dg.AssetSelection.groups("raw", "bronze", "silver", "gold", "features")
 UP_TO_GOLD = dg.AssetSelection.groups("raw", "bronze", "silver", "gold")
-NO_SEED = {"ops": {"raw_transactions": {"config": {"seed_sample_if_empty": False}}}}
 TABLES = (
     "bronze.transactions",
     "silver.transactions",

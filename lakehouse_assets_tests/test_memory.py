@@ -4,6 +4,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from lakehouse_assets.layers.silver import SilverConfig
 from lakehouse_assets.resources import (
     MEMORY_FLOOR_BYTES,
     LakehouseDuckDB,
@@ -11,10 +12,10 @@ from lakehouse_assets.resources import (
     derived_memory_limit,
 )
 from lakehouse_assets.settings import MEMORY_LIMIT_ENV
-from lakehouse_assets_tests.conftest import failure_messages, run_graph
+from lakehouse_assets_tests.helpers import failure_messages, run_graph
 
 GiB = 1024**3
-SILVER_FULL = {"ops": {"silver_transactions": {"config": {"full_refresh": True}}}}
+SILVER_FULL = dg.RunConfig(ops={"silver_transactions": SilverConfig(full_refresh=True)})
 
 
 def duckdb_setting(limit: str) -> str:

@@ -10,7 +10,7 @@ import requests
 from mlflow import MlflowClient
 
 from lakehouse_assets.model.mlflow_errors import mlflow_errors
-from lakehouse_assets_tests.conftest import failure_messages, run_graph
+from lakehouse_assets_tests.helpers import failure_messages, run_graph
 from lakehouse_assets_tests.locked_deploy import mlflow_auth_server
 
 pytestmark = pytest.mark.mlflow_server

@@ -14,17 +14,19 @@ from sklearn.linear_model import LogisticRegression
 from lakehouse_assets.layers.features import FEATURE_COLUMNS
 from lakehouse_assets.model.mlflow_errors import mlflow_errors
 from lakehouse_assets.model.mlflow_resource import MlflowTracking
-from lakehouse_assets_tests.conftest import error_check_results, failure_messages, run_graph
+from lakehouse_assets_tests.helpers import (
+    champion_predicts,
+    client_for,
+    error_check_results,
+    failure_messages,
+    run_graph,
+    running_runs,
+    step_starts,
+)
 from lakehouse_assets_tests.mlflow_servers import (
     always_404_server,
     flaky_proxy,
     model_server,
-)
-from lakehouse_assets_tests.model_helpers import (
-    champion_predicts,
-    client_for,
-    running_runs,
-    step_starts,
 )
 
 pytestmark = pytest.mark.mlflow_server

@@ -13,7 +13,7 @@ from mlflow.entities import Param
 
 from lakehouse_assets import load_champion
 from lakehouse_assets.model.signing import SIGNATURE_TAG, sign
-from lakehouse_assets_tests.conftest import failure_messages, run_graph
+from lakehouse_assets_tests.helpers import failure_messages, run_graph
 
 KEY = "test-signing-key-0123456789"
 MODEL = "customer_churn"

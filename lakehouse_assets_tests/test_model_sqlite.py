@@ -2,24 +2,26 @@
 
 import dagster as dg
 
-from lakehouse_assets_tests.conftest import error_check_results, failure_messages, run_graph
-from lakehouse_assets_tests.model_helpers import (
+from lakehouse_assets.model.evaluation import EvaluationConfig
+from lakehouse_assets.model.training import ChurnModelConfig
+from lakehouse_assets_tests.helpers import (
     MODEL,
     champion_predicts,
     client_for,
+    error_check_results,
+    failure_messages,
+    run_graph,
     running_runs,
     step_starts,
 )
 
-WORSE_MODEL = {
-    "ops": {
-        "churn_model": {
-            "config": {"model_type": "random_forest", "max_depth": 1, "n_estimators": 3}
-        },
+WORSE_MODEL = dg.RunConfig(
+    ops={
+        "churn_model": ChurnModelConfig(model_type="random_forest", max_depth=1, n_estimators=3),
         # A stump forest need not beat the recency rule; this test is about the champion.
-        "churn_model_evaluation": {"config": {"recency_roc_auc_margin": -1.0}},
+        "churn_model_evaluation": EvaluationConfig(recency_roc_auc_margin=-1.0),
     }
-}
+)
 
 
 def test_default_store_registers_a_champion_that_predicts(lakehouse_home, instance):

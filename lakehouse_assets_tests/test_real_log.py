@@ -7,10 +7,15 @@ from pathlib import Path
 import pytest
 
 from lakehouse_assets.model.drift import SCORING_FEATURES_DRIFT
-from lakehouse_assets_tests.conftest import check_results, failure_messages, run_graph, scalar
-from lakehouse_assets_tests.model_helpers import champion_predicts, running_runs
-
-NO_SEED = {"ops": {"raw_transactions": {"config": {"seed_sample_if_empty": False}}}}
+from lakehouse_assets_tests.helpers import (
+    NO_SEED,
+    champion_predicts,
+    check_results,
+    failure_messages,
+    run_graph,
+    running_runs,
+    scalar,
+)
 
 
 def write_cdnow_csv(path: Path) -> int:

@@ -20,8 +20,7 @@ from lakehouse_assets.sensors import (
 )
 from lakehouse_assets.settings import SENSOR_INTERVAL_ENV as INTERVAL_ENV
 from lakehouse_assets.settings import sensor_interval_seconds
-from lakehouse_assets_tests.conftest import ASSET_NAMES
-from lakehouse_assets_tests.model_helpers import client_for
+from lakehouse_assets_tests.helpers import ASSET_NAMES, client_for
 
 CSV = "transaction_id,customer_id,event_time,amount\nt1,c1,2025-01-01,10.5\nt2,c2,2025-01-02,3\n"
 FAILURE_MESSAGE = "the landing file lacks required column(s) amount"

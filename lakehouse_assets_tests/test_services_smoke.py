@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import socket
 import sys
@@ -11,14 +10,16 @@ from pathlib import Path
 import pytest
 
 from lakehouse_assets_tests import services
-from lakehouse_assets_tests.services import (
-    ServiceStartError,
+from lakehouse_assets_tests.processes import (
+    ServerStartError,
     free_port,
-    http_answers,
+    http_status,
+    server_process,
+)
+from lakehouse_assets_tests.services import (
     postgres_server,
     redis_server,
     s3_server,
-    server_process,
 )
 
 pytestmark = pytest.mark.services
@@ -52,13 +53,13 @@ def test_postgres_restart_keeps_data(tmp_path):
 
 
 def test_s3_put_get(tmp_path):
-    with s3_server(tmp_path) as s3:
+    with s3_server() as s3:
         s3.create_bucket("smoke-bucket")
         client = s3.client()
         client.put_object(Bucket="smoke-bucket", Key="a/b.txt", Body=b"hello")
         body = client.get_object(Bucket="smoke-bucket", Key="a/b.txt")["Body"].read()
         assert body == b"hello"
-    assert not http_answers(s3.endpoint_url)
+    assert http_status(s3.endpoint_url) is None
 
 
 def test_redis_set_get(tmp_path):
@@ -77,7 +78,7 @@ def test_start_failure_reports_log_tail(tmp_path, monkeypatch):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         monkeypatch.setattr(services, "free_port", lambda: busy.getsockname()[1])
-        with pytest.raises(ServiceStartError, match="(?s)redis exited.*in use"):
+        with pytest.raises(ServerStartError, match="(?s)redis exited.*in use"):
             with redis_server(tmp_path, timeout=10):
                 pass
 
@@ -111,7 +112,7 @@ def test_dagster_instance_on_postgres_survives_restart(tmp_path, monkeypatch):
 def test_mlflow_server_stores_artifacts_in_s3(tmp_path):
     import mlflow
 
-    with postgres_server(tmp_path / "pg") as pg, s3_server(tmp_path) as s3:
+    with postgres_server(tmp_path / "pg") as pg, s3_server() as s3:
         pg.create_database("mlflow")
         s3.create_bucket("mlflow")
         port = free_port()
@@ -120,7 +121,7 @@ def test_mlflow_server_stores_artifacts_in_s3(tmp_path):
                "--artifacts-destination", "s3://mlflow/artifacts",
                "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
         env = {**os.environ, **s3.env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        ready = functools.partial(http_answers, f"http://127.0.0.1:{port}/health")
+        ready = lambda: http_status(f"http://127.0.0.1:{port}/health") is not None  # noqa: E731
         log = tmp_path / "mlflow.log"
         with server_process("mlflow", cmd, log, ready, timeout=120, env=env, cwd=tmp_path):
             client = mlflow.MlflowClient(tracking_uri=f"http://127.0.0.1:{port}")
