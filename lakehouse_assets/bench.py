@@ -503,7 +503,7 @@ def report(results: dict[int, Figures], host: dict) -> str:
         ["asset checks (s)", *(_seconds(_check_seconds(results[n].steps)) for n in sizes)],
         ["wall, process start included (s)", *(f"{results[n].wall_seconds:.1f}" for n in sizes)],
         ["scoring_features + churn_scores / wall",
-         *(f"{results[n].scoring_share:.1%}" for n in sizes)],
+         *("-" if results[n].error else f"{results[n].scoring_share:.1%}" for n in sizes)],
         ["CPU time, user + system (s)", *(f"{results[n].cpu_seconds:.1f}" for n in sizes)],
         ["transactions per second", *(f"{results[n].transactions_per_second:,.0f}" for n in sizes)],
         ["peak RSS (MB)", *(f"{results[n].peak_rss_mb:,.0f}" for n in sizes)],
@@ -520,7 +520,7 @@ def report(results: dict[int, Figures], host: dict) -> str:
         ["least table-per-layer graph / floor",
          *(f"{results[n].skeleton_ratio:.1f}x" for n in sizes)],
         ["ROC AUC (held-out)", *(_auc(results[n].roc_auc) for n in sizes)],
-        ["training rows", *(f"{results[n].train_rows or 0:,}" for n in sizes)],
+        ["training rows", *(_count(results[n].train_rows) for n in sizes)],
         ["sample command (s)", *(f"{results[n].sample_seconds:.1f}" for n in sizes)],
         ["load average before / after", *(_load(results[n]) for n in sizes)],
     ]  # fmt: skip
@@ -587,6 +587,10 @@ def _check_seconds(steps: dict[str, float]) -> float:
 
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
 
 
 def _auc(value: float | None) -> str:
