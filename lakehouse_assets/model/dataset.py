@@ -44,35 +44,72 @@ def feature_frame(columns) -> pd.DataFrame:
     return pd.DataFrame({c: np.asarray(columns[c]) for c in FEATURE_COLUMNS})
 
 
-def load_split(
-    duckdb: LakehouseDuckDB, test_size: float, seed: int, max_train_rows: int = 0
-) -> Split:
-    """Features ordered by customer, split by a seeded hash of `customer_id`; `max_train_rows` > 0
-    trains on a stratified, seeded subsample of the training side."""
-    from sklearn.model_selection import train_test_split
+SPLIT = "split_customers"
+# Every customer's side, and whether it is in the training sample: at most $max_rows of the
+# training side (0 = all), drawn per label class in proportion to its size (stratified) by a
+# second seeded hash. Computed in DuckDB, so only the rows a step needs reach Python.
+SPLIT_SQL = f"""
+CREATE OR REPLACE TEMP TABLE {SPLIT} AS
+WITH sides AS (
+    SELECT customer_id, {LABEL},
+        md5_number_lower(customer_id || '/' || $seed) % {HASH_BUCKETS} < $cut AS in_test,
+        md5_number_lower(customer_id || '/sample/' || $seed) AS draw
+    FROM {CUSTOMER_FEATURES}
+),
+ranked AS (
+    SELECT *,
+        row_number() OVER (PARTITION BY in_test, {LABEL} ORDER BY draw, customer_id) AS rank,
+        count(*) OVER (PARTITION BY in_test, {LABEL}) AS class_rows,
+        count(*) OVER (PARTITION BY in_test) AS side_rows
+    FROM sides
+)
+SELECT customer_id, {LABEL}, in_test,
+    in_test OR $max_rows = 0 OR side_rows <= $max_rows OR rank <= CASE
+        WHEN {LABEL} = 1 THEN round($max_rows * class_rows / side_rows)
+        ELSE $max_rows - round($max_rows * (side_rows - class_rows) / side_rows)  -- sums to max
+    END AS in_sample
+FROM ranked
+"""
 
+
+def load_split(
+    duckdb: LakehouseDuckDB,
+    test_size: float,
+    seed: int,
+    max_train_rows: int = 0,
+    features: tuple[str, ...] = ("train", "test"),
+) -> Split:
+    """Customers split by a seeded hash of `customer_id`; `max_train_rows` > 0 keeps a
+    stratified, seeded sample of that many training rows. Labels of both sides are read; the
+    features only of the sides named in `features` (an empty frame for the others)."""
     with duckdb.get_connection() as conn:
-        arrays = conn.execute(
-            f"SELECT {', '.join(FEATURE_COLUMNS)}, {LABEL}, "
-            f"md5_number_lower(customer_id || '/' || $seed) % {HASH_BUCKETS} < $cut AS in_test "
-            f"FROM {CUSTOMER_FEATURES} ORDER BY customer_id",
-            {"seed": str(seed), "cut": round(test_size * HASH_BUCKETS)},
-        ).fetchnumpy()
-    x = feature_frame(arrays)
-    y = arrays[LABEL].astype("int64")
-    in_test = arrays["in_test"].astype(bool)
-    x_train, x_test = x[~in_test].reset_index(drop=True), x[in_test].reset_index(drop=True)
-    y_train, y_test = y[~in_test], y[in_test]
+        conn.execute(
+            SPLIT_SQL,
+            {"seed": str(seed), "cut": round(test_size * HASH_BUCKETS), "max_rows": max_train_rows},
+        )
+        sides = {}
+        for side, in_test in (("train", False), ("test", True)):
+            columns = [*FEATURE_COLUMNS, LABEL] if side in features else [LABEL]
+            arrays = conn.execute(
+                f"SELECT {', '.join(f'f.{c}' for c in columns)} FROM {SPLIT} s "
+                f"JOIN {CUSTOMER_FEATURES} f USING (customer_id) "
+                "WHERE s.in_test = $in_test AND s.in_sample ORDER BY customer_id",
+                {"in_test": in_test},
+            ).fetchnumpy()
+            x = feature_frame(arrays) if side in features else feature_frame(_no_rows())
+            sides[side] = (x, arrays[LABEL].astype("int64"))
+        conn.execute(f"DROP TABLE {SPLIT}")
+    (x_train, y_train), (x_test, y_test) = sides["train"], sides["test"]
     for side, labels in (("training", y_train), ("test", y_test)):
         if len(np.unique(labels)) < 2:
             raise dg.Failure(
-                f"The {side} split of {CUSTOMER_FEATURES} ({len(labels)} customers) holds fewer than two label "
-                "classes; a classifier cannot be trained or scored. More customers are needed.",
+                f"The {side} split of {CUSTOMER_FEATURES} ({len(labels)} customers) holds fewer "
+                "than two label classes; a classifier cannot be trained or scored. More customers "
+                "are needed.",
                 allow_retries=False,
             )
-    if 0 < max_train_rows < len(y_train):
-        keep, _ = train_test_split(
-            np.arange(len(y_train)), train_size=max_train_rows, stratify=y_train, random_state=seed
-        )
-        x_train, y_train = x_train.iloc[keep].reset_index(drop=True), y_train[keep]
     return Split(x_train, x_test, y_train, y_test)
+
+
+def _no_rows() -> dict[str, np.ndarray]:
+    return {c: np.empty(0) for c in FEATURE_COLUMNS}

@@ -80,6 +80,7 @@ def churn_model_evaluation(
             float(params["test_size"]),
             int(params["random_state"]),
             int(params["max_train_rows"]),
+            features=("test",),  # the training side's labels only, for the majority baseline
         )
         payload = mlflow.download_model_pickle(client, run_id, Path(tmp))
         model = pickles.load_verified(

@@ -93,7 +93,9 @@ def churn_model(
         identical = _identical_version(mlflow, client, key)
         if identical is not None:
             return _reused(context, mlflow, client, identical)
-        split = load_split(duckdb, config.test_size, config.random_state, config.max_train_rows)
+        split = load_split(
+            duckdb, config.test_size, config.random_state, config.max_train_rows, ("train",)
+        )
         context.log.info(
             f"Training {config.model_type} on {len(split.y_train):,} rows, testing on {len(split.y_test):,}"
         )
@@ -109,7 +111,7 @@ def churn_model(
         }
         with mlflow.run_for(context) as run, tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / MODEL_ARTIFACT_DIR
-            sha256 = save_model_folder(model, split.x_test, folder)
+            sha256 = save_model_folder(model, split.x_train, folder)
             with mlflow.errors(f"log params, metrics and tags to run {run.run_id}"):
                 from mlflow.entities import Param, RunTag
 
