@@ -31,10 +31,10 @@ def local_resources() -> dict:
 def prod_resources() -> dict:
     """Required environment variables, no local fallbacks."""
     return {
-        "duckdb": LakehouseDuckDB(database=dg.EnvVar("LAKEHOUSE_DUCKDB_PATH")),
-        "landing": LandingZone(path=dg.EnvVar("LAKEHOUSE_LANDING_DIR")),
+        "duckdb": LakehouseDuckDB(database=dg.EnvVar(settings.DUCKDB_ENV)),
+        "landing": LandingZone(path=dg.EnvVar(settings.LANDING_ENV)),
         "mlflow": MlflowTracking(
-            tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI"), require_signed_models=True
+            tracking_uri=dg.EnvVar(settings.TRACKING_URI_ENV), require_signed_models=True
         ),
     }
 

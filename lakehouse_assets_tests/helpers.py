@@ -32,6 +32,15 @@ ASSET_NAMES = (
     "churn_scores",
 )
 MODEL = "customer_churn"
+# The pictures the evaluation must show (issue 11), by name.
+PLOTS = (
+    "roc",
+    "precision_recall",
+    "cumulative_gains",
+    "calibration",
+    "feature_importance",
+    "probability_histogram",
+)
 NO_SEED = dg.RunConfig(ops={"raw_transactions": RawConfig(seed_sample_if_empty=False)})
 
 

@@ -26,7 +26,7 @@ from lakehouse_assets_tests.dagster_dev import (
     dagster_dev,
     wait_until_sensor_idle,
 )
-from lakehouse_assets_tests.helpers import ASSET_NAMES
+from lakehouse_assets_tests.helpers import ASSET_NAMES, PLOTS
 from lakehouse_assets_tests.processes import REPO_ROOT, server_process
 
 pytestmark = pytest.mark.browser
@@ -50,14 +50,6 @@ RENDER_TIMEOUT = 120.0
 RUN_TIMEOUT = 300.0
 VIEWPORT = {"width": 3600, "height": 1200}
 PAGE_VIEWPORT = {"width": 1600, "height": 1200}
-PLOTS = (
-    "roc",
-    "precision_recall",
-    "cumulative_gains",
-    "calibration",
-    "feature_importance",
-    "probability_histogram",
-)
 
 
 def chromium_path() -> str:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from lakehouse_assets_tests.processes import REPO_ROOT
+
 WORKFLOW = REPO_ROOT / ".github" / "workflows" / "ci.yml"
 ACTIONLINT = Path(sys.executable).parent / "actionlint"
 

@@ -8,22 +8,12 @@ import sys
 from pathlib import Path
 
 from lakehouse_assets import defs
+from lakehouse_assets_tests.helpers import ASSET_NAMES
+from lakehouse_assets_tests.processes import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DG = Path(sys.executable).parent / "dg"
 
-ASSETS = {
-    "raw_transactions",
-    "bronze_transactions",
-    "silver_transactions",
-    "gold_customer_summary",
-    "customer_features",
-    "scoring_features",
-    "churn_model",
-    "churn_model_evaluation",
-    "registered_churn_model",
-    "churn_scores",
-}
+ASSETS = set(ASSET_NAMES)
 
 
 def run_dg(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:

@@ -19,19 +19,11 @@ from lakehouse_assets.model.metrics import (
     top_share_capture,
 )
 from lakehouse_assets.model.plots import PLOT_DIR
-from lakehouse_assets_tests.helpers import client_for, failure_messages, run_graph
+from lakehouse_assets_tests.helpers import PLOTS, client_for, failure_messages, run_graph
 
 Y = np.array([0, 0, 1, 1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 1, 0, 1, 0, 1, 1, 1])
 P = np.array([0.05, 0.12, 0.33, 0.81, 0.47, 0.66, 0.92, 0.21, 0.58, 0.73,
               0.38, 0.49, 0.97, 0.62, 0.15, 0.88, 0.54, 0.27, 0.71, 0.84])  # fmt: skip
-PLOTS = (
-    "roc",
-    "precision_recall",
-    "cumulative_gains",
-    "calibration",
-    "feature_importance",
-    "probability_histogram",
-)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_BUDGET = 60_000
 

@@ -64,3 +64,26 @@ def test_a_million_transactions_flow_through_every_layer(lakehouse_home, instanc
     assert evaluation["roc_auc"].value > 0.85
     registered = result.asset_materializations_for_node("registered_churn_model")[0].metadata
     assert registered["version"].value == "1" and registered["champion"].value is True
+
+    # One refresh: a day's file lands; silver appends it and gold recomputes its customers only.
+    day = "".join(f"day2-{i},C{i:08d},2025-12-31T12:00:00Z,{10 + i % 7}.5\n" for i in range(1_000))
+    (lakehouse_home / "landing" / "day2.csv").write_text(
+        "transaction_id,customer_id,event_time,amount\n" + day
+    )
+    refresh = run_graph(instance)
+    assert refresh.success, failure_messages(refresh)
+    checks = check_results(refresh)
+    checks.pop(SCORING_FEATURES_DRIFT)
+    assert all(checks.values()), checks
+    silver_meta = refresh.asset_materializations_for_node("silver_transactions")[0].metadata
+    gold_meta = refresh.asset_materializations_for_node("gold_customer_summary")[0].metadata
+    assert silver_meta["refresh"].value == "append" and gold_meta["refresh"].value == "append"
+    assert gold_meta["customers_recomputed"].value == 1_000
+    assert query(lakehouse_home, "SELECT count(*) FROM silver.transactions")[0][0] == silver + 1_000
+    assert query(lakehouse_home, "SELECT count(*) FROM gold.churn_scores")[0][0] == features_scored(
+        lakehouse_home
+    )
+
+
+def features_scored(home) -> int:
+    return query(home, "SELECT count(*) FROM gold.scoring_features")[0][0]

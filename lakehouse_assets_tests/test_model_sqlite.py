@@ -2,8 +2,10 @@
 
 import dagster as dg
 
+from lakehouse_assets.model.dataset import load_split
 from lakehouse_assets.model.evaluation import EvaluationConfig
 from lakehouse_assets.model.training import ChurnModelConfig
+from lakehouse_assets.resources import LakehouseDuckDB
 from lakehouse_assets_tests.helpers import (
     MODEL,
     champion_predicts,
@@ -78,3 +80,24 @@ def test_a_tampered_pickle_is_refused_once_and_never_registered(lakehouse_home, 
     assert step_starts(result, "churn_model_evaluation") == 1
     assert client_for(f"sqlite:///{lakehouse_home / 'mlflow.db'}").search_registered_models() == []
     assert running_runs(f"sqlite:///{lakehouse_home / 'mlflow.db'}") == []
+
+
+def test_the_training_sample_is_stratified_exact_and_leaves_the_test_side_alone(
+    lakehouse_home, instance
+):
+    assert run_graph(instance, "*customer_features").success
+    duckdb = LakehouseDuckDB()
+    full = load_split(duckdb, 0.2, 42)
+    capped = load_split(duckdb, 0.2, 42, max_train_rows=100)
+    assert len(full.y_train) > 700 and len(capped.y_train) == 100 == len(capped.x_train)
+    # Stratified: the churn share of the sample is the training side's, to one customer.
+    assert abs(capped.y_train.sum() - 100 * full.y_train.mean()) <= 1
+    # The test side is the same customers, whatever the cap.
+    assert capped.y_test.tolist() == full.y_test.tolist()
+    assert capped.x_test.equals(full.x_test)
+    # Seeded: the same sample again; another seed, another sample.
+    assert load_split(duckdb, 0.2, 42, max_train_rows=100).x_train.equals(capped.x_train)
+    assert not load_split(duckdb, 0.2, 7, max_train_rows=100).x_train.equals(capped.x_train)
+    # Only the features a step asks for are read.
+    test_only = load_split(duckdb, 0.2, 42, max_train_rows=100, features=("test",))
+    assert test_only.x_train.empty and test_only.y_train.tolist() == capped.y_train.tolist()

@@ -6,7 +6,7 @@ import dagster as dg
 
 from lakehouse_assets.layers import watermark
 from lakehouse_assets.layers.silver import silver_transactions
-from lakehouse_assets.metadata import log_progress, table_metadata
+from lakehouse_assets.metadata import log_progress, table_exists, table_metadata
 from lakehouse_assets.resources import LakehouseDuckDB, transaction
 from lakehouse_assets.tables import (
     GOLD_SUMMARY,
@@ -120,7 +120,7 @@ def _plan(conn, full_refresh: bool):
     seen = conn.execute(
         f"SELECT silver_load_id, silver_loaded_at FROM {GOLD_SUMMARY_WATERMARK}"
     ).fetchall()
-    if not seen or not watermark.table_exists(conn, GOLD_SUMMARY):
+    if not seen or not table_exists(conn, GOLD_SUMMARY):
         return watermark.FULL, f"{GOLD_SUMMARY} has not been built yet", None, latest
     by_key = {(load[0], load[1]): i for i, load in enumerate(loads)}
     if seen[0] not in by_key:

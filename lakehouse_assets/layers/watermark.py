@@ -19,6 +19,7 @@ from datetime import datetime
 
 import duckdb
 
+from lakehouse_assets.metadata import table_exists
 from lakehouse_assets.tables import (
     BRONZE_FILES,
     BRONZE_TRANSACTIONS,
@@ -53,17 +54,6 @@ def create_tables(conn: duckdb.DuckDBPyConnection) -> None:
         f"CREATE TABLE IF NOT EXISTS {SILVER_LOADS} (load_id BIGINT, loaded_at TIMESTAMP, "
         "mode VARCHAR, reason VARCHAR, bronze_rows BIGINT, silver_rows BIGINT, "
         "rejected_rows BIGINT, ingested_through TIMESTAMP)"
-    )
-
-
-def table_exists(conn: duckdb.DuckDBPyConnection, qualified: str) -> bool:
-    schema, name = qualified.split(".")
-    return bool(
-        conn.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = $s AND table_name = $t "
-            "AND database_name = current_database()",
-            {"s": schema, "t": name},
-        ).fetchone()[0]
     )
 
 

@@ -45,6 +45,7 @@ def feature_frame(columns) -> pd.DataFrame:
 
 
 SPLIT = "split_customers"
+SPLIT_METHOD = "md5-side/md5-stratified-sample"  # part of churn_model's training key
 # Every customer's side, and whether it is in the training sample: at most $max_rows of the
 # training side (0 = all), drawn per label class in proportion to its size (stratified) by a
 # second seeded hash. Computed in DuckDB, so only the rows a step needs reach Python.

@@ -9,11 +9,6 @@ import dagster as dg
 from lakehouse_assets.model import signing
 
 
-def dump(model) -> tuple[bytes, str]:
-    payload = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
-    return payload, hashlib.sha256(payload).hexdigest()
-
-
 def load_verified(
     payload: bytes, expected_sha256: str | None, source: str, *, run_id: str, signature: str | None
 ):

@@ -13,7 +13,7 @@ from lakehouse_assets import settings
 from lakehouse_assets.layers.features import FEATURE_COLUMNS, customer_features
 from lakehouse_assets.metadata import log_progress
 from lakehouse_assets.model import signing
-from lakehouse_assets.model.dataset import features_fingerprint, load_split
+from lakehouse_assets.model.dataset import SPLIT_METHOD, features_fingerprint, load_split
 from lakehouse_assets.model.estimators import logistic_regression
 from lakehouse_assets.model.mlflow_errors import retry_only_transient
 from lakehouse_assets.model.mlflow_model import MODEL_FILE, save_model_folder
@@ -161,6 +161,7 @@ def training_key(fingerprint: str, config: ChurnModelConfig) -> str:
         "config": config.model_dump(),
         "features": FEATURE_COLUMNS,
         "scikit_learn": sklearn.__version__,
+        "split": SPLIT_METHOD,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
