@@ -1,4 +1,4 @@
-"""Incremental silver and gold equal a full rebuild, row for row, after every landing."""
+"""Incremental silver, gold and features equal a full rebuild, row for row, after every landing."""
 
 import shutil
 import time
@@ -7,10 +7,13 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from lakehouse_assets.layers.features import FeaturesConfig, ScoringFeaturesConfig
 from lakehouse_assets.layers.gold import GoldConfig
 from lakehouse_assets.layers.silver import SilverConfig
+from lakehouse_assets.model.drift import SCORING_FEATURES_DRIFT
 from lakehouse_assets.resources import LakehouseDuckDB, LandingZone
 from lakehouse_assets.sample import write_sample
 from lakehouse_assets.tables import BRONZE_TRANSACTIONS as BRONZE
@@ -38,11 +41,13 @@ TABLES = ("silver.transactions", "silver.rejected_transactions", "gold.customer_
 FLOAT_SUMS = ("total_amount", "avg_amount")
 
 
-def gold_mismatches_sql(columns: list[str], mine: str, theirs: str) -> str:
+def gold_mismatches_sql(
+    columns: list[str], mine: str, theirs: str, float_sums: tuple[str, ...] = FLOAT_SUMS
+) -> str:
     """Count customers in only one gold table, or whose rows differ."""
     differ = [
         f"abs(a.{c} - b.{c}) > 1e-9 * greatest(1, abs(a.{c}))"
-        if c in FLOAT_SUMS
+        if c in float_sums
         else f"a.{c} IS DISTINCT FROM b.{c}"
         for c in columns
     ]
@@ -286,3 +291,85 @@ def test_full_refresh_config_and_unsafe_states_rebuild(lakehouse_home, instance,
     assert silver["refresh"].value == "full"
     assert "c.csv were ingested at or before" in silver["refresh_reason"].value
     assert_equals_full_refresh(lakehouse_home, instance, tmp_path / "full_clock")
+
+
+UP_TO_FEATURES = UP_TO_GOLD | dg.AssetSelection.assets("customer_features", "scoring_features")
+FEATURES_FULL_REFRESH = dg.RunConfig(
+    ops={
+        "customer_features": FeaturesConfig(full_refresh=True),
+        "scoring_features": ScoringFeaturesConfig(full_refresh=True),
+    }
+)
+FEATURE_TABLES = ("gold.customer_features", "gold.scoring_features")
+
+
+def feature_refreshes(instance, run_config=NO_SEED, resources=None) -> dict[str, tuple]:
+    """Materialize up to both feature tables (every check must pass); each feature table's
+    (refresh mode, customers recomputed, rows)."""
+    result = run_graph(instance, UP_TO_FEATURES, run_config, resources)
+    assert result.success, failure_messages(result)
+    blocking = {k: v for k, v in check_results(result).items() if k != SCORING_FEATURES_DRIFT}
+    assert all(blocking.values()), blocking  # the drift check only warns
+    found = {}
+    for node in ("customer_features", "scoring_features"):
+        metadata = result.asset_materializations_for_node(node)[0].metadata
+        found[node] = tuple(
+            metadata[key].value for key in ("refresh", "customers_recomputed", "dagster/row_count")
+        )
+    return found
+
+
+def assert_features_equal_full_refresh(home: Path, instance, copy_dir: Path) -> None:
+    """Both feature tables, recomputed for every customer on a copy, are the same; doubles
+    within a relative 1e-9 (sums depend on the order DuckDB adds them in)."""
+    copy_dir.mkdir(parents=True)
+    copy = copy_dir / "lakehouse.duckdb"
+    shutil.copy(home / "lakehouse.duckdb", copy)
+    result = run_graph(
+        instance,
+        dg.AssetSelection.assets("customer_features", "scoring_features"),
+        FEATURES_FULL_REFRESH,
+        {"duckdb": LakehouseDuckDB(database=str(copy))},
+    )
+    assert result.success, failure_messages(result)
+    with duckdb.connect(str(home / "lakehouse.duckdb"), read_only=True) as conn:
+        conn.execute("ATTACH $path AS theirs (READ_ONLY)", {"path": str(copy)})
+        for table in FEATURE_TABLES:
+            types = dict(conn.execute(f"SELECT column_name, column_type FROM (DESCRIBE {table})").fetchall())  # fmt: skip
+            doubles = tuple(c for c, t in types.items() if t == "DOUBLE")
+            sql = gold_mismatches_sql(list(types), table, f"theirs.{table}", doubles)
+            assert conn.execute(sql).fetchone()[0] == 0, table
+
+
+def test_features_follow_the_moving_cutoff_like_a_full_rebuild(lakehouse_home, instance, tmp_path):
+    """The sample lands in files by event time, so each file moves both cutoffs (and their
+    windows and label horizon): by 16 days, when most customers change and all are recomputed,
+    then by 2 days, when only some are. Then a file of late purchases, then a replaced file.
+    After each, both feature tables equal a full rebuild."""
+    sample = pq.read_table(write_sample(tmp_path / "sample", 10_000, 1_000))
+    landing = lakehouse_home / "landing"
+    landing.mkdir(parents=True)
+    times = sample.column("event_time")
+    bounds = ["", "2025-12-10", "2025-12-26", "2025-12-28", "2025-12-30", "3"]
+    modes = ["full", "full", "incremental", "incremental", "incremental"]
+    for part, (start, stop) in enumerate(zip(bounds, bounds[1:], strict=False)):
+        rows = pc.and_(pc.greater_equal(times, start), pc.less(times, stop))
+        pq.write_table(sample.filter(rows), landing / f"part_{part}.parquet")
+        refreshed = feature_refreshes(instance)
+        for mode, recomputed, customers in refreshed.values():
+            assert mode == modes[part]
+            assert recomputed == customers if mode == "full" else 0 < recomputed < customers / 2
+        assert_features_equal_full_refresh(lakehouse_home, instance, tmp_path / f"full{part}")
+
+    # Late purchases: new customers and existing ones, long before the cutoffs.
+    write_csv(landing / "late.csv", ["late1,c-late,2025-03-01T10:00:00,5,1",
+                                     "late2,C00000001,2025-06-01T10:00:00,7,2"])  # fmt: skip
+    refreshed = feature_refreshes(instance)
+    assert {mode for mode, *_ in refreshed.values()} == {"incremental"}
+    assert_features_equal_full_refresh(lakehouse_home, instance, tmp_path / "full_late")
+    assert feature_refreshes(instance)["scoring_features"][0] == "unchanged"
+
+    # A replaced file: silver rebuilds, so do the features.
+    write_csv(landing / "late.csv", ["late1,c-late,2025-03-01T10:00:00,5,1"])
+    assert {mode for mode, *_ in feature_refreshes(instance).values()} == {"full"}
+    assert_features_equal_full_refresh(lakehouse_home, instance, tmp_path / "full_replaced")

@@ -1,11 +1,30 @@
-"""Features: per-customer inputs for the churn model, computed only from data up to a cutoff."""
+"""Features: per-customer inputs for the churn model, computed only from data up to a cutoff.
+
+The cutoff moves with the data, yet a refresh reads silver only for the customers whose features
+can have changed otherwise: those with new silver rows, or with a purchase near an edge that the
+cutoff's move shifted (the cutoff itself, the 30/90/180-day windows, the label's horizon). Every
+other customer keeps their stored columns, and the features that are a function of the cutoff
+itself (`AT_CUTOFF`) are recomputed from them for all.
+"""
+
+import hashlib
+import time
+from datetime import datetime
 
 import dagster as dg
 
+from lakehouse_assets.layers import watermark
 from lakehouse_assets.layers.gold import gold_customer_summary
 from lakehouse_assets.layers.silver import silver_transactions
-from lakehouse_assets.resources import LakehouseDuckDB, rebuild_table
-from lakehouse_assets.tables import CUSTOMER_FEATURES, SCORING_FEATURES, SILVER_TRANSACTIONS
+from lakehouse_assets.metadata import log_progress, table_metadata
+from lakehouse_assets.resources import LakehouseDuckDB, transaction
+from lakehouse_assets.tables import (
+    CUSTOMER_FEATURES,
+    CUSTOMER_FEATURES_WATERMARK,
+    SCORING_FEATURES,
+    SCORING_FEATURES_WATERMARK,
+    SILVER_TRANSACTIONS,
+)
 
 LABEL = "churned"
 FEATURE_COLUMNS = (
@@ -20,49 +39,61 @@ FEATURE_COLUMNS = (
     "txn_share_90d", "txn_share_180d", "amount_share_90d", "amount_share_180d",
 )  # fmt: skip
 
-# The spread of each customer's gaps between purchases up to $cutoff, staged in a temporary
-# table first: it needs the purchases in order (a window), and in one statement with the other
-# aggregates DuckDB ran out of memory at 100M transactions with the derived 1.5 GiB limit; alone,
-# it spilled and took 54 s there.
+WINDOW_DAYS = (30, 90, 180)  # the activity windows before the cutoff, as FRESH_SQL counts them
+# Stored beside the features, so that a later cutoff can be applied without reading silver.
+PURCHASE_SPAN = ("first_purchase_at", "last_purchase_at")
+
+_RECENCY = "date_diff('second', last_purchase_at, $cutoff) / 86400.0"
+_TENURE = "date_diff('second', first_purchase_at, $cutoff) / 86400.0"
+# The features that are a function of the cutoff itself, from the stored columns. The ratios are
+# the customer's own rhythm: recency in units of their mean and longest gap; with one purchase
+# there is no gap yet, and the tenure stands in (1 once tenure >= 1 day).
+AT_CUTOFF = {
+    "recency_days": _RECENCY,
+    "tenure_days": _TENURE,
+    "purchases_per_30d": f"frequency * 30.0 / greatest({_TENURE}, 1)",
+    "recency_to_mean_gap": f"{_RECENCY} / "
+    f"greatest(CASE WHEN frequency > 1 THEN mean_gap_days ELSE {_TENURE} END, 1)",
+    "recency_to_max_gap": f"{_RECENCY} / "
+    f"greatest(CASE WHEN frequency > 1 THEN max_gap_days ELSE {_TENURE} END, 1)",
+}
+STORED_COLUMNS = (*(c for c in FEATURE_COLUMNS if c not in AT_CUTOFF), *PURCHASE_SPAN)
+
+# `{silver}` is silver.transactions, or in a refresh the rows of the customers to recompute.
+# The gaps between each customer's purchases, in order (a window), staged in a temporary table
+# first: in one statement with the other aggregates DuckDB ran out of memory at 100M
+# transactions with the derived 1.5 GiB limit. The last gap is 0 when the latest purchases tie.
 GAPS = "purchase_gaps"
 GAPS_SQL = f"""
 CREATE OR REPLACE TEMP TABLE {GAPS} AS
 SELECT customer_id,
     coalesce(max(gap_days), 0) AS max_gap_days,
-    coalesce(stddev_samp(gap_days), 0) AS gap_std_days
+    coalesce(stddev_samp(gap_days), 0) AS gap_std_days,
+    coalesce(max(gap_days) FILTER (WHERE is_latest), 0) AS last_gap_days
 FROM (
-    SELECT customer_id,  -- the gap to the customer's previous purchase (NULL for the first)
-        lead(age_days) OVER (PARTITION BY customer_id ORDER BY age_days) - age_days AS gap_days
-    FROM (
-        SELECT customer_id, date_diff('second', event_time, $cutoff) / 86400.0 AS age_days
-        FROM {SILVER_TRANSACTIONS}
-        WHERE event_time <= $cutoff
-    )
+    SELECT customer_id,  -- the gap to the previous purchase, NULL for the first
+        date_diff('second', lag(event_time) OVER w, event_time) / 86400.0 AS gap_days,
+        lead(event_time) OVER w IS NULL AS is_latest
+    FROM {{silver}}
+    WHERE event_time <= $cutoff
+    WINDOW w AS (PARTITION BY customer_id ORDER BY event_time)
 )
 GROUP BY customer_id
 """
 
-# The one definition of the features: every customer with a purchase at or before $cutoff, from
-# those purchases only. Training (`gold.customer_features`, with a label) and scoring
-# (`gold.scoring_features`, at the latest event) both select from it, so they cannot drift apart.
-FEATURES_AT_CUTOFF_SQL = f"""
--- purchases is read twice. NOT MATERIALIZED keeps each read a plain scan, so the sums of amounts
--- add rows in the same order as before: on the sample, equal data give equal features, which
--- churn_model's fingerprint needs to skip retraining (a materialized CTE is read in any order).
-WITH purchases AS NOT MATERIALIZED (
-    SELECT customer_id, amount, coalesce(quantity, 1) AS quantity,
-        date_diff('second', event_time, $cutoff) / 86400.0 AS age_days
-    FROM {SILVER_TRANSACTIONS}
-    WHERE event_time <= $cutoff
-),
-latest AS (SELECT customer_id, min(age_days) AS latest_age FROM purchases GROUP BY customer_id),
-per_customer AS (
+# The one definition of the stored columns: every customer with a purchase at or before $cutoff,
+# from those purchases only. Training (`gold.customer_features`, with a label) and scoring
+# (`gold.scoring_features`, at the latest event) both use it, so they cannot drift apart.
+FRESH = "features_fresh"
+FRESH_SQL = f"""
+CREATE OR REPLACE TEMP TABLE {FRESH} AS
+WITH per_customer AS (
     SELECT
         customer_id,
-        min(age_days) AS recency_days,
-        max(age_days) AS tenure_days,
+        min(event_time) AS first_purchase_at,
+        max(event_time) AS last_purchase_at,
         count(*) AS frequency,
-        count(DISTINCT floor(age_days)) AS active_days,
+        count(DISTINCT event_time::DATE) AS active_days,
         sum(amount) AS monetary_total,
         avg(amount) AS monetary_avg,
         max(amount) AS monetary_max,
@@ -76,37 +107,28 @@ per_customer AS (
         coalesce(sum(amount) FILTER (WHERE age_days <= 90), 0) AS amount_last_90d,
         coalesce(sum(amount) FILTER (WHERE age_days <= 180), 0) AS amount_last_180d,
         count(*) FILTER (WHERE age_days > 90 AND age_days <= 180) AS txn_prev_90d,
-        coalesce(sum(amount) FILTER (WHERE age_days > 90 AND age_days <= 180), 0) AS amount_prev_90d,
-        -- The gap between the two most recent purchases, from aggregates that can spill
-        -- (min(age_days, 2) keeps a list per customer and cannot): the latest age comes from
-        -- `latest`; a tie at it means a gap of 0.
-        min(age_days) FILTER (WHERE age_days > latest_age) AS second_latest_age,
-        count(*) FILTER (WHERE age_days = latest_age) AS at_latest_age
-    FROM purchases
-    JOIN latest USING (customer_id)
+        coalesce(sum(amount) FILTER (WHERE age_days > 90 AND age_days <= 180), 0) AS amount_prev_90d
+    FROM (
+        SELECT customer_id, event_time, amount, coalesce(quantity, 1) AS quantity,
+            date_diff('second', event_time, $cutoff) / 86400.0 AS age_days
+        FROM {{silver}}
+        WHERE event_time <= $cutoff
+    )
     GROUP BY customer_id
 )
 SELECT
     customer_id,
-    recency_days, tenure_days, frequency, active_days,
+    frequency, active_days,
     monetary_total, monetary_avg, monetary_max, monetary_std,
     quantity_total, quantity_avg,
     txn_last_30d, txn_last_90d, txn_last_180d,
     amount_last_30d, amount_last_90d, amount_last_180d,
-    CASE WHEN frequency > 1 THEN (tenure_days - recency_days) / (frequency - 1) ELSE 0 END
-        AS mean_gap_days,
-    CASE WHEN at_latest_age > 1 OR frequency = 1 THEN 0 ELSE second_latest_age - recency_days END
-        AS last_gap_days,
-    frequency * 30.0 / greatest(tenure_days, 1) AS purchases_per_30d,
+    CASE WHEN frequency > 1
+        THEN date_diff('second', first_purchase_at, last_purchase_at) / 86400.0 / (frequency - 1)
+        ELSE 0 END AS mean_gap_days,
+    last_gap_days,
     txn_last_90d - txn_prev_90d AS txn_trend_90d,
     amount_last_90d - amount_prev_90d AS amount_trend_90d,
-    -- The customer's own rhythm: how many of their usual gaps since the last purchase, how
-    -- regular the gaps are, what share of the history is recent. With one purchase there is no
-    -- gap yet: the ratios use the tenure instead (1 once tenure >= 1 day) and the spreads are 0.
-    recency_days / greatest(CASE WHEN frequency > 1 THEN mean_gap_days ELSE tenure_days END, 1)
-        AS recency_to_mean_gap,
-    recency_days / greatest(CASE WHEN frequency > 1 THEN max_gap_days ELSE tenure_days END, 1)
-        AS recency_to_max_gap,
     max_gap_days,
     gap_std_days,
     CASE WHEN mean_gap_days > 0 THEN gap_std_days / mean_gap_days ELSE 0 END AS gap_cv,
@@ -115,28 +137,67 @@ SELECT
     CASE WHEN monetary_total > 0 THEN amount_last_90d / monetary_total ELSE 0 END
         AS amount_share_90d,
     CASE WHEN monetary_total > 0 THEN amount_last_180d / monetary_total ELSE 0 END
-        AS amount_share_180d
+        AS amount_share_180d,
+    first_purchase_at, last_purchase_at
 FROM per_customer
 JOIN {GAPS} USING (customer_id)
 """
 
-# Training rows: the features at the cutoff, and the label, which alone looks past it. Two
-# statements: as one (features, label join and sort), at 100M transactions (10M customers) DuckDB
-# ran out of memory with 1.5 GiB; as two, the same work spilled and took 56 s + 13 s.
-FEATURES_STAGING = "features_at_cutoff"
-FEATURES_SQL = f"CREATE OR REPLACE TEMP TABLE {FEATURES_STAGING} AS {FEATURES_AT_CUTOFF_SQL}"
-LABELLED_FEATURES_SQL = f"""
-CREATE OR REPLACE TABLE {CUSTOMER_FEATURES} AS
-WITH active_after_cutoff AS (
-    SELECT DISTINCT customer_id
-    FROM {SILVER_TRANSACTIONS}
-    WHERE event_time > $cutoff AND event_time <= $cutoff + to_days($horizon_days)
-)
+# Training rows also have the label, which alone looks past the cutoff.
+LABELLED_SQL = f"""
 SELECT f.*, CASE WHEN a.customer_id IS NULL THEN 1 ELSE 0 END AS {LABEL}
-FROM {FEATURES_STAGING} f
-LEFT JOIN active_after_cutoff a USING (customer_id)
-ORDER BY f.customer_id
+FROM {FRESH} f
+LEFT JOIN (
+    SELECT DISTINCT customer_id
+    FROM {{silver}}
+    WHERE event_time > $cutoff AND event_time <= $cutoff + to_days($horizon_days)
+) a USING (customer_id)
 """
+
+INCREMENTAL = "incremental"
+# What each feature table last read: the silver load, the cutoff and the definitions' hash.
+WATERMARKS = {
+    CUSTOMER_FEATURES: CUSTOMER_FEATURES_WATERMARK,
+    SCORING_FEATURES: SCORING_FEATURES_WATERMARK,
+}
+AFFECTED = "customers_to_recompute"
+AFFECTED_ROWS = "rows_to_recompute"
+
+
+def _affected_sql(edges: tuple[int, ...]) -> str:
+    """Customers with silver rows ingested after `$since`, or with a purchase between the
+    previous and the new place of an edge (the cutoff + `e` days, for `e` in `edges`, a minute
+    either side): only their rows can enter or leave the snapshot, a window or the label's
+    horizon."""
+    near_edges = " OR ".join(
+        f"event_time BETWEEN $previous_cutoff + to_days({e}) - INTERVAL 1 MINUTE "
+        f"AND $cutoff + to_days({e}) + INTERVAL 1 MINUTE"
+        for e in edges
+    )
+    return (
+        f"CREATE OR REPLACE TEMP TABLE {AFFECTED} AS SELECT DISTINCT customer_id "
+        f"FROM {SILVER_TRANSACTIONS} WHERE _ingested_at > $since OR {near_edges}"
+    )
+
+
+AFFECTED_ROWS_SQL = f"""
+CREATE OR REPLACE TEMP TABLE {AFFECTED_ROWS} AS
+SELECT customer_id, event_time, amount, quantity
+FROM {SILVER_TRANSACTIONS} SEMI JOIN {AFFECTED} USING (customer_id)
+"""
+
+
+def _write_sql(table: str, rows: str, last_column: str) -> str:
+    """`table` from `rows` (the stored columns): the features in `FEATURE_COLUMNS` order, those
+    `AT_CUTOFF` computed, then the purchase span and `last_column`. Unsorted: readers that need
+    an order sort by customer_id themselves."""
+    features = ",\n    ".join(
+        f"{AT_CUTOFF[c]} AS {c}" if c in AT_CUTOFF else c for c in FEATURE_COLUMNS
+    )
+    return (
+        f"CREATE OR REPLACE TABLE {table} AS\nSELECT customer_id,\n    {features},\n    "
+        f"{', '.join(PURCHASE_SPAN)}, {last_column}\nFROM ({rows})"
+    )
 
 
 def latest_event(conn):
@@ -149,10 +210,107 @@ def latest_event(conn):
     return latest
 
 
+def _plan(conn, table: str, cutoff: datetime, definition: str, full_refresh: bool):
+    """(mode, reason, since, previous cutoff, silver load to remember) for a feature table:
+    `full`, `incremental` or `unchanged`."""
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {WATERMARKS[table]} (silver_load_id BIGINT, "
+        "silver_loaded_at TIMESTAMP, cutoff TIMESTAMP, definition VARCHAR)"
+    )
+    seen = conn.execute(
+        f"SELECT silver_load_id, silver_loaded_at, cutoff, definition FROM {WATERMARKS[table]}"
+    ).fetchone()
+    mode, reason, since, latest = watermark.plan_after_load(
+        conn, table, seen and seen[:2], full_refresh
+    )
+    if mode == watermark.FULL:
+        return mode, reason, None, None, latest
+    latest = latest or seen[:2]
+    previous_cutoff, previous_definition = seen[2:]
+    if previous_definition != definition:
+        return watermark.FULL, "the feature definitions changed", None, None, latest
+    if cutoff < previous_cutoff:
+        return watermark.FULL, f"the cutoff moved back from {previous_cutoff}", None, None, latest
+    if mode == watermark.UNCHANGED and cutoff == previous_cutoff:
+        return mode, f"{reason}, and the cutoff is still {cutoff}", None, None, None
+    moved = f"the cutoff moved from {previous_cutoff} to {cutoff}"
+    return INCREMENTAL, f"{reason}; {moved}", since, previous_cutoff, latest
+
+
+def refresh_features(
+    context, conn, table: str, cutoff: datetime, full_refresh: bool, horizon_days: int | None
+) -> dict:
+    """Bring `table` to `cutoff` (with labels over `horizon_days` if given): recompute the
+    customers that can have changed, or all of them, and write the table with its watermark in
+    one transaction. Returns the table's metadata and how it was refreshed."""
+    started = time.perf_counter()
+    labelled = horizon_days is not None
+    definition = hashlib.sha256(
+        f"{GAPS_SQL}{FRESH_SQL}{LABELLED_SQL}{AT_CUTOFF}{horizon_days}".encode()
+    ).hexdigest()[:16]
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {table.split('.')[0]}")
+    with transaction(conn):
+        mode, reason, since, previous_cutoff, latest = _plan(
+            conn, table, cutoff, definition, full_refresh
+        )
+    silver = SILVER_TRANSACTIONS
+    if mode == INCREMENTAL:
+        edges = (0, *(-days for days in WINDOW_DAYS), *([horizon_days] if labelled else []))
+        params = {"since": since, "previous_cutoff": previous_cutoff, "cutoff": cutoff}
+        conn.execute(_affected_sql(edges), params)
+        changed, customers = conn.execute(
+            f"SELECT (SELECT count(*) FROM {AFFECTED}), (SELECT count(*) FROM {table})"
+        ).fetchone()
+        if changed > customers / 2:  # then recomputing all of them costs less
+            mode, reason = watermark.FULL, f"{reason}; {changed:,} of {customers:,} changed"
+        else:
+            conn.execute(AFFECTED_ROWS_SQL)  # their rows, read once
+            silver = AFFECTED_ROWS
+    context.log.info(f"{table}: {mode} refresh: {reason}")
+    recomputed = 0
+    if mode != watermark.UNCHANGED:
+        conn.execute(GAPS_SQL.format(silver=silver), {"cutoff": cutoff})  # temporary tables
+        conn.execute(FRESH_SQL.format(silver=silver), {"cutoff": cutoff})
+        recomputed = conn.execute(f"SELECT count(*) FROM {FRESH}").fetchone()[0]
+        rows = LABELLED_SQL.format(silver=silver) if labelled else f"SELECT * FROM {FRESH}"
+        if mode == INCREMENTAL:  # every other customer as stored
+            kept = ", ".join(("customer_id", *STORED_COLUMNS, *([LABEL] if labelled else [])))
+            unaffected = f"SELECT {kept} FROM {table} ANTI JOIN {AFFECTED} USING (customer_id)"
+            rows = f"{unaffected} UNION ALL BY NAME {rows}"
+        last_column = LABEL if labelled else "$cutoff::TIMESTAMP AS features_as_of"
+        with transaction(conn):
+            conn.execute(
+                _write_sql(table, rows, last_column),
+                {"cutoff": cutoff, **({"horizon_days": horizon_days} if labelled else {})},
+            )
+            conn.execute(f"DELETE FROM {WATERMARKS[table]}")
+            conn.execute(
+                f"INSERT INTO {WATERMARKS[table]} VALUES ($id, $at, $cutoff, $definition)",
+                {"id": latest[0], "at": latest[1], "cutoff": cutoff, "definition": definition},
+            )
+    for temp in (GAPS, FRESH, AFFECTED, AFFECTED_ROWS):
+        conn.execute(f"DROP TABLE IF EXISTS {temp}")
+    metadata = table_metadata(conn, table)
+    log_progress(context, f"{table}: {mode}; customers (re)computed:", recomputed, started)
+    return {
+        **metadata,
+        "refresh": mode,
+        "refresh_reason": reason,
+        "customers_recomputed": recomputed,
+    }
+
+
 class FeaturesConfig(dg.Config):
     horizon_days: int = 90
     """Churn horizon: a customer churned when they bought nothing in this many days after the
     cutoff. The cutoff is the latest `event_time` in silver minus the horizon."""
+    full_refresh: bool = False
+    """Recompute every customer's features, not only those that can have changed."""
+
+
+class ScoringFeaturesConfig(dg.Config):
+    full_refresh: bool = False
+    """Recompute every customer's features, not only those that can have changed."""
 
 
 @dg.asset(
@@ -168,8 +326,9 @@ def customer_features(
     30 numeric features (recency, frequency, monetary value, tenure, 30/90/180-day activity,
     inter-purchase gaps, 90-day trends, and the customer's own rhythm: recency in units of their
     mean and longest gap, the spread of gaps, the share of purchases and spend in the last
-    90/180 days) from data up to the cutoff only, and the label
-    `churned` (1 = no purchase within `horizon_days` after the cutoff)."""
+    90/180 days) from data up to the cutoff only, the first and last purchase, and the label
+    `churned` (1 = no purchase within `horizon_days` after the cutoff). A refresh recomputes
+    from silver only the customers that can have changed (metadata `refresh`)."""
     if config.horizon_days < 1:
         raise dg.Failure(
             f"horizon_days must be at least 1, got {config.horizon_days}", allow_retries=False
@@ -182,12 +341,9 @@ def customer_features(
         context.log.info(
             f"Feature cutoff {cutoff} (latest event {latest} - {config.horizon_days} days)"
         )
-        conn.execute(GAPS_SQL, {"cutoff": cutoff})  # temporary tables: nothing stored yet
-        conn.execute(FEATURES_SQL, {"cutoff": cutoff})
-        params = {"cutoff": cutoff, "horizon_days": config.horizon_days}
-        metadata = rebuild_table(conn, CUSTOMER_FEATURES, LABELLED_FEATURES_SQL, params, context)
-        conn.execute(f"DROP TABLE {FEATURES_STAGING}")
-        conn.execute(f"DROP TABLE {GAPS}")
+        metadata = refresh_features(
+            context, conn, CUSTOMER_FEATURES, cutoff, config.full_refresh, config.horizon_days
+        )
         churn_rate = conn.execute(f"SELECT avg({LABEL}) FROM {CUSTOMER_FEATURES}").fetchone()[0]
     return dg.MaterializeResult(
         metadata={
@@ -200,25 +356,20 @@ def customer_features(
     )
 
 
-SCORING_SQL = f"""
-CREATE OR REPLACE TABLE {SCORING_FEATURES} AS
-SELECT *, $cutoff::TIMESTAMP AS features_as_of FROM ({FEATURES_AT_CUTOFF_SQL}) ORDER BY customer_id
-"""
-
-
 @dg.asset(deps=[silver_transactions], group_name="features", kinds={"duckdb"}, pool="duckdb")
 def scoring_features(
-    context: dg.AssetExecutionContext, duckdb: LakehouseDuckDB
+    context: dg.AssetExecutionContext, config: ScoringFeaturesConfig, duckdb: LakehouseDuckDB
 ) -> dg.MaterializeResult:
     """`gold.scoring_features`: the same 30 features as `gold.customer_features`, from the same
     SQL, for every customer with history, at cutoff = the latest `event_time` in silver (no
-    label) and the cutoff as `features_as_of`: what the champion scores to rank the customers at risk now."""
+    label) and the cutoff as `features_as_of`: what the champion scores to rank the customers
+    at risk now. Refreshed like `customer_features`."""
     with duckdb.get_connection() as conn:
         cutoff = latest_event(conn)
         context.log.info(f"Scoring features as of {cutoff} (the latest event in silver)")
-        conn.execute(GAPS_SQL, {"cutoff": cutoff})  # a temporary table: nothing stored yet
-        metadata = rebuild_table(conn, SCORING_FEATURES, SCORING_SQL, {"cutoff": cutoff}, context)
-        conn.execute(f"DROP TABLE {GAPS}")
+        metadata = refresh_features(
+            context, conn, SCORING_FEATURES, cutoff, config.full_refresh, None
+        )
     return dg.MaterializeResult(
         metadata={
             **metadata,

@@ -6,12 +6,11 @@ import dagster as dg
 
 from lakehouse_assets.layers import watermark
 from lakehouse_assets.layers.silver import silver_transactions
-from lakehouse_assets.metadata import log_progress, table_exists, table_metadata
+from lakehouse_assets.metadata import log_progress, table_metadata
 from lakehouse_assets.resources import LakehouseDuckDB, transaction
 from lakehouse_assets.tables import (
     GOLD_SUMMARY,
     GOLD_SUMMARY_WATERMARK,
-    SILVER_LOADS,
     SILVER_TRANSACTIONS,
 )
 
@@ -79,7 +78,12 @@ def gold_customer_summary(
                 f"CREATE TABLE IF NOT EXISTS {GOLD_SUMMARY_WATERMARK} "
                 "(silver_load_id BIGINT, silver_loaded_at TIMESTAMP)"
             )
-            mode, reason, since, latest = _plan(conn, config.full_refresh)
+            seen = conn.execute(
+                f"SELECT silver_load_id, silver_loaded_at FROM {GOLD_SUMMARY_WATERMARK}"
+            ).fetchone()
+            mode, reason, since, latest = watermark.plan_after_load(
+                conn, GOLD_SUMMARY, seen, config.full_refresh
+            )
             context.log.info(f"{GOLD_SUMMARY}: {mode} refresh: {reason}")
             customers = 0
             if mode == watermark.FULL:
@@ -104,47 +108,3 @@ def gold_customer_summary(
             "customers_recomputed": customers,
         }
     )
-
-
-def _plan(conn, full_refresh: bool):
-    """(mode, reason, since, latest silver load (id, loaded_at) or None)."""
-    loads = conn.execute(
-        f"SELECT load_id, loaded_at, mode, reason, ingested_through FROM {SILVER_LOADS} "
-        "ORDER BY load_id"
-    ).fetchall()
-    latest = (loads[-1][0], loads[-1][1]) if loads else None
-    if full_refresh:
-        return watermark.FULL, "full_refresh was requested in the run config", None, latest
-    if not loads:
-        return watermark.FULL, f"{SILVER_LOADS} records no silver load", None, latest
-    seen = conn.execute(
-        f"SELECT silver_load_id, silver_loaded_at FROM {GOLD_SUMMARY_WATERMARK}"
-    ).fetchall()
-    if not seen or not table_exists(conn, GOLD_SUMMARY):
-        return watermark.FULL, f"{GOLD_SUMMARY} has not been built yet", None, latest
-    by_key = {(load[0], load[1]): i for i, load in enumerate(loads)}
-    if seen[0] not in by_key:
-        return (
-            watermark.FULL,
-            f"{SILVER_LOADS} no longer holds silver load {seen[0][0]}, the one gold "
-            "last summarized (silver was recreated)",
-            None,
-            latest,
-        )
-    last = by_key[seen[0]]
-    pending = loads[last + 1 :]
-    if not pending:
-        return watermark.UNCHANGED, f"silver has not changed since load {seen[0][0]}", None, None
-    full = [load for load in pending if load[2] == watermark.FULL]
-    if full:
-        return (
-            watermark.FULL,
-            f"silver was rebuilt in full (load {full[-1][0]}: {full[-1][3]})",
-            None,
-            latest,
-        )
-    since = loads[last][4]
-    if since is None:
-        return watermark.FULL, f"silver load {seen[0][0]} held no bronze rows", None, latest
-    ids = ", ".join(str(load[0]) for load in pending)
-    return watermark.APPEND, f"silver appended rows in load(s) {ids}", since, latest

@@ -188,3 +188,47 @@ def record_load(
         },
     )
     return load_id
+
+
+def plan_after_load(
+    conn: duckdb.DuckDBPyConnection, target: str, seen: tuple | None, full_refresh: bool
+) -> tuple[str, str, datetime | None, tuple | None]:
+    """How `target`, a table computed from silver, catches up with it. `seen` is the silver load
+    (id, loaded_at) that `target` last read, None if unknown.
+
+    Returns (mode, reason, since, latest): `full`; `append` when silver only appended rows since,
+    which are those ingested after `since`; or `unchanged`; and the latest silver load (id,
+    loaded_at) to remember once `target` is written (None when unchanged).
+    """
+    loads = conn.execute(
+        f"SELECT load_id, loaded_at, mode, reason, ingested_through FROM {SILVER_LOADS} "
+        "ORDER BY load_id"
+    ).fetchall()
+    latest = (loads[-1][0], loads[-1][1]) if loads else None
+    if full_refresh:
+        return FULL, "full_refresh was requested in the run config", None, latest
+    if not loads:
+        return FULL, f"{SILVER_LOADS} records no silver load", None, latest
+    if seen is None or not table_exists(conn, target):
+        return FULL, f"{target} has not been built yet", None, latest
+    by_key = {(load[0], load[1]): i for i, load in enumerate(loads)}
+    if tuple(seen) not in by_key:
+        return (
+            FULL,
+            f"{SILVER_LOADS} no longer holds silver load {seen[0]}, the one {target} last read "
+            "(silver was recreated)",
+            None,
+            latest,
+        )
+    last = by_key[tuple(seen)]
+    pending = loads[last + 1 :]
+    if not pending:
+        return UNCHANGED, f"silver has not changed since load {seen[0]}", None, None
+    full = [load for load in pending if load[2] == FULL]
+    if full:
+        return FULL, f"silver was rebuilt in full (load {full[-1][0]}: {full[-1][3]})", None, latest
+    since = loads[last][4]
+    if since is None:
+        return FULL, f"silver load {seen[0]} held no bronze rows", None, latest
+    ids = ", ".join(str(load[0]) for load in pending)
+    return APPEND, f"silver appended rows in load(s) {ids}", since, latest
