@@ -46,17 +46,7 @@ def test_a_million_transactions_flow_through_every_layer(lakehouse_home, instanc
         lakehouse_home, "SELECT count(*), avg(churned) FROM gold.customer_features"
     )[0]
     assert 0.9 * customers <= features <= customers and 0.2 < churned < 0.5
-    # Features count only transactions at or before the cutoff.
-    cutoff = result.asset_materializations_for_node("customer_features")[0].metadata["cutoff"].value
-    (mismatches,) = query(
-        lakehouse_home,
-        "SELECT count(*) FROM gold.customer_features f FULL JOIN ("
-        "  SELECT customer_id, count(*) AS n FROM silver.transactions"
-        "  WHERE event_time <= $cutoff::TIMESTAMP GROUP BY customer_id) s USING (customer_id)"
-        " WHERE f.frequency IS DISTINCT FROM s.n",
-        {"cutoff": cutoff},
-    )[0]
-    assert mismatches == 0
+    assert frequency_mismatches(lakehouse_home, result) == 0
 
     model = result.asset_materializations_for_node("churn_model")[0].metadata
     assert model["train_rows"].value == 25_000  # the default cap
@@ -80,9 +70,29 @@ def test_a_million_transactions_flow_through_every_layer(lakehouse_home, instanc
     assert silver_meta["refresh"].value == "append" and gold_meta["refresh"].value == "append"
     assert gold_meta["customers_recomputed"].value == 1_000
     assert query(lakehouse_home, "SELECT count(*) FROM silver.transactions")[0][0] == silver + 1_000
+    # Both feature tables recompute only the customers that can have changed.
+    for node in ("customer_features", "scoring_features"):
+        meta = refresh.asset_materializations_for_node(node)[0].metadata
+        assert meta["refresh"].value == "incremental", meta["refresh_reason"].value
+        assert 1_000 <= meta["customers_recomputed"].value < meta["dagster/row_count"].value / 4
+    assert frequency_mismatches(lakehouse_home, refresh) == 0
     assert query(lakehouse_home, "SELECT count(*) FROM gold.churn_scores")[0][0] == features_scored(
         lakehouse_home
     )
+
+
+def frequency_mismatches(home, result) -> int:
+    """Customers whose feature `frequency` is not their count of transactions at or before the
+    run's cutoff (features count only those)."""
+    cutoff = result.asset_materializations_for_node("customer_features")[0].metadata["cutoff"].value
+    return query(
+        home,
+        "SELECT count(*) FROM gold.customer_features f FULL JOIN ("
+        "  SELECT customer_id, count(*) AS n FROM silver.transactions"
+        "  WHERE event_time <= $cutoff::TIMESTAMP GROUP BY customer_id) s USING (customer_id)"
+        " WHERE f.frequency IS DISTINCT FROM s.n",
+        {"cutoff": cutoff},
+    )[0][0]
 
 
 def features_scored(home) -> int:
