@@ -1,10 +1,5 @@
-"""`dagster dev` (webserver and daemon) on a free loopback port, driven through GraphQL.
-
-`dagster_dev(tmp_dir)` starts it (`processes.server_process`) with a fresh `DAGSTER_HOME` holding
-the shipped `dagster_home/dagster.yaml` and a fresh `LAKEHOUSE_HOME`. On exit (also on failure)
-its process group is stopped, and any process that still has this `DAGSTER_HOME` in its
-environment is killed by pid and reported.
-"""
+"""`dagster dev` (webserver and daemon) on a free loopback port, with the shipped instance
+settings, driven through GraphQL."""
 
 from __future__ import annotations
 
@@ -23,6 +18,7 @@ from lakehouse_assets.sensors import LANDING_SENSOR
 from lakehouse_assets_tests.processes import (
     HOST,
     REPO_ROOT,
+    clean_env,
     free_port,
     http_status,
     live_pids,
@@ -35,8 +31,7 @@ WORKSPACE_YAML = REPO_ROOT / "workspace.yaml"
 LOCATION = "lakehouse_assets"
 REPOSITORY = "__repository__"
 START_TIMEOUT = 240.0  # webserver up and the code location loaded (2 busy cores)
-STOP_GRACE = 20.0
-CLEARED_ENV = ("LAKEHOUSE_LANDING_DIR", "LAKEHOUSE_DUCKDB_PATH", "MLFLOW_TRACKING_URI")
+BIN = Path(sys.executable).parent
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
 LOCATION_QUERY = """
@@ -45,8 +40,8 @@ query { workspaceOrError { __typename ... on Workspace { locationEntries {
 """
 
 RUNS_QUERY = """
-query Runs($filter: RunsFilter) { runsOrError(filter: $filter) { __typename
-  ... on Runs { results { runId status jobName startTime endTime tags { key value } } } } }
+query { runsOrError { __typename ... on Runs {
+  results { runId status startTime endTime tags { key value } } } } }
 """
 
 TICKS_QUERY = """
@@ -65,7 +60,7 @@ ASSETS_QUERY = """
 query { assetNodes { assetKey { path }
   assetMaterializations(limit: 1) { runId metadataEntries { label } }
   assetChecksOrError { __typename ... on AssetChecks { checks { name
-    executionForLatestMaterialization { status runId } } } } } }
+    latest: executionForLatestMaterialization { status runId } } } } } }
 """
 
 STEP_FAILURES_QUERY = """
@@ -77,11 +72,14 @@ query Failures($runId: ID!) { logsForRun(runId: $runId) { __typename
 
 @dataclass
 class DagsterDev:
-    url: str
-    dagster_home: Path
+    port: int
     lakehouse_home: Path
     log: Path
     process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
 
     @property
     def landing(self) -> Path:
@@ -90,27 +88,24 @@ class DagsterDev:
     def client(self):
         from dagster_graphql import DagsterGraphQLClient
 
-        return DagsterGraphQLClient(HOST, port_number=int(self.url.rsplit(":", 1)[1]), timeout=60)
+        return DagsterGraphQLClient(HOST, port_number=self.port, timeout=60)
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
         return self.client()._execute(query, variables)
 
-    def log_tail(self, lines: int = 80) -> str:
-        return log_tail(self.log, lines)
+    def log_tail(self) -> str:
+        return log_tail(self.log, 80)
 
     def runs(self) -> list[dict]:
         """Every run of the instance, newest first."""
-        data = self.graphql(RUNS_QUERY, {"filter": {}})["runsOrError"]
+        data = self.graphql(RUNS_QUERY)["runsOrError"]
         assert data["__typename"] == "Runs", data
         return data["results"]
 
     def sensor_ticks(self, sensor: str) -> list[dict]:
         """The sensor's latest ticks, newest first."""
-        selector = {
-            "repositoryLocationName": LOCATION,
-            "repositoryName": REPOSITORY,
-            "sensorName": sensor,
-        }
+        selector = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY,
+                    "sensorName": sensor}  # fmt: skip
         data = self.graphql(TICKS_QUERY, {"selector": selector})["sensorOrError"]
         assert data["__typename"] == "Sensor", data
         return data["sensorState"]["ticks"]
@@ -125,41 +120,29 @@ class DagsterDev:
         of each of its checks at that materialization."""
         states = {}
         for node in self.graphql(ASSETS_QUERY)["assetNodes"]:
-            latest = node["assetMaterializations"]
+            [latest] = node["assetMaterializations"] or [{"runId": None, "metadataEntries": []}]
             checks = node["assetChecksOrError"].get("checks", [])
             states["/".join(node["assetKey"]["path"])] = {
-                "run_id": latest[0]["runId"] if latest else None,
-                "metadata": {e["label"] for e in latest[0]["metadataEntries"]} if latest else set(),
-                "checks": {
-                    c["name"]: (c["executionForLatestMaterialization"] or {}).get("status")
-                    for c in checks
-                },
+                "run_id": latest["runId"],
+                "metadata": {e["label"] for e in latest["metadataEntries"]},
+                "checks": {c["name"]: (c["latest"] or {}).get("status") for c in checks},
             }
         return states
 
     def step_failures(self, run_id: str) -> list[str]:
         data = self.graphql(STEP_FAILURES_QUERY, {"runId": run_id})["logsForRun"]
-        return [
-            f"{e['stepKey']}: {e['error']['message']}"
-            for e in data.get("events", [])
-            if e["__typename"] == "ExecutionStepFailureEvent"
-        ]
+        failed = [e for e in data.get("events", []) if "stepKey" in e]  # only they have fields
+        return [f"{e['stepKey']}: {e['error']['message']}" for e in failed]
 
     def wait_for_run(self, run_id: str, timeout: float) -> str:
         """Wait until `run_id` ends; its final status."""
-        deadline = time.monotonic() + timeout
-        client = self.client()
-        while True:
-            status = client.get_run_status(run_id).value
-            if status in TERMINAL:
-                return status
-            if self.process.poll() is not None:
-                raise AssertionError(f"dagster dev exited while waiting:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"run {run_id} still {status} after {timeout:.0f}s\n{self.log_tail()}"
-                )
+        deadline, client = time.monotonic() + timeout, self.client()
+        while (status := client.get_run_status(run_id).value) not in TERMINAL:
+            assert self.process.poll() is None, f"dagster exited while waiting:\n{self.log_tail()}"
+            late = f"run {run_id} still {status} after {timeout:.0f}s\n{self.log_tail()}"
+            assert time.monotonic() < deadline, late
             time.sleep(1)
+        return status
 
 
 def _location_loaded(dev: DagsterDev) -> bool:
@@ -167,51 +150,43 @@ def _location_loaded(dev: DagsterDev) -> bool:
     if http_status(f"{dev.url}/server_info", timeout=5) != 200:
         return False
     entries = dev.graphql(LOCATION_QUERY)["workspaceOrError"].get("locationEntries", [])
-    entry = next((e for e in entries if e["name"] == LOCATION), None)
-    if not entry or entry["loadStatus"] != "LOADED":
+    entry = next((e for e in entries if e["name"] == LOCATION), {"loadStatus": None})
+    if entry["loadStatus"] != "LOADED":
         return False
-    if entry["locationOrLoadError"]["__typename"] == "PythonError":
-        raise RuntimeError(
-            f"code location failed to load: {entry['locationOrLoadError']['message']}"
-        )
+    if (error := entry["locationOrLoadError"])["__typename"] == "PythonError":
+        raise RuntimeError(f"code location failed to load: {error['message']}")
     return True
 
 
-def _processes_with_env(name: str, value: str) -> list[str]:
-    """Live processes whose environment has `name=value` (Linux /proc), as "pid cmdline"."""
-    needle = f"{name}={value}".encode()
-    found = []
+def _processes_with_env(entry: str) -> dict[int, str]:
+    """The command lines of live processes whose environment has `entry` ("NAME=value"), by pid."""
+    found = {}
     for pid, _ in live_pids():
         with contextlib.suppress(OSError):
-            if needle in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-                found.append(f"{pid} {cmdline.decode(errors='replace')[:200]}")
+            if entry.encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                cmdline = Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+                found[pid] = cmdline.replace("\0", " ")[:200]
     return found
 
 
-def user_env(tmp_dir: Path, extra_env: dict[str, str] | None = None) -> dict[str, str]:
+def user_env(tmp_dir: Path) -> dict[str, str]:
     """The environment of a user in `tmp_dir`: DAGSTER_HOME is a copy of the shipped
     `dagster_home/` (as the README points at it), LAKEHOUSE_HOME is `tmp_dir/lakehouse`."""
     dagster_home = tmp_dir / "dagster_home"
-    if not (dagster_home / "dagster.yaml").exists():
-        dagster_home.mkdir(parents=True, exist_ok=True)
-        shutil.copy(SHIPPED_INSTANCE_YAML, dagster_home / "dagster.yaml")
-    env = {k: v for k, v in os.environ.items() if k not in CLEARED_ENV}
-    env.update(
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(SHIPPED_INSTANCE_YAML, dagster_home / "dagster.yaml")
+    return clean_env(
         DAGSTER_HOME=str(dagster_home),
         LAKEHOUSE_HOME=str(tmp_dir / "lakehouse"),
         LAKEHOUSE_SENSOR_INTERVAL_SECONDS="5",
         PYTHONUNBUFFERED="1",
-        **(extra_env or {}),
     )
-    return env
 
 
 def quickstart_run(tmp_dir: Path) -> subprocess.CompletedProcess:
     """The README's main command (`dagster asset materialize -m lakehouse_assets --select '*'`
     with DAGSTER_HOME at the shipped instance settings), in `tmp_dir`."""
-    tmp_dir = Path(tmp_dir).resolve()
-    cmd = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
+    cmd = [str(BIN / "dagster"), "asset", "materialize",
            "-m", "lakehouse_assets", "--select", "*"]  # fmt: skip
     return subprocess.run(
         cmd, cwd=tmp_dir, env=user_env(tmp_dir), capture_output=True, text=True, timeout=600
@@ -219,30 +194,26 @@ def quickstart_run(tmp_dir: Path) -> subprocess.CompletedProcess:
 
 
 @contextlib.contextmanager
-def dagster_dev(tmp_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[DagsterDev]:
-    """Run `dagster dev -w workspace.yaml` on a free loopback port, with the shipped instance
-    settings in `tmp_dir/dagster_home` (kept if `quickstart_run` made it); yield it when loaded."""
-    tmp_dir = Path(tmp_dir).resolve()
-    env = user_env(tmp_dir, extra_env)
-    dagster_home, lakehouse_home = Path(env["DAGSTER_HOME"]), Path(env["LAKEHOUSE_HOME"])
-    port = free_port()
-    log = tmp_dir / "dagster-dev.log"
-    cmd = [sys.executable, "-m", "dagster", "dev",
-           "-w", str(WORKSPACE_YAML), "-h", HOST, "-p", str(port)]  # fmt: skip
-    dev = DagsterDev(f"http://{HOST}:{port}", dagster_home, lakehouse_home, log)
-    leftovers: list[str] = []
-    try:  # SIGTERM: dagster dev stops its webserver, daemon and code server
-        with server_process("dagster dev", cmd, log, lambda: _location_loaded(dev), START_TIMEOUT,
-                            grace=STOP_GRACE, cwd=tmp_dir, env=env) as dev.process:  # fmt: skip
+def dagster_dev(tmp_dir: Path, program=("dagster", "dev")) -> Iterator[DagsterDev]:
+    """Run `dagster dev -w workspace.yaml` (or `program`, e.g. `("dagster-webserver",)`) on a free
+    loopback port, with the shipped instance settings in `tmp_dir/dagster_home`; yield it once the
+    code location has loaded. On exit (also on failure) its process group is stopped, and any
+    process that still has this DAGSTER_HOME in its environment is killed and reported."""
+    name, env = " ".join(program), user_env(tmp_dir)
+    dev = DagsterDev(free_port(), Path(env["LAKEHOUSE_HOME"]), tmp_dir / f"{'-'.join(program)}.log")
+    cmd = [str(BIN / program[0]), *program[1:],
+           "-w", str(WORKSPACE_YAML), "-h", HOST, "-p", str(dev.port)]  # fmt: skip
+    try:  # SIGTERM, then up to 20 s: dagster dev stops its webserver, daemon and code server
+        with server_process(name, cmd, dev.log, lambda: _location_loaded(dev), START_TIMEOUT,
+                            grace=20, cwd=tmp_dir, env=env) as dev.process:  # fmt: skip
             yield dev
     finally:
         # A process that left the group (setsid) but runs for this instance: kill it too.
-        leftovers = _processes_with_env("DAGSTER_HOME", str(dagster_home))
-        for found in leftovers:
+        leftovers = _processes_with_env(f"DAGSTER_HOME={env['DAGSTER_HOME']}")
+        for pid in leftovers:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(int(found.split()[0]), signal.SIGKILL)
-    if leftovers:
-        raise AssertionError(f"processes outlived dagster dev's process group: {leftovers}")
+                os.kill(pid, signal.SIGKILL)
+    assert not leftovers, f"processes outlived {name}'s process group: {leftovers}"
 
 
 def wait_until_sensor_idle(dev: DagsterDev, timeout: float) -> None:

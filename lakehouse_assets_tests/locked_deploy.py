@@ -2,8 +2,8 @@
 server (`deploy/mlflow-auth-server.sh` + `deploy/mlflow_users.py`), `dagster-webserver` on
 127.0.0.1 and nginx with basic auth in front of it (`deploy/nginx/dagster.conf`).
 
-Every server runs in its own process group, is waited for by polling a URL, and is stopped
-(SIGTERM, then SIGKILL of the group) on exit, failure included.
+Every server runs in its own process group (`processes.server_process`), is waited for by
+polling a URL, and is stopped (SIGTERM, then SIGKILL of the group) on exit, failure included.
 """
 
 from __future__ import annotations
@@ -17,32 +17,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from lakehouse_assets_tests.processes import (
-    HOST,
-    REPO_ROOT,
-    free_port,
-    http_status,
-    server_process,
-)
-
-DEPLOY = REPO_ROOT / "deploy"
-BIN = Path(sys.executable).parent
-START_TIMEOUT = 180.0  # 2 busy cores
-
-
-def process(name: str, cmd: list[str], log: Path, ready_url: str, env: dict, cwd: Path, ok=(200,)):
-    """`server_process` until `ready_url` answers one of `ok`."""
-    return server_process(
-        name, cmd, log, lambda: http_status(ready_url) in ok, START_TIMEOUT, env=env, cwd=cwd
-    )
-
-
-def base_env(**extra: str) -> dict[str, str]:
-    """This environment without MLflow credentials or URIs, the venv's bin first on PATH."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    env.update(extra)
-    return env
+from lakehouse_assets_tests.dagster_dev import dagster_dev
+from lakehouse_assets_tests.processes import HOST, clean_env, free_port, server_process
+from lakehouse_assets_tests.services import DEPLOY_DIR, deployed_mlflow_server
 
 
 @dataclass(frozen=True)
@@ -51,34 +28,25 @@ class MlflowAuth:
     admin_password: str
     pipeline: tuple[str, str]
     reader: tuple[str, str]
-    log: Path
 
 
 @contextlib.contextmanager
 def mlflow_auth_server(tmp_dir: Path) -> Iterator[MlflowAuth]:
     """`deploy/mlflow-auth-server.sh` on sqlite in `tmp_dir`, then `deploy/mlflow_users.py`
     as the admin: user `pipeline` (EDIT on the experiment and model), user `reader`."""
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
     admin = "admin-" + os.urandom(8).hex()
     pipeline = ("pipeline", "pipe-" + os.urandom(8).hex())
     reader = ("reader", "read-" + os.urandom(8).hex())
-    env = base_env(
+    with deployed_mlflow_server(
+        "mlflow-auth-server.sh",
+        tmp_dir,
         MLFLOW_AUTH_ADMIN_PASSWORD=admin,
         MLFLOW_FLASK_SERVER_SECRET_KEY=os.urandom(16).hex(),
         MLFLOW_BACKEND_STORE_URI=f"sqlite:///{tmp_dir / 'mlflow.db'}",
-        MLFLOW_ARTIFACTS_DESTINATION=str(tmp_dir / "artifacts"),
-        MLFLOW_HOST=HOST,
-        MLFLOW_PORT=str(port),
-        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
-    )
-    url = f"http://{HOST}:{port}"
-    log = tmp_dir / "mlflow-server.log"
-    cmd = ["bash", str(DEPLOY / "mlflow-auth-server.sh")]
-    with process("mlflow basic-auth", cmd, log, f"{url}/health", env, tmp_dir):
+    ) as url:
         users = subprocess.run(
-            [sys.executable, str(DEPLOY / "mlflow_users.py"), url],
-            env=base_env(
+            [sys.executable, str(DEPLOY_DIR / "mlflow_users.py"), url],
+            env=clean_env(
                 MLFLOW_TRACKING_USERNAME="admin",
                 MLFLOW_TRACKING_PASSWORD=admin,
                 MLFLOW_PIPELINE_USERNAME=pipeline[0],
@@ -91,32 +59,12 @@ def mlflow_auth_server(tmp_dir: Path) -> Iterator[MlflowAuth]:
             timeout=120,
         )
         assert users.returncode == 0, users.stderr[-3000:]
-        yield MlflowAuth(url, admin, pipeline, reader, log)
+        yield MlflowAuth(url, admin, pipeline, reader)
 
 
-@dataclass(frozen=True)
-class Webserver:
-    url: str
-    port: int
-    dagster_home: Path
-
-
-@contextlib.contextmanager
-def dagster_webserver(tmp_dir: Path) -> Iterator[Webserver]:
-    """`dagster-webserver -h 127.0.0.1` on a free port with a DAGSTER_HOME holding a copy of
-    the shipped `dagster_home/dagster.yaml`; yielded when the code location has loaded."""
-    home = tmp_dir / "dagster_home"
-    home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO_ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
-    port = free_port()
-    env = base_env(DAGSTER_HOME=str(home), LAKEHOUSE_HOME=str(tmp_dir / "lakehouse"))
-    cmd = [str(BIN / "dagster-webserver"), "-h", HOST, "-p", str(port),
-           "-w", str(REPO_ROOT / "workspace.yaml")]  # fmt: skip
-    url = f"http://{HOST}:{port}"
-    with process(
-        "dagster-webserver", cmd, tmp_dir / "webserver.log", f"{url}/server_info", env, tmp_dir
-    ):
-        yield Webserver(url, port, home)
+def dagster_webserver(tmp_dir: Path):
+    """`dagster-webserver` alone on 127.0.0.1, otherwise as `dagster_dev` runs `dagster dev`."""
+    return dagster_dev(tmp_dir, program=("dagster-webserver",))
 
 
 def htpasswd(path: Path, user: str, password: str) -> None:
@@ -134,7 +82,7 @@ def nginx_proxy(tmp_dir: Path, upstream_port: int, htpasswd_file: Path) -> Itera
     prefix = tmp_dir / "nginx"
     (prefix / "logs").mkdir(parents=True, exist_ok=True)
     port = free_port()
-    site = (DEPLOY / "nginx" / "dagster.conf").read_text()
+    site = (DEPLOY_DIR / "nginx" / "dagster.conf").read_text()
     site = (
         site.replace("listen 443 ssl;", f"listen {HOST}:{port};")
         .replace("127.0.0.1:3000", f"127.0.0.1:{upstream_port}")
@@ -159,5 +107,5 @@ def nginx_proxy(tmp_dir: Path, upstream_port: int, htpasswd_file: Path) -> Itera
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     url = f"http://{HOST}:{port}"
     cmd = [nginx, "-c", str(conf), "-p", str(prefix), "-e", str(prefix / "logs" / "error.log")]
-    with process("nginx", cmd, prefix / "nginx.log", f"{url}/", base_env(), prefix, ok=(401,)):
+    with server_process("nginx", cmd, prefix / "nginx.log", url, env=clean_env(), cwd=prefix):
         yield url

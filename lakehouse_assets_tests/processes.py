@@ -1,27 +1,24 @@
-"""Server processes for tests, all started, waited for and stopped by `server_process`.
-
-It runs a command in its own process group (output appended to a log) and yields once `ready()`
-is true. On exit, also when the test fails, it sends `stop_signal` to the leader, waits up to
-`grace` seconds, then SIGKILLs what is left of the group until no member is alive, so no worker
-outlives a test. A server that exits or is not ready in time raises `ServerStartError`, with the
-tail of its log.
-"""
+"""Server processes for tests, all started, waited for and stopped by `server_process`: each in
+its own process group, so that stopping it leaves no worker behind, also when the test fails."""
 
 from __future__ import annotations
 
 import contextlib
-import http.client
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
+
+import urllib3
 
 HOST = "127.0.0.1"
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Inherited variables with these prefixes are dropped: a test server or deployment sets its own.
+_DEPLOYMENT_PREFIXES = ("AWS_", "MLFLOW_", "LAKEHOUSE_", "DAGSTER_", "PG")
 
 
 class ServerStartError(RuntimeError):
@@ -36,24 +33,21 @@ def free_port() -> int:
 
 
 def log_tail(log: Path, lines: int = 60) -> str:
-    try:
-        return "\n".join(Path(log).read_text(errors="replace").splitlines()[-lines:])
-    except OSError as exc:
-        return f"(no log: {exc})"
+    return "\n".join(Path(log).read_text(errors="replace").splitlines()[-lines:])
 
 
 def http_status(url: str, timeout: float = 2.0) -> int | None:
-    """The status `GET url` answers, None if nothing answers (http.client: unlike urllib, it
-    sends nothing to a proxy named in the environment)."""
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
-    try:
-        conn.request("GET", parts.path or "/")
-        return conn.getresponse().status
-    except OSError:
-        return None
-    finally:
-        conn.close()
+    """The status `GET url` answers, None if nothing answers (urllib3, unlike urllib and
+    requests, sends nothing to a proxy named in the environment)."""
+    with contextlib.suppress(urllib3.exceptions.HTTPError, OSError), urllib3.PoolManager() as pool:
+        return pool.request("GET", url, timeout=timeout, retries=False, redirect=False).status
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """`os.environ` without deployment variables, the venv's bin first on PATH, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_DEPLOYMENT_PREFIXES)}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return {**env, **extra}
 
 
 def live_pids() -> list[tuple[int, int]]:
@@ -68,12 +62,6 @@ def live_pids() -> list[tuple[int, int]]:
     return found
 
 
-def _spawn(cmd: list[str], log: Path, **popen_kwargs) -> subprocess.Popen:
-    with open(log, "ab") as out:  # own process group (session): killpg reaches every worker
-        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True, **popen_kwargs)  # fmt: skip
-
-
 def stop(proc: subprocess.Popen, stop_signal: int = signal.SIGTERM, grace: float = 10.0) -> None:
     """`stop_signal` to the leader, up to `grace` s for it to exit, then SIGKILL to the group until
     no member is alive (workers stay in the group after the leader exits)."""
@@ -82,14 +70,11 @@ def stop(proc: subprocess.Popen, stop_signal: int = signal.SIGTERM, grace: float
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(grace)
     deadline = time.monotonic() + 10
-    while True:
+    while any(group == proc.pid for _, group in live_pids()) and time.monotonic() < deadline:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-        proc.poll()  # reap the leader
-        if time.monotonic() > deadline or all(g != proc.pid for _, g in live_pids()):
-            break
         time.sleep(0.05)
-    proc.wait()
+    proc.wait()  # reap the leader
 
 
 @contextlib.contextmanager
@@ -97,39 +82,40 @@ def server_process(
     name: str,
     cmd: list[str],
     log: Path | str,
-    ready: Callable[[], bool],
+    ready: Callable[[], bool] | str,
     timeout: float = 30.0,
     stop_signal: int = signal.SIGTERM,
     grace: float = 10.0,
     **popen_kwargs,
 ) -> Iterator[subprocess.Popen]:
-    """Run `cmd` until the block exits, once `ready()` is true (it may raise to give up)."""
-    proc = _spawn(cmd, Path(log), **popen_kwargs)
+    """Run `cmd` (output appended to `log`) until the block exits, then `stop` it. Yields once
+    `ready()` is true (it may raise to give up) or, if `ready` is a URL, once `GET` on it answers
+    any status; raises `ServerStartError` if the server exits or is not ready in `timeout` s."""
+    if isinstance(ready, str):
+        url, ready = ready, lambda: http_status(url) is not None
+    with open(log, "ab") as out:  # own process group (session): killpg reaches every worker
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, **popen_kwargs)  # fmt: skip
     try:
         deadline = time.monotonic() + timeout
         while not ready():
             exited = proc.poll() is not None
             if exited or time.monotonic() > deadline:
                 problem = f"exited with code {proc.returncode}" if exited else "was not ready"
-                raise ServerStartError(
-                    f"{name} {problem} in {timeout:.0f}s; log {log}:\n{log_tail(log)}"
-                )
+                message = f"{name} {problem} in {timeout:.0f}s; log {log}:\n{log_tail(log)}"
+                raise ServerStartError(message)
             time.sleep(0.2)
         yield proc
     finally:
         stop(proc, stop_signal, grace)
 
 
-def run_command(
-    cmd: list[str], env: dict, log: Path, timeout: float, cwd: Path | None = None
-) -> int:
+def run_command(cmd: list[str], env: dict | None, log: Path, timeout: float, **popen_kwargs) -> int:
     """Run `cmd` as `server_process` would, until it exits; its exit code. On timeout the whole
     group is killed and `TimeoutError` raised with the log tail."""
-    proc = _spawn(cmd, log, env=env, cwd=cwd)
-    try:
-        return proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        message = f"{cmd[:4]} ran over {timeout:.0f}s; log {log}:\n{log_tail(log, 40)}"
-        raise TimeoutError(message) from None
-    finally:
-        stop(proc, grace=5)
+    with server_process(cmd[0], cmd, log, lambda: True, env=env, **popen_kwargs) as proc:
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            message = f"{cmd[:4]} ran over {timeout:.0f}s; log {log}:\n{log_tail(log, 40)}"
+            raise TimeoutError(message) from None

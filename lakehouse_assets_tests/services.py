@@ -7,34 +7,33 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import requests
+
 from lakehouse_assets_tests.processes import (
     HOST,
     REPO_ROOT,
     ServerStartError,
+    clean_env,
     free_port,
-    http_status,
     log_tail,
+    run_command,
     server_process,
 )
 
 # `$LAKEHOUSE_PG_BIN`, else the newest Debian PostgreSQL (15 on Debian 12, 17 on 13).
-_PG_VERSIONS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parts[-2]))
-PG_BIN = Path(
-    os.environ.get("LAKEHOUSE_PG_BIN") or (_PG_VERSIONS or [Path("/usr/lib/postgresql/15/bin")])[-1]
-)
+PG_BIN = Path(os.environ.get("LAKEHOUSE_PG_BIN") or max(Path("/usr/lib/postgresql").glob("*/bin"),
+               key=lambda p: int(p.parts[-2]), default="/usr/lib/postgresql/15/bin"))  # fmt: skip
+PG_TIMEOUT = 30.0  # seconds for initdb, and for the server to accept connections
 # As root, PostgreSQL runs as the `postgres` user.
 _AS_POSTGRES = (
     {"user": "postgres", "group": "postgres", "extra_groups": []} if os.geteuid() == 0 else {}
@@ -51,7 +50,6 @@ class PostgresServer:
     password: str
     data_dir: Path
     log: Path
-    timeout: float = 30.0
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
 
     def url(self, driver: str | None = None, database: str = "postgres") -> str:
@@ -61,14 +59,12 @@ class PostgresServer:
         return f"{scheme}://{self.user}:{self.password}@{self.host}:{self.port}/{database}"
 
     def create_database(self, name: str) -> None:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            raise ValueError(f"not a plain identifier: {name!r}")
         self.psql(f'CREATE DATABASE "{name}"')
 
-    def psql(self, sql: str, database: str = "postgres") -> str:
+    def psql(self, sql: str) -> str:
         """Run `sql` with the psql client and return its output."""
         cmd = [str(PG_BIN / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-h", self.host,
-               "-p", str(self.port), "-U", self.user, "-d", database, "-c", sql]  # fmt: skip
+               "-p", str(self.port), "-U", self.user, "-d", "postgres", "-c", sql]  # fmt: skip
         env = {**os.environ, "PGPASSWORD": self.password}
         done = subprocess.run(cmd, env=env, check=False, capture_output=True, text=True)
         if done.returncode != 0:
@@ -84,30 +80,29 @@ class PostgresServer:
         isready = [str(PG_BIN / "pg_isready"), "-q", "-h", self.host, "-p", str(self.port)]
         ready = lambda: subprocess.run(isready, check=False).returncode == 0  # noqa: E731
         # SIGINT: PostgreSQL's fast shutdown; the data directory is kept.
-        self._stack.enter_context(server_process("postgres", cmd, self.log, ready, self.timeout,
+        self._stack.enter_context(server_process("postgres", cmd, self.log, ready, PG_TIMEOUT,
                                                  signal.SIGINT, cwd=self.data_dir, **_AS_POSTGRES))  # fmt: skip
 
-    def stop(self) -> None:
+    def close(self) -> None:
         self._stack.close()
 
     def restart(self) -> None:
         """Stop and start again on the same data directory and port."""
-        self.stop()
+        self.close()
         self.start()
 
 
 @contextlib.contextmanager
-def postgres_server(tmp_dir: Path | str, timeout: float = 30.0) -> Iterator[PostgresServer]:
+def postgres_server(tmp_dir: Path) -> Iterator[PostgresServer]:
     """PostgreSQL on a free loopback port, log `tmp_dir/postgres.log`. The data directory is a
     fresh directory under the system temp dir owned by the server user (as root that is
     `postgres`, which cannot enter pytest's 0700 `tmp_path`); it is removed on exit."""
-    tmp_dir = Path(tmp_dir)
     tmp_dir.mkdir(parents=True, exist_ok=True)
     log = tmp_dir / "postgres.log"
-    base = Path(tempfile.mkdtemp(prefix="lakehouse-pg-"))
     password = secrets.token_hex(16)  # hex: safe in URLs unescaped
-    server = PostgresServer(HOST, free_port(), "lakehouse", password, base / "data", log, timeout)
-    try:
+    with tempfile.TemporaryDirectory(prefix="lakehouse-pg-", ignore_cleanup_errors=True) as tmp:
+        base = Path(tmp)
+        server = PostgresServer(HOST, free_port(), "lakehouse", password, base / "data", log)
         pwfile = base / "pwfile"
         pwfile.write_text(password + "\n")
         if os.geteuid() == 0:
@@ -116,19 +111,13 @@ def postgres_server(tmp_dir: Path | str, timeout: float = 30.0) -> Iterator[Post
         initdb = [str(PG_BIN / "initdb"), "-D", str(server.data_dir), "-U", server.user,
                   f"--pwfile={pwfile}", "--auth=scram-sha-256", "-E", "UTF8", "--no-locale",
                   "--no-sync", "--no-instructions"]  # fmt: skip
-        with open(log, "ab") as out:
-            done = subprocess.run(initdb, cwd=base, stdout=out, stderr=subprocess.STDOUT,
-                                  check=False, timeout=timeout, **_AS_POSTGRES)  # fmt: skip
+        code = run_command(initdb, None, log, PG_TIMEOUT, cwd=base, **_AS_POSTGRES)
         pwfile.unlink()
-        if done.returncode != 0:
+        if code != 0:
             raise ServerStartError(f"initdb failed; log {log}:\n{log_tail(log, 40)}")
         server.start()
-        try:
+        with contextlib.closing(server):
             yield server
-        finally:
-            server.stop()
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @dataclass
@@ -136,8 +125,8 @@ class S3Server:
     """A running moto S3 server; any credentials are accepted."""
 
     endpoint_url: str
-    access_key: str = "testing"
-    secret_key: str = "testing"
+    access_key: str
+    secret_key: str
     region: str = "us-east-1"
 
     def env(self) -> dict[str, str]:
@@ -157,9 +146,8 @@ class S3Server:
                             aws_access_key_id=self.access_key,
                             aws_secret_access_key=self.secret_key)  # fmt: skip
 
-    def create_bucket(self, name: str) -> str:
+    def create_bucket(self, name: str) -> None:
         self.client().create_bucket(Bucket=name)
-        return name
 
 
 @contextlib.contextmanager
@@ -172,8 +160,6 @@ def s3_server(access_key: str = "testing", secret_key: str = "testing") -> Itera
     moto.start()
     server = S3Server(f"http://{HOST}:{moto.get_host_and_port()[1]}", access_key, secret_key)
     try:
-        import requests
-
         # moto's state is per process: start from none of another test's buckets.
         requests.post(f"{server.endpoint_url}/moto-api/reset", timeout=30).raise_for_status()
         yield server
@@ -181,42 +167,22 @@ def s3_server(access_key: str = "testing", secret_key: str = "testing") -> Itera
         moto.stop()  # werkzeug closes the listening socket
 
 
-def _redis_pong(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 @contextlib.contextmanager
-def redis_server(tmp_dir: Path | str, timeout: float = 15.0) -> Iterator[str]:
-    """Debian's `redis-server` without persistence, log `tmp_dir/redis.log`; its `redis://` URL."""
-    tmp_dir = Path(tmp_dir)
+def redis_server(tmp_dir: Path, timeout: float = 15.0) -> Iterator[str]:
+    """Debian's `redis-server` without persistence, log `tmp_dir/redis.log`; its `redis://` URL
+    once it has logged that it accepts connections."""
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port, log = free_port(), tmp_dir / "redis.log"
     cmd = ["redis-server", "--port", str(port), "--bind", HOST, "--save", "",
            "--appendonly", "no", "--dir", str(tmp_dir), "--daemonize", "no"]  # fmt: skip
-    with server_process("redis", cmd, tmp_dir / "redis.log", lambda: _redis_pong(port), timeout):
+    ready = lambda: "Ready to accept connections" in log.read_text()  # noqa: E731
+    with server_process("redis", cmd, log, ready, timeout):
         yield f"redis://{HOST}:{port}/0"
 
 
 # ------------------------------------------------------------ deployment
 
 DEPLOY_DIR = REPO_ROOT / "deploy"
-# Inherited variables with these prefixes are dropped: a test deployment sets its own.
-_DEPLOYMENT_PREFIXES = ("AWS_", "MLFLOW_", "LAKEHOUSE_", "DAGSTER_", "PG")
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """`os.environ` without deployment variables, the venv's bin first on PATH, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_DEPLOYMENT_PREFIXES)}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return {**env, **extra}
-
-
-SIGNING_KEY = os.urandom(16).hex()  # LAKEHOUSE_MODEL_SIGNING_KEY of the test deployments
 
 
 def prod_env(pg: PostgresServer, home: Path, lake: Path, **extra: str) -> dict[str, str]:
@@ -225,7 +191,7 @@ def prod_env(pg: PostgresServer, home: Path, lake: Path, **extra: str) -> dict[s
         **dagster_pg_env(pg),
         DAGSTER_HOME=str(home),
         LAKEHOUSE_ENV="prod",
-        LAKEHOUSE_MODEL_SIGNING_KEY=SIGNING_KEY,  # the prod profile requires it
+        LAKEHOUSE_MODEL_SIGNING_KEY=os.urandom(16).hex(),  # the prod profile requires it
         LAKEHOUSE_DUCKDB_PATH=str(lake / "lakehouse.duckdb"),
         LAKEHOUSE_LANDING_DIR=str(lake / "landing"),
         **extra,
@@ -243,48 +209,42 @@ def wait_for_finished_run(instance, timeout: float):
     raise AssertionError(f"no finished run after {timeout:.0f}s: {instance.get_runs()}")
 
 
-def dagster_pg_env(pg: PostgresServer, db_name: str = "dagster") -> dict[str, str]:
-    """The variables deploy/dagster.yaml reads."""
-    return {"DAGSTER_PG_USERNAME": pg.user, "DAGSTER_PG_PASSWORD": pg.password,
-            "DAGSTER_PG_HOST": pg.host, "DAGSTER_PG_PORT": str(pg.port), "DAGSTER_PG_DB": db_name}  # fmt: skip
+def dagster_pg_env(pg: PostgresServer, prefix="DAGSTER", database="dagster") -> dict[str, str]:
+    """The variables deploy/dagster.yaml reads; deploy/mlflow-server.sh reads the same with
+    the prefix MLFLOW."""
+    values = {"USERNAME": pg.user, "PASSWORD": pg.password, "HOST": pg.host,
+              "PORT": str(pg.port), "DB": database}  # fmt: skip
+    return {f"{prefix}_PG_{name}": value for name, value in values.items()}
 
 
-def dagster_home(path: Path, pg: PostgresServer, db_name: str = "dagster") -> Path:
+def dagster_home(path: Path, pg: PostgresServer) -> Path:
     """A DAGSTER_HOME holding deploy/dagster.yaml as it is, and its database on `pg`."""
     path.mkdir(parents=True, exist_ok=True)
     shutil.copy(DEPLOY_DIR / "dagster.yaml", path / "dagster.yaml")
-    pg.create_database(db_name)
+    pg.create_database("dagster")
     return path
 
 
 @contextlib.contextmanager
-def team_mlflow_server(
-    tmp_dir: Path, pg: PostgresServer, s3: S3Server, bucket: str = "mlflow", timeout: float = 120
-) -> Iterator[str]:
-    """deploy/mlflow-server.sh on `pg` (database `mlflow`) with artifacts in `s3://bucket`, one
-    worker; yields its URL. Log `tmp_dir/mlflow-server.log`."""
-    pg.create_database("mlflow")
-    s3.create_bucket(bucket)
+def deployed_mlflow_server(script: str, tmp_dir: Path, **env: str) -> Iterator[str]:
+    """`deploy/<script>` on a free loopback port with one worker and no job runner, in `tmp_dir`
+    (log `mlflow-server.log`), its other settings in `env`; its URL once /health answers."""
     port = free_port()
-    env = clean_env(
-        **s3.env(),
-        MLFLOW_PG_USERNAME=pg.user,
-        MLFLOW_PG_PASSWORD=pg.password,
-        MLFLOW_PG_HOST=pg.host,
-        MLFLOW_PG_PORT=str(pg.port),
-        MLFLOW_PG_DB="mlflow",
-        MLFLOW_ARTIFACTS_DESTINATION=f"s3://{bucket}/artifacts",
-        MLFLOW_HOST=HOST,
-        MLFLOW_PORT=str(port),
-        MLFLOW_WORKERS="1",
-        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
-    )  # fmt: skip (no job runner)
+    env = clean_env(MLFLOW_HOST=HOST, MLFLOW_PORT=str(port), MLFLOW_WORKERS="1",
+                    MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", **env)  # fmt: skip
     url = f"http://{HOST}:{port}"
-    cmd = ["bash", str(DEPLOY_DIR / "mlflow-server.sh")]
-    ready = lambda: http_status(f"{url}/health") is not None  # noqa: E731
-    log = Path(tmp_dir) / "mlflow-server.log"
-    with server_process("mlflow", cmd, log, ready, timeout, env=env, cwd=tmp_dir):
+    cmd, log = ["bash", str(DEPLOY_DIR / script)], tmp_dir / "mlflow-server.log"
+    with server_process(script, cmd, log, f"{url}/health", 180, env=env, cwd=tmp_dir):
         yield url
+
+
+def team_mlflow_server(tmp_dir: Path, pg: PostgresServer, s3: S3Server):
+    """deploy/mlflow-server.sh on `pg` (database `mlflow`), artifacts in `s3://mlflow/artifacts`."""
+    pg.create_database("mlflow")
+    s3.create_bucket("mlflow")
+    env = {**s3.env(), **dagster_pg_env(pg, "MLFLOW", "mlflow")}
+    env["MLFLOW_ARTIFACTS_DESTINATION"] = "s3://mlflow/artifacts"
+    return deployed_mlflow_server("mlflow-server.sh", tmp_dir, **env)
 
 
 def leaked_secrets(texts: dict[str, str], secrets_: dict[str, str]) -> list[str]:
