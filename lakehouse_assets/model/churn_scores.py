@@ -125,7 +125,7 @@ def _score_in_batches(context, conn, model, started: float) -> int:
             columns = {
                 name: batch.column(name).to_numpy(zero_copy_only=False) for name in FEATURE_COLUMNS
             }
-            probability = churn_probability(model, feature_frame(columns))
+            probability = churn_probability(model, feature_frame(columns, copy=False))
             rows = pa.table(
                 {"customer_id": batch.column("customer_id"), "churn_probability": probability}
             )

@@ -121,9 +121,11 @@ def churn_model_evaluation(
             "beats_champion": float(beats_champion),
         }
         curves = {"model": probability, "recency rule": recency_score(split.x_test)}
+        known = {"model": model_scores, "recency rule": baselines["recency"]}
         if champion_probability is not None:
             curves[f"champion v{champion.version}"] = champion_probability
-        plots = evaluation_plots(model, split, curves)
+            known[f"champion v{champion.version}"] = champion_scores
+        plots = evaluation_plots(model, split, curves, known)  # labels: the AUCs just computed
         log_plots(mlflow, client, run_id, plots, Path(tmp) / "plots")
         # Logged to the training run, whatever Dagster run this is; its status is left alone.
         with mlflow.errors(f"log the evaluation to run {run_id}"):

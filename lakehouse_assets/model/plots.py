@@ -16,6 +16,7 @@ from lakehouse_assets.model.metrics import CALIBRATION_BINS, feature_importances
 PLOT_DIR = "plots"  # MLflow artifact folder
 SIZE_INCHES, DPI = (5.0, 3.4), 80
 TOP_IMPORTANCES = 15
+Known = dict[str, dict[str, float]] | None  # metrics by curve name, as `ranking_metrics` names them
 
 
 def _figure():
@@ -25,32 +26,43 @@ def _figure():
     return figure, figure.add_subplot()
 
 
+def _known(known: Known, name: str, metric: str) -> float | None:
+    """The metric the caller passed for curve `name`, if any."""
+    return (known or {}).get(name, {}).get(metric)
+
+
 def _png(figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", metadata={"Software": None})
     return buffer.getvalue()
 
 
-def roc_curves(y, scores: dict[str, np.ndarray]) -> bytes:
+def roc_curves(y, scores: dict[str, np.ndarray], known: Known = None) -> bytes:
+    """`known`: each curve's `roc_auc` when the caller has it already (else computed)."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
     figure, ax = _figure()
     for name, score in scores.items():
         fpr, tpr, _ = roc_curve(y, score)
-        ax.plot(fpr, tpr, label=f"{name} ({roc_auc_score(y, score):.3f})")
+        auc = _known(known, name, "roc_auc")
+        auc = roc_auc_score(y, score) if auc is None else auc
+        ax.plot(fpr, tpr, label=f"{name} ({auc:.3f})")
     ax.plot([0, 1], [0, 1], ":", color="grey", label="chance (0.500)")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve")
     ax.legend(loc="lower right", fontsize="small")
     return _png(figure)
 
 
-def precision_recall_curves(y, scores: dict[str, np.ndarray]) -> bytes:
+def precision_recall_curves(y, scores: dict[str, np.ndarray], known: Known = None) -> bytes:
+    """`known`: each curve's `pr_auc` (average precision) when the caller has it already."""
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
     figure, ax = _figure()
     for name, score in scores.items():
         precision, recall, _ = precision_recall_curve(y, score)
-        ax.plot(recall, precision, label=f"{name} ({average_precision_score(y, score):.3f})")
+        ap = _known(known, name, "pr_auc")
+        ap = average_precision_score(y, score) if ap is None else ap
+        ax.plot(recall, precision, label=f"{name} ({ap:.3f})")
     ax.axhline(np.mean(y), linestyle=":", color="grey", label=f"churn rate ({np.mean(y):.3f})")
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall curve (average precision)")
     ax.legend(loc="lower left", fontsize="small")
@@ -118,16 +130,20 @@ def markdown_image(name: str, png: bytes) -> str:
     return f"![{name}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
 
 
-def evaluation_plots(model, split, scores: dict[str, np.ndarray]) -> dict[str, bytes]:
+def evaluation_plots(
+    model, split, scores: dict[str, np.ndarray], known: Known = None
+) -> dict[str, bytes]:
     """Every picture of the evaluation, by name. `scores` holds the test-split scores to compare,
     the model's churn probability first (under "model"), then the recency rule and the champion;
-    those that are probabilities (all but the recency rule) go into the calibration curve."""
+    those that are probabilities (all but the recency rule) go into the calibration curve.
+    `known` may hold, by the same names, the `ranking_metrics` of those scores on this split
+    (their ROC AUC and average precision label the curves; else they are computed)."""
     y, probability = split.y_test, scores["model"]
     probabilities = {name: s for name, s in scores.items() if name != "recency rule"}
     importances, kind = feature_importances(model, split.x_test, y)
     return {
-        "roc": roc_curves(y, scores),
-        "precision_recall": precision_recall_curves(y, scores),
+        "roc": roc_curves(y, scores, known),
+        "precision_recall": precision_recall_curves(y, scores, known),
         "cumulative_gains": cumulative_gains(y, scores),
         "calibration": calibration(y, probabilities),
         "feature_importance": feature_importance(

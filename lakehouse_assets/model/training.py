@@ -49,10 +49,11 @@ class ChurnModelConfig(dg.Config):
 
 
 def build_estimator(config: ChurnModelConfig):
-    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-
     if config.model_type == "logistic_regression":
         return logistic_regression(config.regularization_c, config.random_state)
+    # Imported only for the trees: sklearn.ensemble alone takes 0.3 to 0.5 s to import.
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+
     if config.model_type == "random_forest":
         return RandomForestClassifier(
             n_estimators=config.n_estimators,
