@@ -16,7 +16,6 @@ from lakehouse_assets.model import drift, plots
 from lakehouse_assets.model.dataset import feature_frame, md5_lower_64
 from lakehouse_assets.model.estimators import logistic_regression
 from lakehouse_assets.model.metrics import probability_metrics, ranking_metrics
-from lakehouse_assets.model.mlflow_model import save_model_folder
 from lakehouse_assets.model.scoring import churn_probability
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -81,24 +80,6 @@ def test_curves_labelled_with_known_metrics_are_the_same_pictures():
     assert plots.precision_recall_curves(y, scores, known) == plots.precision_recall_curves(
         y, scores
     )
-
-
-def test_saving_the_model_folder_does_not_map_every_installed_package(tmp_path, monkeypatch):
-    """MLflow's requirement mismatch check maps every installed distribution's files (0.35 to
-    0.5 s); the folder is the same without it."""
-    from mlflow.utils import requirements_utils
-
-    calls = []
-    monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)  # not mapped yet
-    monkeypatch.setattr(
-        requirements_utils.importlib_metadata, "packages_distributions", lambda: calls.append(1)
-    )
-    x = feature_frame(_features(500, seed=5))
-    model = logistic_regression(1.0, 42).fit(x, np.random.default_rng(6).integers(0, 2, 500))
-    save_model_folder(model, x, tmp_path / "model")
-    requirements = (tmp_path / "model" / "requirements.txt").read_text().splitlines()
-    assert [r.split("==")[0] for r in requirements] == ["mlflow", "scikit-learn"]
-    assert calls == []  # (MLflow would log, not raise, an error of the mapping)
 
 
 IMPORT_PROBE = """

@@ -5,9 +5,7 @@ with plain artifact calls, which MLflow 2.x servers accept (`mlflow.sklearn.log_
 import hashlib
 import logging
 import warnings
-from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from unittest import mock
 
 import pandas as pd
 
@@ -34,37 +32,16 @@ def save_model_folder(model, x: pd.DataFrame, folder: Path) -> str:
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
         signature = infer_signature(example, model.predict_proba(example))
     try:
-        with _no_requirement_mismatch_check():
-            mlflow.sklearn.save_model(
-                model,
-                str(folder),
-                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_PICKLE,
-                signature=signature,
-                input_example=example,
-                pyfunc_predict_fn="predict_proba",
-                # Named, not inferred: inference would load the model in a subprocess.
-                pip_requirements=mlflow.sklearn.get_default_pip_requirements(),
-            )
+        mlflow.sklearn.save_model(
+            model,
+            str(folder),
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_PICKLE,
+            signature=signature,
+            input_example=example,
+            pyfunc_predict_fn="predict_proba",
+            # Named, not inferred: inference would load the model in a subprocess.
+            pip_requirements=mlflow.sklearn.get_default_pip_requirements(),
+        )
     finally:
         sklearn_logger.setLevel(level)
     return hashlib.sha256((folder / MODEL_FILE).read_bytes()).hexdigest()
-
-
-@contextmanager
-def _no_requirement_mismatch_check():
-    """Skip the check `save_model` makes of the requirements against the installed packages.
-
-    It can only warn, and cannot here: the requirements are pinned from this environment
-    (`get_default_pip_requirements` and MLflow's own version). Its cost is MLflow mapping every
-    installed distribution's files to its modules (`packages_distributions`), 0.35 to 0.5 s the
-    first time in a process, i.e. in every run. If MLflow moves the function, the check runs."""
-    from mlflow.utils import environment
-
-    name = "warn_dependency_requirement_mismatches"
-    skip = mock.patch.object(environment, name, _no_warning)
-    with skip if hasattr(environment, name) else nullcontext():
-        yield
-
-
-def _no_warning(requirements) -> None:
-    return None
