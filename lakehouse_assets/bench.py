@@ -305,7 +305,9 @@ def run_pandas(home: Path, files: list[Path], env: dict) -> PandasRun:
     wall, cpu, peak_rss_mb, error = run_measured(command, env, home / "materialize.log")
     load_after = list(os.getloadavg())
     steps, _, _ = read_run(home / "dagster_home")
-    print(f"  pandas layers {wall:.1f} s, peak RSS {peak_rss_mb:,.0f} MB", flush=True)
+    print(
+        f"  pandas layers {wall:.1f} s, CPU {cpu:.1f} s, peak RSS {peak_rss_mb:,.0f} MB", flush=True
+    )
     return PandasRun(
         wall_seconds=round(wall, 3),
         cpu_seconds=round(cpu, 3),
