@@ -9,8 +9,10 @@ and read per-step times from the run's event log. Then land a 10,000-row file (a
 sample's period; existing and new customers) and run the same command again: the refresh. The
 floor is DuckDB reading every column of the same Parquet file(s) once, grouped by customer_id.
 Beside it: the least a graph with one DuckDB table per layer can cost (SKELETON_SQL: copy, cast,
-a few aggregates). Prints the tables and the targets met or missed, and writes the figures to
-JSON after every size.
+a few aggregates). With --pandas, the same four data layers written in pandas and stored by
+dagster-duckdb-pandas (`lakehouse_assets.bench_pandas`, the reference of the "a quarter of the
+pandas version" target) run on the same files, measured the same way. Prints the tables and the
+targets met or missed, and writes the figures to JSON after every size.
 """
 
 import argparse
@@ -48,6 +50,7 @@ TARGET_WALL_SECONDS = 45.0
 TARGET_FLOOR_RATIO = 5.0
 TARGET_PEAK_RSS_MB = 2048.0
 TARGET_GROWTH = 11.0  # wall(10,000,000) / wall(1,000,000)
+TARGET_PANDAS_RATIO = 0.25  # full build / the pandas layers' wall, at 10M
 DEFAULT_EVENTS = 10_000
 DEFAULT_WALL_SECONDS = 15.0
 # The floor reads every column of the files once, grouped by customer: the issue's "read the same
@@ -98,6 +101,23 @@ class Refresh:
 
 
 @dataclass
+class PandasRun:
+    """The pandas layers (`PANDAS_COMMAND`) on the same landed files as the full build."""
+
+    wall_seconds: float
+    cpu_seconds: float
+    peak_rss_mb: float
+    steps: dict[str, float]
+    load_before: list[float]
+    load_after: list[float]
+    error: str | None = None
+
+    @property
+    def data_layers_seconds(self) -> float:
+        return sum(self.steps.get(s, 0.0) for s in DATA_STEPS)
+
+
+@dataclass
 class Figures:
     """What one materialization of the graph on `events` transactions measured."""
 
@@ -119,6 +139,7 @@ class Figures:
     memory_limit: str = ""
     error: str | None = None
     refresh: Refresh | None = None
+    pandas: PandasRun | None = None
 
     @property
     def data_layers_seconds(self) -> float:
@@ -150,6 +171,20 @@ class Figures:
             return None
         return self.refresh.wall_seconds / max(self.wall_seconds, 1e-6)
 
+    @property
+    def pandas_data_ratio(self) -> float | None:
+        """bronze..features steps: the pipeline's / the pandas layers'."""
+        if self.pandas is None or self.pandas.error or self.error:
+            return None
+        return self.data_layers_seconds / max(self.pandas.data_layers_seconds, 1e-6)
+
+    @property
+    def pandas_ratio(self) -> float | None:
+        """The full build's wall / the pandas layers' wall (both process start included)."""
+        if self.pandas is None or self.pandas.error or self.error:
+            return None
+        return self.wall_seconds / max(self.pandas.wall_seconds, 1e-6)
+
     def as_json(self) -> dict:
         return {
             **asdict(self),
@@ -160,16 +195,25 @@ class Figures:
             "scoring_seconds": round(self.scoring_seconds, 3),
             "scoring_share": round(self.scoring_share, 4),
             "refresh_ratio": None if self.refresh_ratio is None else round(self.refresh_ratio, 4),
+            "pandas_data_ratio": _rounded(self.pandas_data_ratio),
+            "pandas_ratio": _rounded(self.pandas_ratio),
         }
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
 MAIN_COMMAND = ("-m", "dagster", "asset", "materialize", "-m", "lakehouse_assets", "--select", "*")
+PANDAS_COMMAND = ("-m", "dagster", "asset", "materialize", "-m", "lakehouse_assets.bench_pandas",
+                  "--select", "*")  # fmt: skip
 
 
-def run_size(work: Path, events: int, samples: Path | None) -> Figures:
+def run_size(work: Path, events: int, samples: Path | None, pandas: bool = False) -> Figures:
     """Sample, materialize, land a small file, materialize again and measure, in a fresh
-    LAKEHOUSE_HOME under `work`. Sizes above 10M measure the floor and skeleton once, not three
-    times (a skeleton run at 100M takes minutes)."""
+    LAKEHOUSE_HOME under `work`; with `pandas`, then the pandas layers on the sample's files.
+    Sizes above 10M measure the floor and skeleton once, not three times (a skeleton run at 100M
+    takes minutes)."""
     customers = max(1, events // 10)
     home = work / f"events_{events}"
     shutil.rmtree(home, ignore_errors=True)
@@ -190,6 +234,10 @@ def run_size(work: Path, events: int, samples: Path | None) -> Figures:
             f"  full build {wall:.1f} s; refresh after a {REFRESH_ROWS:,}-row file ...", flush=True
         )
         refresh = run_refresh(home, env, customers)
+    pandas_run = None
+    if pandas:
+        print("  the pandas layers on the same files ...", flush=True)
+        pandas_run = run_pandas(home / "pandas", [Path(f) for f in files], env)
     repeats = 3 if events <= TARGET_EVENTS else 1
     return Figures(
         events=events,
@@ -209,6 +257,7 @@ def run_size(work: Path, events: int, samples: Path | None) -> Figures:
         memory_limit=graph_memory_limit(),
         error=error,
         refresh=refresh,
+        pandas=pandas_run,
     )
 
 
@@ -234,6 +283,38 @@ def run_refresh(home: Path, env: dict, customers: int) -> Refresh:
         load_after=load_after,
         silver_refresh=silver.get("refresh"),
         gold_refresh=gold.get("refresh"),
+        error=error,
+    )
+
+
+def run_pandas(home: Path, files: list[Path], env: dict) -> PandasRun:
+    """Run `PANDAS_COMMAND` in a fresh LAKEHOUSE_HOME `home` whose landing folder links `files`
+    (the sample, without the refresh file), with its own DAGSTER_HOME."""
+    shutil.rmtree(home, ignore_errors=True)
+    (home / "landing").mkdir(parents=True)
+    (home / "dagster_home").mkdir()
+    (home / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    for path in files:
+        try:
+            os.link(path, home / "landing" / path.name)
+        except OSError:  # another file system
+            shutil.copy2(path, home / "landing" / path.name)
+    env = env | {"LAKEHOUSE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home")}
+    load_before = list(os.getloadavg())
+    command = [sys.executable, *PANDAS_COMMAND]
+    wall, cpu, peak_rss_mb, error = run_measured(command, env, home / "materialize.log")
+    load_after = list(os.getloadavg())
+    steps, _, _ = read_run(home / "dagster_home")
+    print(
+        f"  pandas layers {wall:.1f} s, CPU {cpu:.1f} s, peak RSS {peak_rss_mb:,.0f} MB", flush=True
+    )
+    return PandasRun(
+        wall_seconds=round(wall, 3),
+        cpu_seconds=round(cpu, 3),
+        peak_rss_mb=round(peak_rss_mb, 1),
+        steps=steps,
+        load_before=load_before,
+        load_after=load_after,
         error=error,
     )
 
@@ -469,6 +550,16 @@ def targets(results: dict[int, Figures]) -> list[tuple[str, str, bool]]:
                            f"{big.refresh_ratio:.1%} ({refresh.wall_seconds:.1f} s / "
                            f"{big.wall_seconds:.1f} s), peak RSS {refresh.peak_rss_mb:,.0f} MB",
                            big.refresh_ratio <= TARGET_REFRESH_RATIO))  # fmt: skip
+        pandas = big.pandas
+        if pandas is not None and pandas.error:
+            checks.append(("pandas layers at 10M complete", pandas.error, False))
+        elif pandas is not None:
+            checks.append((f"full build at 10M <= {TARGET_PANDAS_RATIO:.0%} of the pandas layers' "
+                           f"wall", f"{big.pandas_ratio:.1%} ({big.wall_seconds:.1f} s / "
+                           f"{pandas.wall_seconds:.1f} s); bronze..features "
+                           f"{big.pandas_data_ratio:.1%} ({big.data_layers_seconds:.1f} s / "
+                           f"{pandas.data_layers_seconds:.1f} s); pandas peak RSS "
+                           f"{pandas.peak_rss_mb:,.0f} MB", big.pandas_ratio <= TARGET_PANDAS_RATIO))  # fmt: skip
     small = results.get(TARGET_EVENTS // 10)
     if big and small:
         growth = big.wall_seconds / small.wall_seconds
@@ -532,11 +623,20 @@ def report(results: dict[int, Figures], host: dict) -> str:
             *_table(["", *(f"{n:,}" for n in refreshed)], _refresh_rows(results, refreshed)),
             "",
         ]
+    compared = [n for n in sizes if results[n].pandas is not None]
+    if compared:
+        lines += ["Pandas layers (lakehouse_assets.bench_pandas) on the same files:"]
+        lines += [
+            *_table(["", *(f"{n:,}" for n in compared)], _pandas_rows(results, compared)),
+            "",
+        ]
     for n in sizes:
         if results[n].error:
             lines.append(f"{n:,} transactions: the full build FAILED: {results[n].error}")
         elif results[n].refresh is not None and results[n].refresh.error:
             lines.append(f"{n:,} transactions: the refresh FAILED: {results[n].refresh.error}")
+        if results[n].pandas is not None and results[n].pandas.error:
+            lines.append(f"{n:,} transactions: the pandas layers FAILED: {results[n].pandas.error}")
     lines.append("")
     lines.append(
         f"Machine: {host['cpu']}, {host['cores']} cores, {host['memory_gb']} GB; "
@@ -567,6 +667,27 @@ def _refresh_rows(results: dict[int, Figures], sizes: list[int]) -> list[list[st
          *(f"{refresh[n].new_customers:,} / {refresh[n].existing_customers:,}" for n in sizes)],
         ["load average before / after",
          *(f"{refresh[n].load_before[0]:.1f} / {refresh[n].load_after[0]:.1f}" for n in sizes)],
+    ]  # fmt: skip
+
+
+def _pandas_rows(results: dict[int, Figures], sizes: list[int]) -> list[list[str]]:
+    pandas = {n: results[n].pandas for n in sizes}
+    rows = [[f"{step}, pipeline / pandas (s)",
+             *(f"{_seconds(results[n].steps.get(step))} / {_seconds(pandas[n].steps.get(step))}"
+               for n in sizes)] for step in DATA_STEPS]  # fmt: skip
+    return rows + [
+        ["bronze..features, pipeline / pandas (s)",
+         *(f"{results[n].data_layers_seconds:.2f} / {pandas[n].data_layers_seconds:.2f}"
+           for n in sizes)],
+        ["bronze..features, pipeline / pandas", *(_ratio(results[n].pandas_data_ratio) for n in sizes)],
+        ["pandas layers: wall, process start included (s)",
+         *(f"{pandas[n].wall_seconds:.1f}" for n in sizes)],
+        ["pandas layers: CPU time, user + system (s)",
+         *(f"{pandas[n].cpu_seconds:.1f}" for n in sizes)],
+        ["pandas layers: peak RSS (MB)", *(f"{pandas[n].peak_rss_mb:,.0f}" for n in sizes)],
+        ["full build wall / pandas layers wall", *(_ratio(results[n].pandas_ratio) for n in sizes)],
+        ["load average before / after",
+         *(f"{pandas[n].load_before[0]:.1f} / {pandas[n].load_after[0]:.1f}" for n in sizes)],
     ]  # fmt: skip
 
 
@@ -622,6 +743,11 @@ def main(argv: list[str] | None = None) -> None:
         "--samples", type=Path, default=None,
         help="write each sample once into this folder and reuse it (default: write every time)",
     )  # fmt: skip
+    parser.add_argument(
+        "--pandas", action="store_true",
+        help="also run the data layers written in pandas (lakehouse_assets.bench_pandas; needs "
+        "the `bench` extra) on the same files, for the full build / pandas ratio",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="default: WORK/benchmark.json")
     args = parser.parse_args(argv)
     host = machine()
@@ -633,7 +759,7 @@ def main(argv: list[str] | None = None) -> None:
         runs = []
         for attempt in range(args.repeat):
             print(f"{events:,} transactions, run {attempt + 1}/{args.repeat} ...", flush=True)
-            runs.append(run_size(args.work, events, args.samples))
+            runs.append(run_size(args.work, events, args.samples, args.pandas))
             refresh = runs[-1].refresh
             print(f"  wall {runs[-1].wall_seconds:.1f} s"
                   + (f", refresh {refresh.wall_seconds:.1f} s" if refresh else ""), flush=True)  # fmt: skip
