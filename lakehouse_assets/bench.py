@@ -35,6 +35,7 @@ DATA_STEPS = (
     "customer_features",
 )
 SCORING_STEPS = ("scoring_features", "churn_scores")
+FEATURE_STEPS = ("customer_features", "scoring_features")
 ASSET_STEPS = ("raw_transactions", *DATA_STEPS, "scoring_features", "churn_model",
                "churn_model_evaluation", "registered_churn_model", "churn_scores")  # fmt: skip
 TARGET_EVENTS = 10_000_000
@@ -97,6 +98,8 @@ class Refresh:
     load_after: list[float]
     silver_refresh: str | None = None
     gold_refresh: str | None = None
+    features_refresh: str | None = None  # customer_features / scoring_features
+    customers_recomputed: str | None = None  # by each feature table, of its rows
     error: str | None = None
 
 
@@ -271,6 +274,7 @@ def run_refresh(home: Path, env: dict, customers: int) -> Refresh:
     steps, _, _ = read_run(home / "dagster_home")
     silver = _metadata_of(home / "dagster_home", "silver_transactions")
     gold = _metadata_of(home / "dagster_home", "gold_customer_summary")
+    features = [_metadata_of(home / "dagster_home", a) for a in FEATURE_STEPS]
     return Refresh(
         rows=REFRESH_ROWS,
         new_customers=new_customers,
@@ -283,6 +287,11 @@ def run_refresh(home: Path, env: dict, customers: int) -> Refresh:
         load_after=load_after,
         silver_refresh=silver.get("refresh"),
         gold_refresh=gold.get("refresh"),
+        features_refresh=" / ".join(str(f.get("refresh")) for f in features),
+        customers_recomputed=" / ".join(
+            f"{f.get('customers_recomputed', 0):,} of {f.get('dagster/row_count', 0):,}"
+            for f in features
+        ),
         error=error,
     )
 
@@ -663,6 +672,10 @@ def _refresh_rows(results: dict[int, Figures], sizes: list[int]) -> list[list[st
          *(_ratio(refresh[n].cpu_seconds / max(results[n].cpu_seconds, 1e-6)) for n in sizes)],
         ["silver / gold refresh", *(f"{refresh[n].silver_refresh} / {refresh[n].gold_refresh}"
                                     for n in sizes)],
+        ["customer_features / scoring_features refresh",
+         *(str(refresh[n].features_refresh) for n in sizes)],
+        ["customers recomputed (customer_features / scoring_features)",
+         *(str(refresh[n].customers_recomputed) for n in sizes)],
         ["new / existing customers in the file",
          *(f"{refresh[n].new_customers:,} / {refresh[n].existing_customers:,}" for n in sizes)],
         ["load average before / after",
@@ -746,7 +759,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--pandas", action="store_true",
         help="also run the data layers written in pandas (lakehouse_assets.bench_pandas; needs "
-        "the `bench` extra) on the same files, for the full build / pandas ratio",
+        "the `bench` extra) on the same files, for the full build / pandas ratio (sizes up to 10M)",
     )  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="default: WORK/benchmark.json")
     args = parser.parse_args(argv)
@@ -759,7 +772,8 @@ def main(argv: list[str] | None = None) -> None:
         runs = []
         for attempt in range(args.repeat):
             print(f"{events:,} transactions, run {attempt + 1}/{args.repeat} ...", flush=True)
-            runs.append(run_size(args.work, events, args.samples, args.pandas))
+            pandas = args.pandas and events <= TARGET_EVENTS  # 100M would need about 80 GB
+            runs.append(run_size(args.work, events, args.samples, pandas))
             refresh = runs[-1].refresh
             print(f"  wall {runs[-1].wall_seconds:.1f} s"
                   + (f", refresh {refresh.wall_seconds:.1f} s" if refresh else ""), flush=True)  # fmt: skip
