@@ -12,7 +12,7 @@ its layer, and loads the tables the next asset reads (only the columns it needs)
 Same work as the pipeline's layers, idiomatic vectorised pandas (no loop over rows or customers):
 bronze reads every landed file as text with its lineage; silver types, validates, rejects with a
 reason and drops later copies (first by ingestion time, file, row); gold summarizes each customer;
-`customer_features` computes the 30 features of `FEATURES_AT_CUTOFF_SQL` + `GAPS_SQL` at cutoff =
+`customer_features` computes the 30 features of `GAPS_SQL` + `FRESH_SQL` at cutoff =
 latest event - horizon, and the label. Unlike the pipeline it is not incremental (every run
 rebuilds every table) and keeps no file ledger (`bronze.ingested_files`) or silver load history.
 Differences by definition: none intended; see lakehouse_assets_tests/test_bench_pandas.py.
@@ -29,7 +29,7 @@ from dagster_duckdb_pandas import DuckDBPandasIOManager
 from lakehouse_assets import settings
 from lakehouse_assets.landing import CONTRACT_COLUMNS, REQUIRED_COLUMNS, describe_files
 from lakehouse_assets.layers.bronze import LINEAGE_COLUMNS
-from lakehouse_assets.layers.features import FEATURE_COLUMNS, LABEL, FeaturesConfig
+from lakehouse_assets.layers.features import FEATURE_COLUMNS, LABEL, PURCHASE_SPAN, FeaturesConfig
 from lakehouse_assets.layers.silver import ISO_FORMAT
 from lakehouse_assets.resources import LandingZone
 
@@ -194,7 +194,7 @@ def gold_customer_summary(silver_transactions: pd.DataFrame) -> pd.DataFrame:
 
 def features_at(silver: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
     """The 30 features of every customer with a purchase at or before `cutoff`, from those
-    purchases only: `FEATURES_AT_CUTOFF_SQL` with `GAPS_SQL`."""
+    purchases only: `GAPS_SQL`, `FRESH_SQL` and `AT_CUTOFF`."""
     p = silver.loc[silver["event_time"] <= cutoff, PURCHASE_COLUMNS]
     customer, customers = pd.factorize(p["customer_id"])  # group by integer codes
     age = (cutoff - p["event_time"]).dt.total_seconds().to_numpy() / SECONDS_PER_DAY
@@ -204,7 +204,8 @@ def features_at(silver: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
         {
             "customer": customer,
             "age": age,
-            "day": np.floor(age),
+            "time": p["event_time"].to_numpy(),
+            "day": p["event_time"].dt.floor("D").to_numpy(),
             "amount": amount,
             "quantity": quantity,
         }
@@ -220,6 +221,8 @@ def features_at(silver: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
     f = frame.groupby("customer").agg(
         recency_days=("age", "min"),
         tenure_days=("age", "max"),
+        first_purchase_at=("time", "min"),
+        last_purchase_at=("time", "max"),
         frequency=("age", "size"),
         active_days=("day", "nunique"),
         monetary_total=("amount", "sum"),
@@ -243,9 +246,10 @@ def features_at(silver: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
         if name.startswith("txn_"):
             f[name] = f[name].astype(np.int64)
     several = f["frequency"] > 1
-    f["mean_gap_days"] = np.where(
-        several, (f["tenure_days"] - f["recency_days"]) / (f["frequency"] - 1).clip(lower=1), 0.0
-    )
+    span_days = (
+        f["last_purchase_at"] - f["first_purchase_at"]
+    ).dt.total_seconds() / SECONDS_PER_DAY
+    f["mean_gap_days"] = np.where(several, span_days / (f["frequency"] - 1).clip(lower=1), 0.0)
     f["purchases_per_30d"] = f["frequency"] * 30.0 / f["tenure_days"].clip(lower=1)
     f["txn_trend_90d"] = f["txn_last_90d"] - f["txn_prev_90d"]
     f["amount_trend_90d"] = f["amount_last_90d"] - f["amount_prev_90d"]
@@ -262,7 +266,7 @@ def features_at(silver: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
         share = f[f"amount_last_{days}d"] / f["monetary_total"].where(spent)
         f[f"amount_share_{days}d"] = share.where(spent, 0.0)
     f.insert(0, "customer_id", customers[f.index.to_numpy()])
-    return f[["customer_id", *FEATURE_COLUMNS]].reset_index(drop=True)
+    return f[["customer_id", *FEATURE_COLUMNS, *PURCHASE_SPAN]].reset_index(drop=True)
 
 
 @dg.asset(
