@@ -84,18 +84,24 @@ CLEARED_ENV = ("LAKEHOUSE_LANDING_DIR", "LAKEHOUSE_DUCKDB_PATH", "MLFLOW_TRACKIN
 
 
 @dataclass
-class Refresh:
-    """The main command run again after a file of `rows` transactions landed on the built graph."""
+class Measured:
+    """One measured command: wall from process start to exit, CPU, peak RSS, per-step times."""
 
-    rows: int
-    new_customers: int
-    existing_customers: int
     wall_seconds: float
     cpu_seconds: float
     peak_rss_mb: float
     steps: dict[str, float]
     load_before: list[float]
     load_after: list[float]
+
+
+@dataclass
+class Refresh(Measured):
+    """The main command run again after a file of `rows` transactions landed on the built graph."""
+
+    rows: int = 0
+    new_customers: int = 0
+    existing_customers: int = 0
     silver_refresh: str | None = None
     gold_refresh: str | None = None
     features_refresh: str | None = None  # customer_features / scoring_features
@@ -104,15 +110,9 @@ class Refresh:
 
 
 @dataclass
-class PandasRun:
+class PandasRun(Measured):
     """The pandas layers (`PANDAS_COMMAND`) on the same landed files as the full build."""
 
-    wall_seconds: float
-    cpu_seconds: float
-    peak_rss_mb: float
-    steps: dict[str, float]
-    load_before: list[float]
-    load_after: list[float]
     error: str | None = None
 
     @property
@@ -267,11 +267,7 @@ def run_size(work: Path, events: int, samples: Path | None, pandas: bool = False
 def run_refresh(home: Path, env: dict, customers: int) -> Refresh:
     """Land `REFRESH_ROWS` new transactions on the built graph and run the main command again."""
     new_customers, existing = write_refresh_file(home / "landing", customers)
-    load_before = list(os.getloadavg())
-    command = [sys.executable, *MAIN_COMMAND]
-    wall, cpu, peak_rss_mb, error = run_measured(command, env, home / "refresh.log")
-    load_after = list(os.getloadavg())
-    steps, _, _ = read_run(home / "dagster_home")
+    measured, error = measure(MAIN_COMMAND, env, home / "refresh.log", home / "dagster_home")
     silver = _metadata_of(home / "dagster_home", "silver_transactions")
     gold = _metadata_of(home / "dagster_home", "gold_customer_summary")
     features = [_metadata_of(home / "dagster_home", a) for a in FEATURE_STEPS]
@@ -279,12 +275,7 @@ def run_refresh(home: Path, env: dict, customers: int) -> Refresh:
         rows=REFRESH_ROWS,
         new_customers=new_customers,
         existing_customers=existing,
-        wall_seconds=round(wall, 3),
-        cpu_seconds=round(cpu, 3),
-        peak_rss_mb=round(peak_rss_mb, 1),
-        steps=steps,
-        load_before=load_before,
-        load_after=load_after,
+        **measured,
         silver_refresh=silver.get("refresh"),
         gold_refresh=gold.get("refresh"),
         features_refresh=" / ".join(str(f.get("refresh")) for f in features),
@@ -309,23 +300,28 @@ def run_pandas(home: Path, files: list[Path], env: dict) -> PandasRun:
         except OSError:  # another file system
             shutil.copy2(path, home / "landing" / path.name)
     env = env | {"LAKEHOUSE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home")}
+    measured, error = measure(PANDAS_COMMAND, env, home / "materialize.log", home / "dagster_home")
+    print(f"  pandas layers {measured['wall_seconds']:.1f} s, CPU {measured['cpu_seconds']:.1f} s, "
+          f"peak RSS {measured['peak_rss_mb']:,.0f} MB", flush=True)  # fmt: skip
+    return PandasRun(**measured, error=error)
+
+
+def measure(
+    args: tuple[str, ...], env: dict, log: Path, dagster_home: Path
+) -> tuple[dict, str | None]:
+    """Run `python *args` (`run_measured`) and read its run's step times: the `Measured` fields,
+    and the error if it failed."""
     load_before = list(os.getloadavg())
-    command = [sys.executable, *PANDAS_COMMAND]
-    wall, cpu, peak_rss_mb, error = run_measured(command, env, home / "materialize.log")
-    load_after = list(os.getloadavg())
-    steps, _, _ = read_run(home / "dagster_home")
-    print(
-        f"  pandas layers {wall:.1f} s, CPU {cpu:.1f} s, peak RSS {peak_rss_mb:,.0f} MB", flush=True
-    )
-    return PandasRun(
-        wall_seconds=round(wall, 3),
-        cpu_seconds=round(cpu, 3),
-        peak_rss_mb=round(peak_rss_mb, 1),
-        steps=steps,
-        load_before=load_before,
-        load_after=load_after,
-        error=error,
-    )
+    wall, cpu, peak_rss_mb, error = run_measured([sys.executable, *args], env, log)
+    measured = {
+        "wall_seconds": round(wall, 3),
+        "cpu_seconds": round(cpu, 3),
+        "peak_rss_mb": round(peak_rss_mb, 1),
+        "steps": read_run(dagster_home)[0],
+        "load_before": load_before,
+        "load_after": list(os.getloadavg()),
+    }
+    return measured, error
 
 
 def write_refresh_file(landing: Path, customers: int, seed: int = 7) -> tuple[int, int]:
