@@ -15,7 +15,10 @@ reason and drops later copies (first by ingestion time, file, row); gold summari
 `customer_features` computes the 30 features of `GAPS_SQL` + `FRESH_SQL` at cutoff =
 latest event - horizon, and the label. Unlike the pipeline it is not incremental (every run
 rebuilds every table) and keeps no file ledger (`bronze.ingested_files`) or silver load history.
-Differences by definition: none intended; see lakehouse_assets_tests/test_bench_pandas.py.
+Differences by definition: ages here are exact fractional seconds, where the SQL counts whole
+second boundaries (`date_diff('second', ...)`), so timestamps with fractions of a second may
+sit on the other side of a window edge; the samples have whole seconds. See
+lakehouse_assets_tests/test_bench_pandas.py.
 """
 
 from datetime import UTC, datetime

@@ -1,5 +1,6 @@
 """Incremental silver, gold and features equal a full rebuild, row for row, after every landing."""
 
+import re
 import shutil
 import time
 from datetime import UTC, datetime, timedelta
@@ -10,7 +11,12 @@ import duckdb
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from lakehouse_assets.layers.features import FeaturesConfig, ScoringFeaturesConfig
+from lakehouse_assets.layers.features import (
+    FRESH_SQL,
+    WINDOW_DAYS,
+    FeaturesConfig,
+    ScoringFeaturesConfig,
+)
 from lakehouse_assets.layers.gold import GoldConfig
 from lakehouse_assets.layers.silver import SilverConfig
 from lakehouse_assets.model.drift import SCORING_FEATURES_DRIFT
@@ -373,3 +379,10 @@ def test_features_follow_the_moving_cutoff_like_a_full_rebuild(lakehouse_home, i
     write_csv(landing / "late.csv", ["late1,c-late,2025-03-01T10:00:00,5,1"])
     assert {mode for mode, *_ in feature_refreshes(instance).values()} == {"full"}
     assert_features_equal_full_refresh(lakehouse_home, instance, tmp_path / "full_replaced")
+
+
+def test_the_refresh_watches_the_edge_of_every_window_the_features_count():
+    """A refresh recomputes customers near the edges in WINDOW_DAYS: they must be the windows
+    FRESH_SQL counts purchases in, or a moved cutoff would leave stale counts."""
+    counted = {int(days) for days in re.findall(r"age_days [<>]=? (\d+)", FRESH_SQL)}
+    assert counted == set(WINDOW_DAYS)

@@ -287,10 +287,11 @@ def refresh_features(
                 {"cutoff": cutoff, **({"horizon_days": horizon_days} if labelled else {})},
             )
             conn.execute(f"DELETE FROM {WATERMARKS[table]}")
-            conn.execute(
-                f"INSERT INTO {WATERMARKS[table]} VALUES ($id, $at, $cutoff, $definition)",
-                {"id": latest[0], "at": latest[1], "cutoff": cutoff, "definition": definition},
-            )
+            if latest is not None:  # else silver.loads is empty: the next run is full again
+                conn.execute(
+                    f"INSERT INTO {WATERMARKS[table]} VALUES ($id, $at, $cutoff, $definition)",
+                    {"id": latest[0], "at": latest[1], "cutoff": cutoff, "definition": definition},
+                )
     for temp in (GAPS, FRESH, AFFECTED, AFFECTED_ROWS):
         conn.execute(f"DROP TABLE IF EXISTS {temp}")
     metadata = table_metadata(conn, table)
@@ -365,8 +366,8 @@ def scoring_features(
 ) -> dg.MaterializeResult:
     """`gold.scoring_features`: the same 30 features as `gold.customer_features`, from the same
     SQL, for every customer with history, at cutoff = the latest `event_time` in silver (no
-    label) and the cutoff as `features_as_of`: what the champion scores to rank the customers
-    at risk now. Refreshed like `customer_features`."""
+    label), the first and last purchase, and the cutoff as `features_as_of`: what the champion
+    scores to rank the customers at risk now. Refreshed like `customer_features`."""
     with duckdb.get_connection() as conn:
         cutoff = latest_event(conn)
         context.log.info(f"Scoring features as of {cutoff} (the latest event in silver)")
