@@ -17,7 +17,7 @@ from lakehouse_assets.layers import watermark
 from lakehouse_assets.layers.gold import gold_customer_summary
 from lakehouse_assets.layers.silver import silver_transactions
 from lakehouse_assets.metadata import log_progress, table_metadata
-from lakehouse_assets.resources import LakehouseDuckDB, transaction
+from lakehouse_assets.resources import LakehouseDuckDB, rebuild_table, transaction
 from lakehouse_assets.tables import (
     CUSTOMER_FEATURES,
     CUSTOMER_FEATURES_WATERMARK,
@@ -216,13 +216,7 @@ def latest_event(conn):
 def _plan(conn, table: str, cutoff: datetime, definition: str, full_refresh: bool):
     """(mode, reason, since, previous cutoff, silver load to remember) for a feature table:
     `full`, `incremental` or `unchanged`."""
-    conn.execute(
-        f"CREATE TABLE IF NOT EXISTS {WATERMARKS[table]} (silver_load_id BIGINT, "
-        "silver_loaded_at TIMESTAMP, cutoff TIMESTAMP, definition VARCHAR)"
-    )
-    seen = conn.execute(
-        f"SELECT silver_load_id, silver_loaded_at, cutoff, definition FROM {WATERMARKS[table]}"
-    ).fetchone()
+    seen = watermark.read_watermark(conn, WATERMARKS[table], "cutoff TIMESTAMP, definition VARCHAR")
     mode, reason, since, latest = watermark.plan_after_load(
         conn, table, seen and seen[:2], full_refresh
     )
@@ -251,7 +245,7 @@ def refresh_features(
     definition = hashlib.sha256(
         f"{GAPS_SQL}{FRESH_SQL}{LABELLED_SQL}{AT_CUTOFF}{horizon_days}".encode()
     ).hexdigest()[:16]
-    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {table.split('.')[0]}")
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {table.split('.')[0]}")  # for the watermark
     with transaction(conn):
         mode, reason, since, previous_cutoff, latest = _plan(
             conn, table, cutoff, definition, full_refresh
@@ -281,20 +275,18 @@ def refresh_features(
             unaffected = f"SELECT {kept} FROM {table} ANTI JOIN {AFFECTED} USING (customer_id)"
             rows = f"{unaffected} UNION ALL BY NAME {rows}"
         last_column = LABEL if labelled else "$cutoff::TIMESTAMP AS features_as_of"
-        with transaction(conn):
-            conn.execute(
-                _write_sql(table, rows, last_column),
-                {"cutoff": cutoff, **({"horizon_days": horizon_days} if labelled else {})},
-            )
-            conn.execute(f"DELETE FROM {WATERMARKS[table]}")
-            if latest is not None:  # else silver.loads is empty: the next run is full again
-                conn.execute(
-                    f"INSERT INTO {WATERMARKS[table]} VALUES ($id, $at, $cutoff, $definition)",
-                    {"id": latest[0], "at": latest[1], "cutoff": cutoff, "definition": definition},
-                )
+        remembered = latest and (*latest, cutoff, definition)  # None: the next run is full
+        metadata = rebuild_table(
+            conn,
+            table,
+            _write_sql(table, rows, last_column),
+            {"cutoff": cutoff, **({"horizon_days": horizon_days} if labelled else {})},
+            also=lambda conn: watermark.remember(conn, WATERMARKS[table], remembered),
+        )
+    else:
+        metadata = table_metadata(conn, table)
     for temp in (GAPS, FRESH, AFFECTED, AFFECTED_ROWS):
         conn.execute(f"DROP TABLE IF EXISTS {temp}")
-    metadata = table_metadata(conn, table)
     log_progress(context, f"{table}: {mode}; customers (re)computed:", recomputed, started)
     return {
         **metadata,

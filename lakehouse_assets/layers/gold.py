@@ -74,13 +74,7 @@ def gold_customer_summary(
     with duckdb.get_connection() as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS gold")
         with transaction(conn):
-            conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {GOLD_SUMMARY_WATERMARK} "
-                "(silver_load_id BIGINT, silver_loaded_at TIMESTAMP)"
-            )
-            seen = conn.execute(
-                f"SELECT silver_load_id, silver_loaded_at FROM {GOLD_SUMMARY_WATERMARK}"
-            ).fetchone()
+            seen = watermark.read_watermark(conn, GOLD_SUMMARY_WATERMARK)
             mode, reason, since, latest = watermark.plan_after_load(
                 conn, GOLD_SUMMARY, seen, config.full_refresh
             )
@@ -94,8 +88,7 @@ def gold_customer_summary(
                 conn.execute(INSERT_CHANGED_SQL)
                 conn.execute(f"DROP TABLE {CHANGED}")
             if latest is not None:
-                conn.execute(f"DELETE FROM {GOLD_SUMMARY_WATERMARK}")
-                conn.execute(f"INSERT INTO {GOLD_SUMMARY_WATERMARK} VALUES ($id, $at)", {"id": latest[0], "at": latest[1]})  # fmt: skip
+                watermark.remember(conn, GOLD_SUMMARY_WATERMARK, latest)
         metadata = table_metadata(conn, GOLD_SUMMARY)
     if mode == watermark.FULL:
         customers = metadata["dagster/row_count"].value

@@ -232,3 +232,22 @@ def plan_after_load(
         return FULL, f"silver load {seen[0]} held no bronze rows", None, latest
     ids = ", ".join(str(load[0]) for load in pending)
     return APPEND, f"silver appended rows in load(s) {ids}", since, latest
+
+
+def read_watermark(conn: duckdb.DuckDBPyConnection, table: str, extra: str = "") -> tuple | None:
+    """The one row of `table` (created if missing), a table's memory of what it last read: the
+    silver load (`silver_load_id`, `silver_loaded_at`), then the `extra` columns ("name TYPE,
+    ..."); None before the first write."""
+    columns = ", ".join(
+        ["silver_load_id BIGINT", "silver_loaded_at TIMESTAMP", *filter(None, [extra])]
+    )
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+    return conn.execute(f"SELECT * FROM {table}").fetchone()
+
+
+def remember(conn: duckdb.DuckDBPyConnection, table: str, values: tuple | None) -> None:
+    """Replace the row of the watermark `table` with `values` (none: forget, so that the next
+    run rebuilds in full); in the caller's transaction."""
+    conn.execute(f"DELETE FROM {table}")
+    if values is not None:
+        conn.execute(f"INSERT INTO {table} VALUES ({', '.join('?' * len(values))})", list(values))
