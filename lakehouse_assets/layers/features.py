@@ -203,6 +203,18 @@ def _write_sql(table: str, rows: str, last_column: str) -> str:
     )
 
 
+def computed_cutoff(conn, table: str = CUSTOMER_FEATURES):
+    """The cutoff `table` was last computed at (from its watermark, written with it); None when
+    none is recorded."""
+    schema, name = WATERMARKS[table].split(".")
+    recorded = conn.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = $schema AND table_name = $name",
+        {"schema": schema, "name": name},
+    ).fetchone()[0]
+    row = recorded and conn.execute(f"SELECT cutoff FROM {WATERMARKS[table]}").fetchone()
+    return row[0] if row else None
+
+
 def latest_event(conn):
     """The latest `event_time` in silver; fails when silver is empty."""
     latest = conn.execute(f"SELECT max(event_time) FROM {SILVER_TRANSACTIONS}").fetchone()[0]

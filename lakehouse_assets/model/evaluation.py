@@ -11,7 +11,7 @@ from lakehouse_assets.model.baselines import beats_baselines, ladder, ladder_tab
 from lakehouse_assets.model.champion import current_champion, load_verified_model
 from lakehouse_assets.model.dataset import features_fingerprint, load_split
 from lakehouse_assets.model.lineage import upstream_metadata
-from lakehouse_assets.model.metrics import probability_metrics
+from lakehouse_assets.model.metrics import ALL_METRICS, probability_metrics
 from lakehouse_assets.model.mlflow_errors import retry_only_transient
 from lakehouse_assets.model.mlflow_resource import MlflowTracking
 from lakehouse_assets.model.plots import evaluation_plots, log_plots, markdown_image
@@ -53,10 +53,13 @@ def churn_model_evaluation(
     error, accuracy, F1, and pictures (ROC, precision-recall, gains, calibration, importances,
     probability histogram). Blocking check: ROC AUC above the recency rule's (+ margin) and
     Brier no worse than the majority baseline's, so a model a one-line rule matches is never
-    registered."""
+    registered. When `churn_model` kept the champion (retraining not due), nothing is scored
+    again: the champion's recorded evaluation is checked against the current margin."""
     trained = upstream_metadata(context, "churn_model")
     run_id, expected_sha = trained["mlflow_run_id"], trained["model_sha256"]
     client = mlflow.client()
+    if trained.get("kept_version", "none") != "none":
+        return _recorded_evaluation(mlflow, client, trained, config)
     with retry_only_transient("churn_model_evaluation"), tempfile.TemporaryDirectory() as tmp:
         with mlflow.errors(f"read run {run_id}"):
             data = client.get_run(run_id).data
@@ -162,21 +165,85 @@ def churn_model_evaluation(
             },
         },
         check_results=[
-            dg.AssetCheckResult(
-                check_name=BEATS_BASELINE,
-                passed=bool(beats_baseline),
-                description=verdict.reason,
-                metadata={
-                    "roc_auc": model_scores["roc_auc"],
-                    "recency_roc_auc": baselines["recency"]["roc_auc"],
-                    "required_roc_auc_above": verdict.required_roc_auc,
-                    "brier": model_scores["brier"],
-                    "max_brier": verdict.max_brier,
-                    "reason": dg.MetadataValue.md(verdict.reason),
-                    "ladder": dg.MetadataValue.md(table),
-                },
-            )
+            _check_result(verdict, verdict.reason, model_scores, baselines["recency"], table)
         ],
+    )
+
+
+def _recorded_evaluation(mlflow, client, trained: dict, config) -> dg.MaterializeResult:
+    """The kept champion's evaluation as its run recorded it (metrics of the model and the
+    baselines on its held-out customers), with the check applied to it again."""
+    run_id, version = trained["mlflow_run_id"], trained["kept_version"]
+    with retry_only_transient("churn_model_evaluation"), mlflow.errors(f"read run {run_id}"):
+        metrics = client.get_run(run_id).data.metrics
+    prefixes = {"model": "", "majority": "baseline_majority_", "recency": "baseline_recency_"}
+    rows = {
+        name: {k: metrics[prefix + k] for k in ALL_METRICS if prefix + k in metrics}
+        for name, prefix in prefixes.items()
+    }
+    needed = (
+        ("model", "roc_auc"),
+        ("model", "brier"),
+        ("majority", "brier"),
+        ("recency", "roc_auc"),
+    )
+    if not all(k in rows[name] for name, k in needed):
+        raise dg.Failure(
+            f"Champion version {version} (MLflow run {run_id}) has no recorded evaluation to "
+            "keep; materialize churn_model with retrain_after_days: 0 to train and evaluate "
+            "a new model.",
+            allow_retries=False,
+        )
+    verdict = beats_baselines(
+        rows["model"], rows["majority"], rows["recency"], config.recency_roc_auc_margin
+    )
+    reason = (
+        f"kept champion version {version}, as evaluated in MLflow run {run_id}: {verdict.reason}"
+    )
+    table = ladder_table(
+        {
+            "model": rows["model"],
+            "recency rule": rows["recency"],
+            "majority baseline": rows["majority"],
+        }
+    )
+    figures = dict(rows["model"])
+    for name in ("majority", "recency"):
+        figures |= {f"baseline_{name}_{k}": v for k, v in rows[name].items()}
+    return dg.MaterializeResult(
+        metadata={
+            "mlflow_run_id": run_id,
+            **figures,
+            "champion_version": version,
+            "champion_comparison": f"not re-evaluated: churn_model kept champion version {version}",
+            "model_sha256": trained["model_sha256"],
+            "provenance": signing.status(),
+            "beats_baseline": verdict.passed,
+            "beats_champion": False,
+            "comparison": dg.MetadataValue.md(table),
+            "plots": dg.MetadataValue.md(
+                f"The plots of version {version}'s evaluation are in MLflow run {run_id}, "
+                "under `plots/`."
+            ),
+        },
+        check_results=[_check_result(verdict, reason, rows["model"], rows["recency"], table)],
+    )
+
+
+def _check_result(verdict, reason: str, model: dict, recency: dict, ladder: str):
+    return dg.AssetCheckResult(
+        check_name=BEATS_BASELINE,
+        passed=bool(verdict.passed),
+        description=reason,
+        metadata={
+            "roc_auc": model["roc_auc"],
+            "recency_roc_auc": recency["roc_auc"],
+            "required_roc_auc_above": verdict.required_roc_auc,
+            "brier": model["brier"],
+            "max_brier": verdict.max_brier,
+            "reason": dg.MetadataValue.md(reason),
+            "ladder": dg.MetadataValue.md(ladder),
+        },
     )
 
 

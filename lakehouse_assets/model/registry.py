@@ -9,7 +9,13 @@ from lakehouse_assets.model.mlflow_errors import retry_only_transient
 from lakehouse_assets.model.mlflow_resource import MODEL_ARTIFACT_DIR, MlflowTracking
 from lakehouse_assets.model.retries import mlflow_retry_policy
 from lakehouse_assets.model.signing import SIGNATURE_TAG
-from lakehouse_assets.model.training import FINGERPRINT_TAG, SHA_TAG, TRAINING_KEY_TAG
+from lakehouse_assets.model.training import (
+    CUTOFF_TAG,
+    FINGERPRINT_TAG,
+    RECIPE_TAG,
+    SHA_TAG,
+    TRAINING_KEY_TAG,
+)
 
 
 @dg.asset(
@@ -76,11 +82,18 @@ def registered_churn_model(
                 name, version, "role", "champion" if promote else "challenger"
             )
             client.set_tag(run_id, "registered_version", version)
-    identical = upstream_metadata(context, "churn_model").get("identical_to_version", "none")
+    trained = upstream_metadata(context, "churn_model")
+    identical = trained.get("identical_to_version", "none")
+    kept = trained.get("kept_version", "none")
     if identical != "none":
         decision = (
             f"Registered nothing new: the model is identical to version {identical} (same "
             f"features fingerprint and training parameters, MLflow run {run_id}). " + decision
+        )
+    elif kept != "none":
+        decision = (
+            f"Registered nothing new: retraining is not due, churn_model kept champion version "
+            f"{kept} (MLflow run {run_id}). " + decision
         )
     context.log.info(decision)
     return dg.MaterializeResult(
@@ -91,7 +104,7 @@ def registered_churn_model(
             "champion": promote,
             "champion_version": version if promote else champion.version,
             "decision": dg.MetadataValue.md(decision),
-            "new_version": identical == "none",
+            "new_version": identical == kept == "none",
             "roc_auc": evaluation["roc_auc"],
         }
     )
@@ -123,7 +136,7 @@ def _version_for_run(mlflow: MlflowTracking, client, run_id: str, evaluation: di
             SHA_TAG: evaluation["model_sha256"],  # the hash evaluation verified
             **{
                 k: run.data.tags[k]
-                for k in (FINGERPRINT_TAG, TRAINING_KEY_TAG, SIGNATURE_TAG)
+                for k in (FINGERPRINT_TAG, TRAINING_KEY_TAG, RECIPE_TAG, CUTOFF_TAG, SIGNATURE_TAG)
                 if k in run.data.tags
             },
             **{k: f"{evaluation[k]:.6f}" for k in ("roc_auc", "accuracy", "f1_score")},

@@ -4,15 +4,17 @@ import hashlib
 import json
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
 import dagster as dg
 
 from lakehouse_assets import settings
-from lakehouse_assets.layers.features import FEATURE_COLUMNS, customer_features
+from lakehouse_assets.layers.features import FEATURE_COLUMNS, computed_cutoff, customer_features
 from lakehouse_assets.metadata import log_progress
 from lakehouse_assets.model import signing
+from lakehouse_assets.model.champion import current_champion
 from lakehouse_assets.model.dataset import SPLIT_METHOD, features_fingerprint, load_split
 from lakehouse_assets.model.estimators import logistic_regression
 from lakehouse_assets.model.mlflow_errors import retry_only_transient
@@ -20,10 +22,13 @@ from lakehouse_assets.model.mlflow_model import MODEL_FILE, save_model_folder
 from lakehouse_assets.model.mlflow_resource import MODEL_ARTIFACT_DIR, MlflowTracking
 from lakehouse_assets.model.retries import mlflow_retry_policy
 from lakehouse_assets.resources import LakehouseDuckDB
+from lakehouse_assets.tables import CUSTOMER_FEATURES
 
 SHA_TAG = "model_sha256"
 FINGERPRINT_TAG = "features_fingerprint"
 TRAINING_KEY_TAG = "training_key"
+RECIPE_TAG = "training_recipe"  # the training key without the features: how, not on what
+CUTOFF_TAG = "training_cutoff"  # the cutoff of the features it was trained on
 
 
 class ChurnModelConfig(dg.Config):
@@ -46,6 +51,12 @@ class ChurnModelConfig(dg.Config):
     The default keeps training a few seconds long at any size. At 10,000,000 transactions
     (794,246 training rows) it costs the random forest 0.003 ROC AUC (0.9045 -> 0.9013); the
     default sample (800 training rows) is not subsampled. The test split is never subsampled."""
+    retrain_after_days: float = 7.0
+    """Keep the champion until the features' cutoff has moved this many days (of data) past the
+    cutoff of the newest version trained with these parameters: a file that adds a day re-scores
+    every customer with the champion but trains nothing. 0 = train whenever the features change.
+    Retraining is also due without a champion, after a replaced file moved the cutoff back, and
+    for other parameters, features or scikit-learn."""
 
 
 def build_estimator(config: ChurnModelConfig):
@@ -84,16 +95,24 @@ def churn_model(
     example, `model.pkl` a plain pickle, requirements), with its parameters and the
     pickle's SHA-256 as tag `model_sha256` and, with `$LAKEHOUSE_MODEL_SIGNING_KEY` set, an
     HMAC-SHA256 of that hash and the run id as tag `model_signature` (metadata `provenance` says
-    "unsigned" without a key). When a registered version was trained on the same
-    features with the same parameters, nothing is retrained: that version's run is reused."""
+    "unsigned" without a key). Trains only when retraining is due (`retrain_after_days`, metadata
+    `retraining`): until then the champion's run is kept. When a registered version was trained
+    on the same features with the same parameters, that version's run is reused."""
     with retry_only_transient("churn_model"):
         with duckdb.get_connection() as conn:
             fingerprint = features_fingerprint(conn)
+            cutoff = computed_cutoff(conn)
         key = training_key(fingerprint, config)
         client = mlflow.client()
-        identical = _identical_version(mlflow, client, key)
+        versions = _trusted_versions(mlflow, client)
+        identical = _identical_version(versions, key)
         if identical is not None:
-            return _reused(context, mlflow, client, identical)
+            why = "it was trained on the same features with the same parameters"
+            return _reused(context, mlflow, client, identical, why, "identical_to_version")
+        kept, why = _retraining_due(mlflow, client, versions, config, cutoff)
+        if kept is not None:
+            return _reused(context, mlflow, client, kept, why, "kept_version")
+        context.log.info(f"Retraining is due: {why}")
         split = load_split(
             duckdb, config.test_size, config.random_state, config.max_train_rows, ("train",)
         )
@@ -123,6 +142,8 @@ def churn_model(
                         RunTag(SHA_TAG, sha256),
                         RunTag(FINGERPRINT_TAG, fingerprint),
                         RunTag(TRAINING_KEY_TAG, key),
+                        RunTag(RECIPE_TAG, training_recipe(config)),
+                        *([RunTag(CUTOFF_TAG, cutoff.isoformat())] if cutoff else []),
                         *(
                             RunTag(k, v)
                             for k, v in signing.signature_tags(sha256, run.run_id).items()
@@ -148,50 +169,99 @@ def churn_model(
             "train_rows": len(split.y_train),
             "test_rows": len(split.y_test),
             "identical_to_version": "none",
+            "kept_version": "none",
+            "retraining": dg.MetadataValue.md(f"trained: {why}"),
         }
     )
+
+
+def _identity(config: ChurnModelConfig) -> dict:
+    import sklearn
+
+    return {
+        "config": config.model_dump(exclude={"retrain_after_days"}),  # when, not how
+        "features": FEATURE_COLUMNS,
+        "scikit_learn": sklearn.__version__,
+        "split": SPLIT_METHOD,
+    }
 
 
 def training_key(fingerprint: str, config: ChurnModelConfig) -> str:
     """What determines the trained model: the features' content, the run config, the feature
     list and the scikit-learn version. Equal keys train identical (seeded) models."""
-    import sklearn
-
-    identity = {
-        "features_fingerprint": fingerprint,
-        "config": config.model_dump(),
-        "features": FEATURE_COLUMNS,
-        "scikit_learn": sklearn.__version__,
-        "split": SPLIT_METHOD,
-    }
+    identity = {"features_fingerprint": fingerprint, **_identity(config)}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
-def _identical_version(mlflow: MlflowTracking, client, key: str):
-    """The registered version whose training key is `key`, if any (None when nothing matches)."""
+def training_recipe(config: ChurnModelConfig) -> str:
+    """The training key without the features' content: models trained the same way."""
+    return hashlib.sha256(json.dumps(_identity(config), sort_keys=True).encode()).hexdigest()
+
+
+def _trusted_versions(mlflow: MlflowTracking, client) -> list:
+    """The registered versions; with a signing key, only those the pipeline signed."""
     name = mlflow.registered_model_name
     with mlflow.errors(f"search versions of {name!r}"):
         versions = client.search_model_versions(f"name = '{name}'")
+    if not settings.model_signing_key():
+        return versions
+    return [v for v in versions if _signed(v.tags or {}, v.run_id)]
+
+
+def _signed(tags: dict, run_id: str) -> bool:
+    return signing.is_signed(tags.get(SHA_TAG, ""), run_id, tags.get(signing.SIGNATURE_TAG))
+
+
+def _identical_version(versions: list, key: str):
+    """The first version whose training key is `key`, if any (None when nothing matches)."""
     matches = [v for v in versions if (v.tags or {}).get(TRAINING_KEY_TAG) == key]
-    if settings.model_signing_key():  # reuse only what the pipeline signed; else train anew
-        matches = [
-            v
-            for v in matches
-            if signing.is_signed(
-                v.tags.get(SHA_TAG, ""), v.run_id, v.tags.get(signing.SIGNATURE_TAG)
-            )
-        ]
     return min(matches, key=lambda v: int(v.version)) if matches else None
 
 
-def _reused(context, mlflow: MlflowTracking, client, version) -> dg.MaterializeResult:
-    """Point at the run of an identical registered version instead of training again."""
+def _retraining_due(mlflow: MlflowTracking, client, versions: list, config, cutoff):
+    """(the champion's version, None) while the champion stays; else (None, why a new model
+    must be trained)."""
+    champion = current_champion(mlflow, client)
+    if champion is None:
+        return None, "there is no champion yet"
+    if settings.model_signing_key() and not _signed(
+        {SHA_TAG: champion.sha256 or "", signing.SIGNATURE_TAG: champion.signature},
+        champion.run_id,
+    ):
+        return None, f"champion version {champion.version} is not signed with the current key"
+    if cutoff is None:
+        return None, f"{CUSTOMER_FEATURES} records no cutoff"
+    recipe = training_recipe(config)
+    alike = [
+        v for v in versions if (v.tags or {}).get(RECIPE_TAG) == recipe and CUTOFF_TAG in v.tags
+    ]
+    if not alike:
+        return None, "no version was trained with these parameters, features and scikit-learn"
+    newest = max(alike, key=lambda v: (v.tags[CUTOFF_TAG], int(v.version)))
+    trained_at = datetime.fromisoformat(newest.tags[CUTOFF_TAG])
+    days = (cutoff - trained_at).total_seconds() / 86_400
+    since = f"the cutoff {cutoff} is {days:.2f} days past {trained_at}, version {newest.version}'s"
+    if days < 0:
+        return None, f"{since}: a replaced file moved it back"
+    if days >= config.retrain_after_days:
+        return None, f"{since} (retrain_after_days: {config.retrain_after_days:g})"
+    for version in versions:
+        if str(version.version) == champion.version:
+            return version, f"{since}; retraining is due at {config.retrain_after_days:g} days"
+    return None, f"champion version {champion.version} is not among the trusted versions"
+
+
+def _reused(
+    context, mlflow: MlflowTracking, client, version, why: str, field: str
+) -> dg.MaterializeResult:
+    """Point at the run of a registered version instead of training again; `field` says how it
+    was chosen: `identical_to_version` or `kept_version` (the champion, retraining not due)."""
     with mlflow.errors(f"read run {version.run_id}"):
         run = client.get_run(version.run_id)
-    context.log.info(
-        f"Not retrained: version {version.version} of {mlflow.registered_model_name!r} was "
-        f"trained on the same features with the same parameters (MLflow run {version.run_id})."
-    )
+    name = mlflow.registered_model_name
+    verb = "kept champion" if field == "kept_version" else "reused"
+    decision = f"Not retrained: {verb} version {version.version} of {name!r}: {why}"
+    context.log.info(f"{decision} (MLflow run {version.run_id}).")
     url = mlflow.run_url(run.info.experiment_id, version.run_id)
     return dg.MaterializeResult(
         metadata={
@@ -205,6 +275,9 @@ def _reused(context, mlflow: MlflowTracking, client, version) -> dg.MaterializeR
             "model_type": run.data.params.get("model_type", ""),
             "train_rows": int(run.data.params.get("train_rows", 0)),
             "test_rows": int(run.data.params.get("test_rows", 0)),
-            "identical_to_version": str(version.version),
+            "identical_to_version": "none",
+            "kept_version": "none",
+            field: str(version.version),
+            "retraining": dg.MetadataValue.md(decision),
         }
     )
