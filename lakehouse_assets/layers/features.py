@@ -57,7 +57,6 @@ AT_CUTOFF = {
     "recency_to_max_gap": f"{_RECENCY} / "
     f"greatest(CASE WHEN frequency > 1 THEN max_gap_days ELSE {_TENURE} END, 1)",
 }
-STORED_COLUMNS = (*(c for c in FEATURE_COLUMNS if c not in AT_CUTOFF), *PURCHASE_SPAN)
 
 # `{silver}` is silver.transactions, or in a refresh the rows of the customers to recompute.
 # What needs each customer's purchases in order (a window): the days with a purchase (one more
@@ -190,17 +189,36 @@ FROM {SILVER_TRANSACTIONS} SEMI JOIN {AFFECTED} USING (customer_id)
 """
 
 
-def _write_sql(table: str, rows: str, last_column: str) -> str:
-    """`table` from `rows` (the stored columns): the features in `FEATURE_COLUMNS` order, those
-    `AT_CUTOFF` computed, then the purchase span and `last_column`. Unsorted: readers that need
-    an order sort by customer_id themselves."""
+def _select_sql(rows: str, last_column: str) -> str:
+    """A feature table's rows from `rows` (the stored columns): the features in
+    `FEATURE_COLUMNS` order, those `AT_CUTOFF` computed, then the purchase span and
+    `last_column`. Unsorted: readers that need an order sort by customer_id themselves."""
     features = ",\n    ".join(
         f"{AT_CUTOFF[c]} AS {c}" if c in AT_CUTOFF else c for c in FEATURE_COLUMNS
     )
     return (
-        f"CREATE OR REPLACE TABLE {table} AS\nSELECT customer_id,\n    {features},\n    "
+        f"SELECT customer_id,\n    {features},\n    "
         f"{', '.join(PURCHASE_SPAN)}, {last_column}\nFROM ({rows})"
     )
+
+
+def _update_in_place(conn, table: str, rows: str, last_column: str, params: dict, also) -> dict:
+    """Replace the rows of the customers to recompute with `rows`, and move every other
+    customer's `AT_CUTOFF` features (and `features_as_of`) to the new cutoff, with `also`, in one
+    transaction. At 10M transactions a third of the cost of writing the table anew."""
+    cutoff_columns = {
+        **AT_CUTOFF,
+        **({} if last_column == LABEL else {"features_as_of": "$cutoff"}),
+    }
+    with transaction(conn):
+        conn.execute(
+            f"DELETE FROM {table} WHERE customer_id IN (SELECT customer_id FROM {AFFECTED})"
+        )
+        conn.execute(f"INSERT INTO {table} BY NAME {_select_sql(rows, last_column)}", params)
+        sets = ", ".join(f"{c} = {sql}" for c, sql in cutoff_columns.items())
+        conn.execute(f"UPDATE {table} SET {sets}", {"cutoff": params["cutoff"]})
+        also(conn)
+    return table_metadata(conn, table)
 
 
 def computed_cutoff(conn, table: str = CUSTOMER_FEATURES):
@@ -282,19 +300,18 @@ def refresh_features(
         conn.execute(FRESH_SQL.format(silver=silver), {"cutoff": cutoff})
         recomputed = conn.execute(f"SELECT count(*) FROM {FRESH}").fetchone()[0]
         rows = LABELLED_SQL.format(silver=silver) if labelled else f"SELECT * FROM {FRESH}"
-        if mode == INCREMENTAL:  # every other customer as stored
-            kept = ", ".join(("customer_id", *STORED_COLUMNS, *([LABEL] if labelled else [])))
-            unaffected = f"SELECT {kept} FROM {table} ANTI JOIN {AFFECTED} USING (customer_id)"
-            rows = f"{unaffected} UNION ALL BY NAME {rows}"
         last_column = LABEL if labelled else "$cutoff::TIMESTAMP AS features_as_of"
+        params = {"cutoff": cutoff, **({"horizon_days": horizon_days} if labelled else {})}
         remembered = latest and (*latest, cutoff, definition)  # None: the next run is full
-        metadata = rebuild_table(
-            conn,
-            table,
-            _write_sql(table, rows, last_column),
-            {"cutoff": cutoff, **({"horizon_days": horizon_days} if labelled else {})},
-            also=lambda conn: watermark.remember(conn, WATERMARKS[table], remembered),
-        )
+
+        def also(conn):
+            watermark.remember(conn, WATERMARKS[table], remembered)
+
+        if mode == INCREMENTAL:  # every other customer keeps their stored columns
+            metadata = _update_in_place(conn, table, rows, last_column, params, also)
+        else:
+            create = f"CREATE OR REPLACE TABLE {table} AS\n{_select_sql(rows, last_column)}"
+            metadata = rebuild_table(conn, table, create, params, also=also)
     else:
         metadata = table_metadata(conn, table)
     for temp in (GAPS, FRESH, AFFECTED, AFFECTED_ROWS):
