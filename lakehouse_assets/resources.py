@@ -169,18 +169,13 @@ def transaction(conn):
     conn.execute("COMMIT")
 
 
-def rebuild_table(
-    conn, table: str, sql: str, params: dict | None = None, context=None, also=None
-) -> dict:
-    """Run `sql`, which creates or replaces `table`, and `also(conn)` if given (e.g. the table's
-    watermark), in one transaction (its schema created first); return the table's UI metadata,
-    and log its rows and time to `context` if given."""
+def rebuild_table(conn, table: str, sql: str, params: dict | None = None, context=None) -> dict:
+    """Run `sql`, which creates or replaces `table`, in one transaction (its schema created
+    first); return the table's UI metadata, and log its rows and time to `context` if given."""
     started = time.perf_counter()
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {table.split('.')[0]}")
     with transaction(conn):
         conn.execute(sql, params or {})
-        if also is not None:
-            also(conn)
     metadata = table_metadata(conn, table)
     if context is not None:
         log_progress(context, f"{table}: written,", metadata["dagster/row_count"].value, started)

@@ -12,6 +12,8 @@ GOLD_SUMMARY = "gold.customer_summary"
 GOLD_SUMMARY_WATERMARK = "gold.customer_summary_watermark"
 CUSTOMER_FEATURES = "gold.customer_features"
 SCORING_FEATURES = "gold.scoring_features"
+CUSTOMER_FEATURES_STORED = "gold.customer_features_stored"
+SCORING_FEATURES_STORED = "gold.scoring_features_stored"
 CUSTOMER_FEATURES_WATERMARK = "gold.customer_features_watermark"
 SCORING_FEATURES_WATERMARK = "gold.scoring_features_watermark"
 CHURN_SCORES = "gold.churn_scores"
@@ -28,6 +30,8 @@ WRITTEN_BY = {
     GOLD_SUMMARY_WATERMARK: "gold_customer_summary",
     CUSTOMER_FEATURES: "customer_features",
     SCORING_FEATURES: "scoring_features",
+    CUSTOMER_FEATURES_STORED: "customer_features",
+    SCORING_FEATURES_STORED: "scoring_features",
     CUSTOMER_FEATURES_WATERMARK: "customer_features",
     SCORING_FEATURES_WATERMARK: "scoring_features",
     CHURN_SCORES: "churn_scores",

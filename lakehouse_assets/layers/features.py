@@ -17,11 +17,13 @@ from lakehouse_assets.layers import watermark
 from lakehouse_assets.layers.gold import gold_customer_summary
 from lakehouse_assets.layers.silver import silver_transactions
 from lakehouse_assets.metadata import log_progress, table_metadata
-from lakehouse_assets.resources import LakehouseDuckDB, rebuild_table, transaction
+from lakehouse_assets.resources import LakehouseDuckDB, transaction
 from lakehouse_assets.tables import (
     CUSTOMER_FEATURES,
+    CUSTOMER_FEATURES_STORED,
     CUSTOMER_FEATURES_WATERMARK,
     SCORING_FEATURES,
+    SCORING_FEATURES_STORED,
     SCORING_FEATURES_WATERMARK,
     SILVER_TRANSACTIONS,
 )
@@ -162,6 +164,10 @@ WATERMARKS = {
     CUSTOMER_FEATURES: CUSTOMER_FEATURES_WATERMARK,
     SCORING_FEATURES: SCORING_FEATURES_WATERMARK,
 }
+# Each feature table is a view: its stored columns (a table) with the `AT_CUTOFF` features
+# computed at the cutoff, so that moving the cutoff rewrites no row.
+STORED = {CUSTOMER_FEATURES: CUSTOMER_FEATURES_STORED, SCORING_FEATURES: SCORING_FEATURES_STORED}
+LAYOUT = "stored columns, and a view at the cutoff"  # in the definitions' hash
 AFFECTED = "customers_to_recompute"
 AFFECTED_ROWS = "rows_to_recompute"
 
@@ -189,46 +195,73 @@ FROM {SILVER_TRANSACTIONS} SEMI JOIN {AFFECTED} USING (customer_id)
 """
 
 
-def _select_sql(rows: str, last_column: str) -> str:
-    """A feature table's rows from `rows` (the stored columns): the features in
-    `FEATURE_COLUMNS` order, those `AT_CUTOFF` computed, then the purchase span and
-    `last_column`. Unsorted: readers that need an order sort by customer_id themselves."""
+def _stored_sql(rows: str, labelled: bool) -> str:
+    """The stored columns of a feature table, from `rows`: every feature not `AT_CUTOFF`, the
+    purchase span and, for training rows, the label."""
+    columns = (
+        "customer_id",
+        *(c for c in FEATURE_COLUMNS if c not in AT_CUTOFF),
+        *PURCHASE_SPAN,
+        *([LABEL] if labelled else []),
+    )
+    return f"SELECT {', '.join(columns)} FROM ({rows})"
+
+
+def _view_sql(table: str, cutoff: datetime, labelled: bool) -> str:
+    """`table` as a view of its stored columns: the features in `FEATURE_COLUMNS` order, those
+    `AT_CUTOFF` computed at `cutoff`, then the purchase span and the label (training) or
+    `features_as_of` (scoring). Unsorted: readers that need an order sort by customer_id."""
+    at = f"TIMESTAMP '{cutoff.isoformat(sep=' ')}'"
     features = ",\n    ".join(
-        f"{AT_CUTOFF[c]} AS {c}" if c in AT_CUTOFF else c for c in FEATURE_COLUMNS
+        f"{AT_CUTOFF[c].replace('$cutoff', at)} AS {c}" if c in AT_CUTOFF else c
+        for c in FEATURE_COLUMNS
     )
+    last_column = LABEL if labelled else f"{at} AS features_as_of"
     return (
-        f"SELECT customer_id,\n    {features},\n    "
-        f"{', '.join(PURCHASE_SPAN)}, {last_column}\nFROM ({rows})"
+        f"CREATE OR REPLACE VIEW {table} AS\nSELECT customer_id,\n    {features},\n    "
+        f"{', '.join(PURCHASE_SPAN)}, {last_column}\nFROM {STORED[table]}"
     )
 
 
-def _update_in_place(conn, table: str, rows: str, last_column: str, params: dict, also) -> dict:
-    """Replace the rows of the customers to recompute with `rows`, and move every other
-    customer's `AT_CUTOFF` features (and `features_as_of`) to the new cutoff, with `also`, in one
-    transaction. At 10M transactions a third of the cost of writing the table anew."""
-    cutoff_columns = {
-        **AT_CUTOFF,
-        **({} if last_column == LABEL else {"features_as_of": "$cutoff"}),
-    }
+def _write(conn, table: str, mode: str, rows: str, params: dict, cutoff, remembered) -> dict:
+    """In one transaction: the stored rows (all of them anew, or in a refresh those of the
+    customers to recompute replaced), the view at `cutoff`, and the watermark `remembered`.
+    `params` has the label's `horizon_days` for training rows."""
+    labelled = "horizon_days" in params
+    stored = STORED[table]
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {table.split('.')[0]}")
     with transaction(conn):
-        conn.execute(
-            f"DELETE FROM {table} WHERE customer_id IN (SELECT customer_id FROM {AFFECTED})"
-        )
-        conn.execute(f"INSERT INTO {table} BY NAME {_select_sql(rows, last_column)}", params)
-        sets = ", ".join(f"{c} = {sql}" for c, sql in cutoff_columns.items())
-        conn.execute(f"UPDATE {table} SET {sets}", {"cutoff": params["cutoff"]})
-        also(conn)
+        if mode == INCREMENTAL:
+            conn.execute(
+                f"DELETE FROM {stored} WHERE customer_id IN (SELECT customer_id FROM {AFFECTED})"
+            )
+            conn.execute(f"INSERT INTO {stored} BY NAME {_stored_sql(rows, labelled)}", params)
+        else:
+            if _is_table(conn, table):  # written as a table before the view
+                conn.execute(f"DROP TABLE {table}")
+            create = f"CREATE OR REPLACE TABLE {stored} AS {_stored_sql(rows, labelled)}"
+            conn.execute(create, params)
+        conn.execute(_view_sql(table, cutoff, labelled))
+        watermark.remember(conn, WATERMARKS[table], remembered)
     return table_metadata(conn, table)
+
+
+def _is_table(conn, table: str) -> bool:
+    """Whether `table` exists as a table (not a view)."""
+    schema, name = table.split(".")
+    return (
+        conn.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = $schema AND table_name = $name",
+            {"schema": schema, "name": name},
+        ).fetchone()[0]
+        > 0
+    )
 
 
 def computed_cutoff(conn, table: str = CUSTOMER_FEATURES):
     """The cutoff `table` was last computed at (from its watermark, written with it); None when
     none is recorded."""
-    schema, name = WATERMARKS[table].split(".")
-    recorded = conn.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = $schema AND table_name = $name",
-        {"schema": schema, "name": name},
-    ).fetchone()[0]
+    recorded = _is_table(conn, WATERMARKS[table])
     row = recorded and conn.execute(f"SELECT cutoff FROM {WATERMARKS[table]}").fetchone()
     return row[0] if row else None
 
@@ -273,7 +306,7 @@ def refresh_features(
     started = time.perf_counter()
     labelled = horizon_days is not None
     definition = hashlib.sha256(
-        f"{GAPS_SQL}{FRESH_SQL}{LABELLED_SQL}{AT_CUTOFF}{horizon_days}".encode()
+        f"{GAPS_SQL}{FRESH_SQL}{LABELLED_SQL}{AT_CUTOFF}{horizon_days}{LAYOUT}".encode()
     ).hexdigest()[:16]
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {table.split('.')[0]}")  # for the watermark
     with transaction(conn):
@@ -300,18 +333,9 @@ def refresh_features(
         conn.execute(FRESH_SQL.format(silver=silver), {"cutoff": cutoff})
         recomputed = conn.execute(f"SELECT count(*) FROM {FRESH}").fetchone()[0]
         rows = LABELLED_SQL.format(silver=silver) if labelled else f"SELECT * FROM {FRESH}"
-        last_column = LABEL if labelled else "$cutoff::TIMESTAMP AS features_as_of"
-        params = {"cutoff": cutoff, **({"horizon_days": horizon_days} if labelled else {})}
+        params = {"cutoff": cutoff, "horizon_days": horizon_days} if labelled else {}
         remembered = latest and (*latest, cutoff, definition)  # None: the next run is full
-
-        def also(conn):
-            watermark.remember(conn, WATERMARKS[table], remembered)
-
-        if mode == INCREMENTAL:  # every other customer keeps their stored columns
-            metadata = _update_in_place(conn, table, rows, last_column, params, also)
-        else:
-            create = f"CREATE OR REPLACE TABLE {table} AS\n{_select_sql(rows, last_column)}"
-            metadata = rebuild_table(conn, table, create, params, also=also)
+        metadata = _write(conn, table, mode, rows, params, cutoff, remembered)
     else:
         metadata = table_metadata(conn, table)
     for temp in (GAPS, FRESH, AFFECTED, AFFECTED_ROWS):
@@ -352,8 +376,10 @@ def customer_features(
     inter-purchase gaps, 90-day trends, and the customer's own rhythm: recency in units of their
     mean and longest gap, the spread of gaps, the share of purchases and spend in the last
     90/180 days) from data up to the cutoff only, the first and last purchase, and the label
-    `churned` (1 = no purchase within `horizon_days` after the cutoff). A refresh recomputes
-    from silver only the customers that can have changed (metadata `refresh`)."""
+    `churned` (1 = no purchase within `horizon_days` after the cutoff). A view: the features
+    that follow the cutoff (recency, tenure, ratios on them) are computed at read time over
+    the stored columns (`gold.customer_features_stored`), of which a refresh recomputes from
+    silver only the customers that can have changed (metadata `refresh`)."""
     if config.horizon_days < 1:
         raise dg.Failure(
             f"horizon_days must be at least 1, got {config.horizon_days}", allow_retries=False
@@ -388,7 +414,8 @@ def scoring_features(
     """`gold.scoring_features`: the same 30 features as `gold.customer_features`, from the same
     SQL, for every customer with history, at cutoff = the latest `event_time` in silver (no
     label), the first and last purchase, and the cutoff as `features_as_of`: what the champion
-    scores to rank the customers at risk now. Refreshed like `customer_features`."""
+    scores to rank the customers at risk now. A view over `gold.scoring_features_stored`,
+    refreshed like `customer_features`."""
     with duckdb.get_connection() as conn:
         cutoff = latest_event(conn)
         context.log.info(f"Scoring features as of {cutoff} (the latest event in silver)")
