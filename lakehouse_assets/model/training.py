@@ -98,6 +98,11 @@ def churn_model(
     "unsigned" without a key). Trains only when retraining is due (`retrain_after_days`, metadata
     `retraining`): until then the champion's run is kept. When a registered version was trained
     on the same features with the same parameters, that version's run is reused."""
+    if config.retrain_after_days < 0:
+        raise dg.Failure(
+            f"retrain_after_days must be 0 or more, got {config.retrain_after_days:g}",
+            allow_retries=False,
+        )
     with retry_only_transient("churn_model"):
         with duckdb.get_connection() as conn:
             fingerprint = features_fingerprint(conn)
