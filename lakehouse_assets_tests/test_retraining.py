@@ -82,7 +82,20 @@ def test_the_champion_is_kept_until_a_week_of_data_has_landed(lakehouse_home, in
     assert trained["kept_version"] == "none"
     assert "is 8.00 days past" in trained["retraining"], trained["retraining"]
     assert versions(lakehouse_home) == ["1", "2"]
-    champion = metadata(due, "registered_churn_model")["champion_version"]
+
+    # A replaced file moves the cutoff back before version 2's: retrain once, then keep.
+    land_one_purchase(lakehouse_home, "day8", latest + timedelta(days=5))
+    back = run_graph(instance)
+    assert back.success, failure_messages(back)
+    assert "a replaced file moved it back" in metadata(back, "churn_model")["retraining"]
+    land_one_purchase(lakehouse_home, "day6", latest + timedelta(days=6))
+    after = run_graph(instance)
+    assert after.success, failure_messages(after)
+    trained = metadata(after, "churn_model")
+    assert "is 1.00 days past" in trained["retraining"] and "of version 3" in trained["retraining"]
+    assert versions(lakehouse_home) == ["1", "2", "3"]
+    champion = metadata(after, "registered_churn_model")["champion_version"]
+    assert trained["kept_version"] == champion
 
     # A day later the champion is kept again; a margin its recorded evaluation does not meet
     # fails the blocking check, and nothing downstream runs.
@@ -101,7 +114,7 @@ def test_the_champion_is_kept_until_a_week_of_data_has_landed(lakehouse_home, in
     forced = run_graph(instance, run_config=always)
     assert forced.success, failure_messages(forced)
     assert metadata(forced, "churn_model")["kept_version"] == "none"
-    assert versions(lakehouse_home) == ["1", "2", "3"]
+    assert versions(lakehouse_home) == ["1", "2", "3", "4"]
 
 
 def test_other_parameters_are_trained_at_once(lakehouse_home, instance):

@@ -3,8 +3,9 @@
 The cutoff moves with the data, yet a refresh reads silver only for the customers whose features
 can have changed otherwise: those with new silver rows, or with a purchase near an edge that the
 cutoff's move shifted (the cutoff itself, the 30/90/180-day windows, the label's horizon). Every
-other customer keeps their stored columns, and the features that are a function of the cutoff
-itself (`AT_CUTOFF`) are recomputed from them for all.
+other customer keeps their stored columns. The features that are a function of the cutoff
+itself (`AT_CUTOFF`) are not stored: each feature table is a view that computes them at its
+cutoff over the stored columns.
 """
 
 import hashlib
@@ -16,7 +17,7 @@ import dagster as dg
 from lakehouse_assets.layers import watermark
 from lakehouse_assets.layers.gold import gold_customer_summary
 from lakehouse_assets.layers.silver import silver_transactions
-from lakehouse_assets.metadata import log_progress, table_metadata
+from lakehouse_assets.metadata import log_progress, table_exists, table_metadata
 from lakehouse_assets.resources import LakehouseDuckDB, transaction
 from lakehouse_assets.tables import (
     CUSTOMER_FEATURES,
@@ -227,9 +228,9 @@ def _write(conn, table: str, mode: str, rows: str, params: dict, cutoff, remembe
     """In one transaction: the stored rows (all of them anew, or in a refresh those of the
     customers to recompute replaced), the view at `cutoff`, and the watermark `remembered`.
     `params` has the label's `horizon_days` for training rows."""
+    assert cutoff.tzinfo is None, cutoff  # a TIMESTAMP literal would drop the offset
     labelled = "horizon_days" in params
     stored = STORED[table]
-    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {table.split('.')[0]}")
     with transaction(conn):
         if mode == INCREMENTAL:
             conn.execute(
@@ -258,12 +259,15 @@ def _is_table(conn, table: str) -> bool:
     )
 
 
-def computed_cutoff(conn, table: str = CUSTOMER_FEATURES):
-    """The cutoff `table` was last computed at (from its watermark, written with it); None when
-    none is recorded."""
-    recorded = _is_table(conn, WATERMARKS[table])
-    row = recorded and conn.execute(f"SELECT cutoff FROM {WATERMARKS[table]}").fetchone()
-    return row[0] if row else None
+def training_snapshot(conn) -> tuple:
+    """(cutoff, hash of the definitions and horizon) that `gold.customer_features` was last
+    computed with, from its watermark (written with it); (None, None) when none is recorded."""
+    table = WATERMARKS[CUSTOMER_FEATURES]
+    row = (
+        table_exists(conn, table)
+        and conn.execute(f"SELECT cutoff, definition FROM {table}").fetchone()
+    )
+    return tuple(row) if row else (None, None)
 
 
 def latest_event(conn):
@@ -286,6 +290,8 @@ def _plan(conn, table: str, cutoff: datetime, definition: str, full_refresh: boo
     if mode == watermark.FULL:
         return mode, reason, None, None, latest
     latest = latest or seen[:2]
+    if not table_exists(conn, STORED[table]):
+        return watermark.FULL, f"{STORED[table]} does not exist", None, None, latest
     previous_cutoff, previous_definition = seen[2:]
     if previous_definition != definition:
         return watermark.FULL, "the feature definitions changed", None, None, latest

@@ -40,6 +40,10 @@ class Verdict:
     reason: str
 
 
+# What `beats_baselines` reads, as the evaluation logs them to the model's MLflow run.
+VERDICT_METRICS = ("roc_auc", "brier", "baseline_majority_brier", "baseline_recency_roc_auc")
+
+
 def beats_baselines(
     model: dict[str, float], majority: dict[str, float], recency: dict[str, float], margin: float
 ) -> Verdict:

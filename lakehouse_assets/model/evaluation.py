@@ -7,7 +7,13 @@ import dagster as dg
 
 from lakehouse_assets.metadata import markdown_rows
 from lakehouse_assets.model import pickles, signing
-from lakehouse_assets.model.baselines import beats_baselines, ladder, ladder_table, recency_score
+from lakehouse_assets.model.baselines import (
+    VERDICT_METRICS,
+    beats_baselines,
+    ladder,
+    ladder_table,
+    recency_score,
+)
 from lakehouse_assets.model.champion import current_champion, load_verified_model
 from lakehouse_assets.model.dataset import features_fingerprint, load_split
 from lakehouse_assets.model.lineage import upstream_metadata
@@ -181,13 +187,7 @@ def _recorded_evaluation(mlflow, client, trained: dict, config) -> dg.Materializ
         name: {k: metrics[prefix + k] for k in ALL_METRICS if prefix + k in metrics}
         for name, prefix in prefixes.items()
     }
-    needed = (
-        ("model", "roc_auc"),
-        ("model", "brier"),
-        ("majority", "brier"),
-        ("recency", "roc_auc"),
-    )
-    if not all(k in rows[name] for name, k in needed):
+    if any(k not in metrics for k in VERDICT_METRICS):
         raise dg.Failure(
             f"Champion version {version} (MLflow run {run_id}) has no recorded evaluation to "
             "keep; materialize churn_model with retrain_after_days: 0 to train and evaluate "

@@ -11,9 +11,10 @@ from typing import Literal
 import dagster as dg
 
 from lakehouse_assets import settings
-from lakehouse_assets.layers.features import FEATURE_COLUMNS, computed_cutoff, customer_features
+from lakehouse_assets.layers.features import FEATURE_COLUMNS, customer_features, training_snapshot
 from lakehouse_assets.metadata import log_progress
 from lakehouse_assets.model import signing
+from lakehouse_assets.model.baselines import VERDICT_METRICS
 from lakehouse_assets.model.champion import current_champion
 from lakehouse_assets.model.dataset import SPLIT_METHOD, features_fingerprint, load_split
 from lakehouse_assets.model.estimators import logistic_regression
@@ -98,7 +99,7 @@ def churn_model(
     "unsigned" without a key). Trains only when retraining is due (`retrain_after_days`, metadata
     `retraining`): until then the champion's run is kept. When a registered version was trained
     on the same features with the same parameters, that version's run is reused."""
-    if config.retrain_after_days < 0:
+    if not config.retrain_after_days >= 0:  # also refuses NaN
         raise dg.Failure(
             f"retrain_after_days must be 0 or more, got {config.retrain_after_days:g}",
             allow_retries=False,
@@ -106,7 +107,7 @@ def churn_model(
     with retry_only_transient("churn_model"):
         with duckdb.get_connection() as conn:
             fingerprint = features_fingerprint(conn)
-            cutoff = computed_cutoff(conn)
+            cutoff, definition = training_snapshot(conn)
         key = training_key(fingerprint, config)
         client = mlflow.client()
         versions = _trusted_versions(mlflow, client)
@@ -114,7 +115,8 @@ def churn_model(
         if identical is not None:
             why = "it was trained on the same features with the same parameters"
             return _reused(context, mlflow, client, identical, why, "identical_to_version")
-        kept, why = _retraining_due(mlflow, client, versions, config, cutoff)
+        recipe = training_recipe(config, definition)
+        kept, why = _retraining_due(mlflow, client, versions, config, cutoff, recipe)
         if kept is not None:
             return _reused(context, mlflow, client, kept, why, "kept_version")
         context.log.info(f"Retraining is due: {why}")
@@ -147,7 +149,7 @@ def churn_model(
                         RunTag(SHA_TAG, sha256),
                         RunTag(FINGERPRINT_TAG, fingerprint),
                         RunTag(TRAINING_KEY_TAG, key),
-                        RunTag(RECIPE_TAG, training_recipe(config)),
+                        RunTag(RECIPE_TAG, recipe),
                         *([RunTag(CUTOFF_TAG, cutoff.isoformat())] if cutoff else []),
                         *(
                             RunTag(k, v)
@@ -198,9 +200,11 @@ def training_key(fingerprint: str, config: ChurnModelConfig) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
-def training_recipe(config: ChurnModelConfig) -> str:
-    """The training key without the features' content: models trained the same way."""
-    return hashlib.sha256(json.dumps(_identity(config), sort_keys=True).encode()).hexdigest()
+def training_recipe(config: ChurnModelConfig, definition: str | None) -> str:
+    """Models trained the same way: the training key without the features' content, with the
+    features' definitions and horizon (`definition`, from their watermark)."""
+    identity = {"features_definition": definition, **_identity(config)}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
 def _trusted_versions(mlflow: MlflowTracking, client) -> list:
@@ -223,37 +227,49 @@ def _identical_version(versions: list, key: str):
     return min(matches, key=lambda v: int(v.version)) if matches else None
 
 
-def _retraining_due(mlflow: MlflowTracking, client, versions: list, config, cutoff):
-    """(the champion's version, None) while the champion stays; else (None, why a new model
-    must be trained)."""
+def _retraining_due(mlflow: MlflowTracking, client, versions: list, config, cutoff, recipe):
+    """(the champion's version, why it stays) while retraining is not due; else (None, why a
+    new model must be trained). `versions`: the trusted ones."""
     champion = current_champion(mlflow, client)
     if champion is None:
         return None, "there is no champion yet"
-    if settings.model_signing_key() and not _signed(
-        {SHA_TAG: champion.sha256 or "", signing.SIGNATURE_TAG: champion.signature},
-        champion.run_id,
-    ):
+    kept = next((v for v in versions if str(v.version) == champion.version), None)
+    if kept is None:  # only trusted versions are listed
         return None, f"champion version {champion.version} is not signed with the current key"
     if cutoff is None:
         return None, f"{CUSTOMER_FEATURES} records no cutoff"
-    recipe = training_recipe(config)
-    alike = [
-        v for v in versions if (v.tags or {}).get(RECIPE_TAG) == recipe and CUTOFF_TAG in v.tags
-    ]
-    if not alike:
-        return None, "no version was trained with these parameters, features and scikit-learn"
-    newest = max(alike, key=lambda v: (v.tags[CUTOFF_TAG], int(v.version)))
-    trained_at = datetime.fromisoformat(newest.tags[CUTOFF_TAG])
+    alike = [v for v in versions if (v.tags or {}).get(RECIPE_TAG) == recipe]
+    dated = [(int(v.version), at, v) for v in alike if (at := _training_cutoff(v)) is not None]
+    if not dated:
+        return (
+            None,
+            "no version was trained with these parameters, feature definitions and scikit-learn",
+        )
+    _, trained_at, latest = max(dated, key=lambda row: row[0])  # the last one registered
     days = (cutoff - trained_at).total_seconds() / 86_400
-    since = f"the cutoff {cutoff} is {days:.2f} days past {trained_at}, version {newest.version}'s"
+    since = (
+        f"the cutoff {cutoff} is {days:.2f} days past {trained_at}, the training cutoff of "
+        f"version {latest.version}"
+    )
     if days < 0:
         return None, f"{since}: a replaced file moved it back"
     if days >= config.retrain_after_days:
         return None, f"{since} (retrain_after_days: {config.retrain_after_days:g})"
-    for version in versions:
-        if str(version.version) == champion.version:
-            return version, f"{since}; retraining is due at {config.retrain_after_days:g} days"
-    return None, f"champion version {champion.version} is not among the trusted versions"
+    with mlflow.errors(f"read run {kept.run_id}"):
+        recorded = client.get_run(kept.run_id).data.metrics
+    if any(k not in recorded for k in VERDICT_METRICS):
+        return None, f"champion version {kept.version} has no recorded evaluation to keep"
+    return kept, (
+        f"{since}; champion version {kept.version} stays until retraining is due at "
+        f"{config.retrain_after_days:g} days"
+    )
+
+
+def _training_cutoff(version) -> datetime | None:
+    try:
+        return datetime.fromisoformat((version.tags or {})[CUTOFF_TAG])
+    except (KeyError, ValueError):
+        return None
 
 
 def _reused(
