@@ -120,8 +120,9 @@ def test_a_model_the_recency_rule_matches_is_blocked_and_not_registered(lakehous
         threshold = conn.execute(
             "SELECT quantile_cont(recency_days, 0.65) FROM gold.customer_features"
         ).fetchone()[0]
-        conn.execute(
-            "UPDATE gold.customer_features SET churned = (recency_days > $t)::INTEGER",
+        conn.execute(  # the view's label is stored; recency is computed at the cutoff
+            "UPDATE gold.customer_features_stored s SET churned = (v.recency_days > $t)::INTEGER "
+            "FROM gold.customer_features v WHERE s.customer_id = v.customer_id",
             {"t": threshold},
         )
     result = run_graph(
