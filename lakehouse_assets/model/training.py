@@ -54,10 +54,10 @@ class ChurnModelConfig(dg.Config):
     default sample (800 training rows) is not subsampled. The test split is never subsampled."""
     retrain_after_days: float = 7.0
     """Keep the champion until the features' cutoff has moved this many days (of data) past the
-    cutoff of the newest version trained with these parameters: a file that adds a day re-scores
+    cutoff of the last version trained the same way: a file that adds a day re-scores
     every customer with the champion but trains nothing. 0 = train whenever the features change.
     Retraining is also due without a champion, after a replaced file moved the cutoff back, and
-    for other parameters, features or scikit-learn."""
+    for other parameters, feature definitions or scikit-learn (README, "Retraining")."""
 
 
 def build_estimator(config: ChurnModelConfig):
