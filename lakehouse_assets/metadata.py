@@ -52,13 +52,14 @@ def log_progress(context, message: str, rows: int, started: float) -> None:
     context.log.info(f"{message} {rows:,} rows in {elapsed:.1f} s ({rate:,.0f} rows/s)")
 
 
-def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
-    """Whether `schema.table` exists in the database."""
+def table_exists(conn: duckdb.DuckDBPyConnection, table: str, views: bool = True) -> bool:
+    """Whether `schema.table` exists in the database (`views=False`: as a table, not a view)."""
     schema, name = table.split(".")
     return (
         conn.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = $s AND table_name = $t",
-            {"s": schema, "t": name},
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = $s AND "
+            "table_name = $t AND ($views OR table_type = 'BASE TABLE')",
+            {"s": schema, "t": name, "views": views},
         ).fetchone()[0]
         > 0
     )

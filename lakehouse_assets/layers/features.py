@@ -238,25 +238,13 @@ def _write(conn, table: str, mode: str, rows: str, params: dict, cutoff, remembe
             )
             conn.execute(f"INSERT INTO {stored} BY NAME {_stored_sql(rows, labelled)}", params)
         else:
-            if _is_table(conn, table):  # written as a table before the view
+            if table_exists(conn, table, views=False):  # written as a table before the view
                 conn.execute(f"DROP TABLE {table}")
             create = f"CREATE OR REPLACE TABLE {stored} AS {_stored_sql(rows, labelled)}"
             conn.execute(create, params)
         conn.execute(_view_sql(table, cutoff, labelled))
         watermark.remember(conn, WATERMARKS[table], remembered)
     return table_metadata(conn, table)
-
-
-def _is_table(conn, table: str) -> bool:
-    """Whether `table` exists as a table (not a view)."""
-    schema, name = table.split(".")
-    return (
-        conn.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = $schema AND table_name = $name",
-            {"schema": schema, "name": name},
-        ).fetchone()[0]
-        > 0
-    )
 
 
 def training_snapshot(conn) -> tuple:

@@ -182,11 +182,6 @@ def _recorded_evaluation(mlflow, client, trained: dict, config) -> dg.Materializ
     run_id, version = trained["mlflow_run_id"], trained["kept_version"]
     with retry_only_transient("churn_model_evaluation"), mlflow.errors(f"read run {run_id}"):
         metrics = client.get_run(run_id).data.metrics
-    prefixes = {"model": "", "majority": "baseline_majority_", "recency": "baseline_recency_"}
-    rows = {
-        name: {k: metrics[prefix + k] for k in ALL_METRICS if prefix + k in metrics}
-        for name, prefix in prefixes.items()
-    }
     if any(k not in metrics for k in VERDICT_METRICS):
         raise dg.Failure(
             f"Champion version {version} (MLflow run {run_id}) has no recorded evaluation to "
@@ -194,6 +189,11 @@ def _recorded_evaluation(mlflow, client, trained: dict, config) -> dg.Materializ
             "a new model.",
             allow_retries=False,
         )
+    prefixes = {"model": "", "majority": "baseline_majority_", "recency": "baseline_recency_"}
+    rows = {
+        name: {k: metrics[prefix + k] for k in ALL_METRICS if prefix + k in metrics}
+        for name, prefix in prefixes.items()
+    }
     verdict = beats_baselines(
         rows["model"], rows["majority"], rows["recency"], config.recency_roc_auc_margin
     )

@@ -238,8 +238,11 @@ def _retraining_due(mlflow: MlflowTracking, client, versions: list, config, cuto
         return None, f"champion version {champion.version} is not signed with the current key"
     if cutoff is None:
         return None, f"{CUSTOMER_FEATURES} records no cutoff"
-    alike = [v for v in versions if (v.tags or {}).get(RECIPE_TAG) == recipe]
-    dated = [(int(v.version), at, v) for v in alike if (at := _training_cutoff(v)) is not None]
+    dated = [
+        (int(v.version), at, v)
+        for v in versions
+        if (v.tags or {}).get(RECIPE_TAG) == recipe and (at := _training_cutoff(v)) is not None
+    ]
     if not dated:
         return (
             None,
