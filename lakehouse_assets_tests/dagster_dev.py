@@ -217,7 +217,8 @@ def dagster_dev(tmp_dir: Path, program=("dagster", "dev")) -> Iterator[DagsterDe
 
 
 def wait_until_sensor_idle(dev: DagsterDev, timeout: float) -> None:
-    """Until every run has ended and two sensor ticks after the last end found nothing to do."""
+    """Until every run has ended and the sensor's two newest ticks, both after the last end,
+    found nothing to do. (An earlier tick after the end may have waited for a file to settle.)"""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         runs = dev.runs()
@@ -226,8 +227,9 @@ def wait_until_sensor_idle(dev: DagsterDev, timeout: float) -> None:
             later = [t for t in dev.sensor_ticks(LANDING_SENSOR) if t["timestamp"] > last_end]
             failed = [t for t in later if t["status"] == "FAILURE"]
             assert not failed, f"sensor tick failed: {failed[0]['error']}"
-            quiet = [t for t in later if (t["skipReason"] or "").startswith("No new or changed")]
-            if len(quiet) >= 2 and len(quiet) == len(later):
+            newest = later[:2]  # ticks come newest first
+            quiet = [t for t in newest if (t["skipReason"] or "").startswith("No new or changed")]
+            if len(quiet) == 2:
                 return
         time.sleep(2)
     raise AssertionError(f"sensor not idle after {timeout:.0f}s: {dev.runs()}\n{dev.log_tail()}")
