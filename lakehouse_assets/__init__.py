@@ -2,15 +2,29 @@
 
 import atexit
 import gc
+import sys
+from pathlib import Path
 
 from lakehouse_assets import settings
 
 settings.let_idle_blas_threads_sleep()  # before anything loads numpy, and with it OpenBLAS
-# At exit the interpreter's last garbage collections walk every object still alive (Dagster,
-# MLflow, scikit-learn, pandas and what a run left): 1.5 to 2.5 s after every run of the main
-# command. Frozen objects are skipped (they are freed by reference counting or with the process);
-# registered early, this runs after the exit handlers of what is imported later.
-atexit.register(gc.freeze)
+
+
+def _exit_without_final_collections() -> None:
+    """In Dagster's own processes (`dagster asset materialize`, a run worker, the code server),
+    freeze every object at exit, so that the interpreter's last garbage collections skip them:
+    walking what Dagster, MLflow, scikit-learn and pandas left took 1.5 to 2.5 s after each run
+    of the main command. What is still alive then (module globals, caches) is not finalized:
+    the pipeline closes its DuckDB connections, files and MLflow runs itself. Other processes
+    that import the package (pytest, a notebook, a script using `load_champion`) are left alone.
+    Registered now, it runs after the exit handlers of what is imported later (last in, first
+    out)."""
+    command = Path((getattr(sys, "argv", None) or [""])[0])
+    if "dagster" in (command.name, command.parent.name):  # `dagster …` or `python -m dagster …`
+        atexit.register(gc.freeze)
+
+
+_exit_without_final_collections()
 
 from lakehouse_assets.definitions import defs  # noqa: E402
 from lakehouse_assets.model.champion import load_champion  # noqa: E402

@@ -107,3 +107,35 @@ def _timeout_when_numpy_loads(env: dict) -> list[str]:
     """OPENBLAS_THREAD_TIMEOUT when `import lakehouse_assets` first imports numpy, and after."""
     probe = [sys.executable, "-c", IMPORT_PROBE]
     return subprocess.run(probe, env=env, capture_output=True, text=True, check=True).stdout.split()
+
+
+EXIT_PROBE = """
+import sys
+command, flag = sys.argv[1:]
+sys.argv[0] = command  # the process this one stands for
+import lakehouse_assets
+
+class Flag:
+    def __del__(self, open=open, flag=flag):  # bound now: at exit the globals may be gone
+        with open(flag, "w") as out:
+            out.write("finalized")
+
+flag_at_exit = Flag()
+"""
+
+
+def test_only_dagsters_processes_skip_the_final_collections(tmp_path):
+    """A script that imports the package keeps Python's exit as it is (its globals are
+    finalized); `dagster ...` and `python -m dagster ...` freeze them instead."""
+    env = os.environ | {"PYTHONPATH": str(REPO_ROOT)}
+    commands = {
+        "a script": "report.py",
+        "dagster": str(Path(sys.executable).parent / "dagster"),
+        "python -m dagster": str(Path(np.__file__).parents[1] / "dagster" / "__main__.py"),
+    }
+    finalized = {}
+    for name, command in commands.items():
+        flag = tmp_path / f"{name}.txt"
+        subprocess.run([sys.executable, "-c", EXIT_PROBE, command, str(flag)], env=env, check=True)
+        finalized[name] = flag.exists()
+    assert finalized == {"a script": True, "dagster": False, "python -m dagster": False}
