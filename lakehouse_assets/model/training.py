@@ -116,9 +116,9 @@ def churn_model(
             why = "it was trained on the same features with the same parameters"
             return _reused(context, mlflow, client, identical, why, "identical_to_version")
         recipe = training_recipe(config, definition)
-        kept, why = _retraining_due(mlflow, client, versions, config, cutoff, recipe)
+        kept, why, kept_run = _retraining_due(mlflow, client, versions, config, cutoff, recipe)
         if kept is not None:
-            return _reused(context, mlflow, client, kept, why, "kept_version")
+            return _reused(context, mlflow, client, kept, why, "kept_version", kept_run)
         context.log.info(f"Retraining is due: {why}")
         split = load_split(
             duckdb, config.test_size, config.random_state, config.max_train_rows, ("train",)
@@ -228,16 +228,16 @@ def _identical_version(versions: list, key: str):
 
 
 def _retraining_due(mlflow: MlflowTracking, client, versions: list, config, cutoff, recipe):
-    """(the champion's version, why it stays) while retraining is not due; else (None, why a
-    new model must be trained). `versions`: the trusted ones."""
+    """(the champion's version, why it stays, its MLflow run) while retraining is not due; else
+    (None, why a new model must be trained, None). `versions`: the trusted ones."""
     champion = current_champion(mlflow, client)
     if champion is None:
-        return None, "there is no champion yet"
+        return None, "there is no champion yet", None
     kept = next((v for v in versions if str(v.version) == champion.version), None)
     if kept is None:  # only trusted versions are listed
-        return None, f"champion version {champion.version} is not signed with the current key"
+        return None, f"champion version {champion.version} is not signed with the current key", None
     if cutoff is None:
-        return None, f"{CUSTOMER_FEATURES} records no cutoff"
+        return None, f"{CUSTOMER_FEATURES} records no cutoff", None
     dated = [
         (int(v.version), at, v)
         for v in versions
@@ -247,6 +247,7 @@ def _retraining_due(mlflow: MlflowTracking, client, versions: list, config, cuto
         return (
             None,
             "no version was trained with these parameters, feature definitions and scikit-learn",
+            None,
         )
     _, trained_at, latest = max(dated, key=lambda row: row[0])  # the last one registered
     days = (cutoff - trained_at).total_seconds() / 86_400
@@ -255,17 +256,18 @@ def _retraining_due(mlflow: MlflowTracking, client, versions: list, config, cuto
         f"version {latest.version}"
     )
     if days < 0:
-        return None, f"{since}: a replaced file moved it back"
+        return None, f"{since}: a replaced file moved it back", None
     if days >= config.retrain_after_days:
-        return None, f"{since} (retrain_after_days: {config.retrain_after_days:g})"
+        return None, f"{since} (retrain_after_days: {config.retrain_after_days:g})", None
     with mlflow.errors(f"read run {kept.run_id}"):
-        recorded = client.get_run(kept.run_id).data.metrics
-    if any(k not in recorded for k in VERDICT_METRICS):
-        return None, f"champion version {kept.version} has no recorded evaluation to keep"
-    return kept, (
+        run = client.get_run(kept.run_id)
+    if any(k not in run.data.metrics for k in VERDICT_METRICS):
+        return None, f"champion version {kept.version} has no recorded evaluation to keep", None
+    why = (
         f"{since}; champion version {kept.version} stays until retraining is due at "
         f"{config.retrain_after_days:g} days"
     )
+    return kept, why, run
 
 
 def _training_cutoff(version) -> datetime | None:
@@ -276,12 +278,14 @@ def _training_cutoff(version) -> datetime | None:
 
 
 def _reused(
-    context, mlflow: MlflowTracking, client, version, why: str, field: str
+    context, mlflow: MlflowTracking, client, version, why: str, field: str, run=None
 ) -> dg.MaterializeResult:
     """Point at the run of a registered version instead of training again; `field` says how it
-    was chosen: `identical_to_version` or `kept_version` (the champion, retraining not due)."""
-    with mlflow.errors(f"read run {version.run_id}"):
-        run = client.get_run(version.run_id)
+    was chosen: `identical_to_version` or `kept_version` (the champion, retraining not due).
+    `run`: the version's MLflow run, if already read."""
+    if run is None:
+        with mlflow.errors(f"read run {version.run_id}"):
+            run = client.get_run(version.run_id)
     name = mlflow.registered_model_name
     verb = "kept champion" if field == "kept_version" else "reused"
     decision = f"Not retrained: {verb} version {version.version} of {name!r}: {why}"
