@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from lakehouse_assets import acceptance
 from lakehouse_assets.layers.bronze import bronze_transactions
 from lakehouse_assets.layers.features import (
     FEATURE_COLUMNS,
@@ -12,7 +13,7 @@ from lakehouse_assets.layers.gold import gold_customer_summary
 from lakehouse_assets.layers.silver import silver_transactions
 from lakehouse_assets.model.churn_scores import churn_scores
 from lakehouse_assets.model.drift import scoring_features_drift
-from lakehouse_assets.resources import LakehouseDuckDB
+from lakehouse_assets.resources import LakehouseDuckDB, LandingZone
 from lakehouse_assets.tables import (
     BRONZE_TRANSACTIONS,
     CHURN_SCORES,
@@ -27,6 +28,8 @@ BRONZE_NOT_EMPTY = "bronze_not_empty"
 SILVER_NOT_EMPTY = "silver_not_empty"
 SILVER_NO_NULL_KEYS = "silver_no_null_keys"
 SILVER_CONSERVES_ROWS = "silver_conserves_bronze_rows"
+LANDED_FILES_READABLE = "silver_landed_files_have_valid_rows"
+NEW_FILES_MOSTLY_ACCEPTED = "silver_new_files_mostly_accepted"
 GOLD_ONE_ROW_PER_CUSTOMER = "gold_one_row_per_customer"
 FEATURES_ONE_ROW_PER_CUSTOMER = "features_one_row_per_customer"
 FEATURES_FINITE = "features_finite"
@@ -78,6 +81,78 @@ def silver_conserves_bronze_rows(duckdb: LakehouseDuckDB) -> dg.AssetCheckResult
         metadata={"bronze_rows": bronze, "silver_rows": silver, "rejected_rows": rejected,
                   "unaccounted_rows": bronze - silver - rejected},
     )  # fmt: skip
+
+
+@dg.asset_check(asset=silver_transactions, name=LANDED_FILES_READABLE, blocking=True, pool="duckdb")
+def silver_landed_files_have_valid_rows(
+    context: dg.AssetCheckExecutionContext, duckdb: LakehouseDuckDB, landing: LandingZone
+) -> dg.AssetCheckResult:
+    """Every file in the landing folder has at least one valid row in the version silver holds:
+    a file whose every row was rejected was most likely misread (decimal commas, another
+    separator, no header), so the run stops until it is fixed or removed from the folder."""
+    landed = set(landing.relative_data_files())
+    with duckdb.get_connection() as conn:
+        bad = acceptance.without_valid_rows(conn, landed)
+    problems = [
+        f"every row of landing file {f.source_file} ({f.rows:,} rows) was rejected: {f.reasons()}."
+        + "".join(f" {hint}." for hint in acceptance.hints(f))
+        for f in bad
+    ]
+    if problems:
+        description = (
+            " ".join(p[0].upper() + p[1:] for p in problems)
+            + " Its rows stay in bronze.transactions and silver.rejected_transactions. Fix the "
+            "file and land it under the same name (a changed file replaces its rows), or remove "
+            "it from the landing folder; then rerun."
+        )
+        context.log.error(description)
+    else:
+        description = f"Each of the {len(landed)} landed file(s) has valid rows."
+    return dg.AssetCheckResult(
+        passed=not bad,
+        description=description,
+        metadata={
+            "landed_files": len(landed),
+            "files_without_valid_rows": dg.MetadataValue.md(acceptance.markdown(bad)),
+        },
+    )
+
+
+@dg.asset_check(asset=silver_transactions, name=NEW_FILES_MOSTLY_ACCEPTED, pool="duckdb")
+def silver_new_files_mostly_accepted(
+    context: dg.AssetCheckExecutionContext, duckdb: LakehouseDuckDB
+) -> dg.AssetCheckResult:
+    """Warns about the files of the latest silver load more than 10% of whose rows were rejected
+    (any reason, copies included): `silver.file_acceptance` has the reasons and an example of
+    each."""
+    with duckdb.get_connection() as conn:
+        load, files = acceptance.latest_load(conn)
+    flagged = acceptance.mostly_rejected(files)
+    if flagged:
+        description = (
+            f"{len(flagged)} file(s) of silver load {load} had more than "
+            f"{acceptance.WARN_REJECTED_SHARE:.0%} of their rows rejected: "
+            + "; ".join(
+                f"{f.source_file} {f.rejected_share:.0%} ({f.reasons()})" for f in flagged[:5]
+            )
+            + (f"; and {len(flagged) - 5} more" if len(flagged) > 5 else "")
+        )
+        context.log.warning(description)
+    else:
+        description = (
+            f"{len(files)} new file(s) in silver load {load}, none with more than "
+            f"{acceptance.WARN_REJECTED_SHARE:.0%} of their rows rejected."
+        )
+    return dg.AssetCheckResult(
+        passed=not flagged,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=description,
+        metadata={
+            "silver_load_id": load,
+            "new_files": len(files),
+            "files_mostly_rejected": dg.MetadataValue.md(acceptance.markdown(flagged)),
+        },
+    )
 
 
 @dg.asset_check(
@@ -177,6 +252,8 @@ data_checks = [
     silver_not_empty,
     silver_no_null_keys,
     silver_conserves_bronze_rows,
+    silver_landed_files_have_valid_rows,
+    silver_new_files_mostly_accepted,
     gold_one_row_per_customer,
     features_one_row_per_customer,
     features_finite,

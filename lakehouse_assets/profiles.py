@@ -21,21 +21,30 @@ import dagster as dg
 from lakehouse_assets import settings
 from lakehouse_assets.model.mlflow_resource import MlflowTracking
 from lakehouse_assets.resources import LakehouseDuckDB, LandingZone
+from lakehouse_assets.run_report import RunReport
 
 
 def local_resources() -> dict:
     """Paths resolved from the environment when a run starts, with local defaults."""
-    return {"duckdb": LakehouseDuckDB(), "landing": LandingZone(), "mlflow": MlflowTracking()}
+    mlflow = MlflowTracking()
+    return {
+        "duckdb": LakehouseDuckDB(),
+        "landing": LandingZone(),
+        "mlflow": mlflow,
+        "run_report": RunReport(mlflow=mlflow),
+    }
 
 
 def prod_resources() -> dict:
     """Required environment variables, no local fallbacks."""
+    mlflow = MlflowTracking(
+        tracking_uri=dg.EnvVar(settings.TRACKING_URI_ENV), require_signed_models=True
+    )
     return {
         "duckdb": LakehouseDuckDB(database=dg.EnvVar(settings.DUCKDB_ENV)),
         "landing": LandingZone(path=dg.EnvVar(settings.LANDING_ENV)),
-        "mlflow": MlflowTracking(
-            tracking_uri=dg.EnvVar(settings.TRACKING_URI_ENV), require_signed_models=True
-        ),
+        "mlflow": mlflow,
+        "run_report": RunReport(mlflow=mlflow),
     }
 
 

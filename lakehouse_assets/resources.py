@@ -9,12 +9,13 @@ import dagster as dg
 import duckdb
 from dagster._utils.backoff import backoff
 from dagster_duckdb import DuckDBResource
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
-from lakehouse_assets import settings, tables
+from lakehouse_assets import locks, settings, tables
 from lakehouse_assets.metadata import log_progress, table_exists, table_metadata
 
 DATA_SUFFIXES = (".csv", ".parquet")
+SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods", ".numbers")
 # DuckDB's memory limit, unless configured: this share of the memory the process may use (the
 # machine's RAM, or a smaller cgroup limit), and at least the floor. The rest is left to the
 # Python process (the model steps), Dagster and whatever else runs on the machine. More did not
@@ -59,6 +60,11 @@ class LakehouseDuckDB(DuckDBResource):
     The memory limit is `memory_limit`, else `$LAKEHOUSE_DUCKDB_MEMORY_LIMIT`, else 1/16 of the
     machine's (or container's) memory, at least 1 GiB. Work that still does not fit
     fails with a `dg.Failure` that names the limit and how to raise it.
+
+    While it is set up, it holds the lakehouse's run lock (`<database>.lock`, a file lock): with
+    the in-process executor that is the whole run, so that runs on one machine (the main
+    command, the landing sensor's, the UI's) never interleave their steps; a second run waits,
+    logging which run it waits for. With the Celery or Kubernetes executor it is one step.
     """
 
     database: str = Field(default="", description="DuckDB file; empty = from the environment.")
@@ -68,14 +74,38 @@ class LakehouseDuckDB(DuckDBResource):
         "= $LAKEHOUSE_DUCKDB_MEMORY_LIMIT, else 1/16 of the machine's memory, at least 1 GiB.",
     )
     threads: int = Field(default=0, description="DuckDB worker threads; 0 = one per core.")
+    _run_lock: object = PrivateAttr(default=None)
 
     def database_path(self) -> Path:
         return Path(self.database).absolute() if self.database else settings.duckdb_path()
 
+    def run_lock_path(self) -> Path:
+        path = self.database_path()
+        return path.with_name(path.name + ".lock")
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Check the settings, then take the run lock (waiting for another run to end)."""
+        self.resolved_memory_limit()
+        path = self.run_lock_path()
+        try:
+            self._run_lock = locks.acquire(path, f"Dagster run {context.run_id}", context.log.info)
+        except OSError as error:  # e.g. ENOLCK: a network volume without flock
+            context.log.warning(
+                f"Could not take the run lock {path} ({error}): this run is not kept apart from "
+                "other runs by it (the Dagster queue's duckdb pool still keeps queued runs apart)."
+            )
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._run_lock is not None:
+            locks.release(self._run_lock)
+            self._run_lock = None
+
     def resolved_memory_limit(self) -> tuple[str, str]:
-        """The memory limit and where it comes from."""
+        """The memory limit and where it comes from (a value DuckDB refuses fails here, naming
+        the setting)."""
         if self.memory_limit.strip():
-            return self.memory_limit.strip(), "the duckdb resource's memory_limit"
+            setting = "the duckdb resource's memory_limit"
+            return settings.check_memory_limit(self.memory_limit, setting), setting
         if settings.duckdb_memory_limit():
             return settings.duckdb_memory_limit(), f"${settings.MEMORY_LIMIT_ENV}"
         available = available_memory_bytes()
@@ -145,16 +175,46 @@ class LandingZone(dg.ConfigurableResource):
     def folder(self) -> Path:
         return Path(self.path).absolute() if self.path else settings.landing_dir()
 
+    def configured_by(self) -> str | None:
+        """The setting that chose the folder (`$LAKEHOUSE_LANDING_DIR` or the resource's
+        `path`), None for the default `$LAKEHOUSE_HOME/landing`."""
+        from_env = os.environ.get(settings.LANDING_ENV, "")
+        if from_env and (not self.path or self.path == from_env):
+            return f"${settings.LANDING_ENV}"
+        return "the `landing` resource's `path`" if self.path else None
+
+    def files(self) -> list[Path]:
+        """Every file under the landing folder, sorted by path."""
+        folder = self.folder()
+        return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+
     def data_files(self) -> list[Path]:
         """The CSV and Parquet files in the landing folder, sorted by name (hidden files skipped)."""
+        return [p for p in self.files() if is_data_file(p)]
+
+    def relative_data_files(self) -> list[str]:
         folder = self.folder()
-        if not folder.is_dir():
-            return []
-        return sorted(
-            p
-            for p in folder.rglob("*")
-            if p.is_file() and p.suffix.lower() in DATA_SUFFIXES and not p.name.startswith(".")
-        )
+        return [p.relative_to(folder).as_posix() for p in self.data_files()]
+
+    def ignored_files(self) -> dict[str, str]:
+        """The other files (relative path -> why it is not read); hidden files left out."""
+        folder = self.folder()
+        return {
+            p.relative_to(folder).as_posix(): why_ignored(p)
+            for p in self.files()
+            if not is_data_file(p) and not p.name.startswith(".")
+        }
+
+
+def is_data_file(path: Path) -> bool:
+    return path.suffix.lower() in DATA_SUFFIXES and not path.name.startswith(".")
+
+
+def why_ignored(path: Path) -> str:
+    """Why a file in the landing folder is not read, with what to do when there is a fix."""
+    if path.suffix.lower() in SPREADSHEET_SUFFIXES:
+        return "a spreadsheet: export it as CSV, with a header row"
+    return "not a CSV or Parquet file"
 
 
 @contextmanager

@@ -10,7 +10,7 @@ import dagster as dg
 from lakehouse_assets import settings
 from lakehouse_assets.landing import sha256_of
 from lakehouse_assets.model.mlflow_resource import MlflowTracking
-from lakehouse_assets.resources import LandingZone
+from lakehouse_assets.resources import LandingZone, why_ignored
 
 LANDING_SENSOR = "landing_sensor"
 FAILURE_SENSOR = "mlflow_run_failure_sensor"
@@ -127,7 +127,7 @@ def scan_landing(
         relative = path.relative_to(folder).as_posix()
         ignored.append(relative)
         if relative not in cursor.ignored:
-            why = "hidden" if path.name.startswith(".") else "not a CSV or Parquet file"
+            why = "hidden" if path.name.startswith(".") else why_ignored(path)
             log.info(f"{relative}: {why}, ignored")
     following = LandingCursor(ignored=ignored)
     ready: list[FileVersion] = []
@@ -186,11 +186,12 @@ def build_landing_sensor(job) -> dg.SensorDefinition:
         ready, following = scan_landing(landing, cursor, context.log, versions_in_bronze(context))
         if not ready:
             waiting = sorted(following.pending)
-            reason = (
-                f"Waiting for {', '.join(waiting)} to settle"
-                if waiting
-                else f"No new or changed data files in {landing.folder()}"
-            )
+            if waiting:
+                reason = f"Waiting for {', '.join(waiting)} to settle"
+            elif not landing.folder().is_dir():
+                reason = f"The landing folder {landing.folder()} does not exist"
+            else:
+                reason = f"No new or changed data files in {landing.folder()}"
             return dg.SensorResult(skip_reason=reason, cursor=following.to_json())
         names = ", ".join(v.relative_path for v in ready)
         context.log.info(f"Requesting a refresh for {len(ready)} new or changed file(s): {names}")

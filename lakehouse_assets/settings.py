@@ -6,10 +6,17 @@ define the code location (restart or reload it after a change): the deployment p
 MLflow steps' retry delay and the landing sensor's interval. The README's configuration table
 lists them all. One variable of another library is set, not read, when the package is imported:
 OpenBLAS's thread timeout (`let_idle_blas_threads_sleep`).
+
+Each value is checked where it is read: a bad one raises `SettingError`, one line naming the
+variable, the value and an example of a good value.
 """
 
+import functools
+import math
 import os
+import re
 from pathlib import Path
+from urllib.parse import urlparse
 
 HOME_ENV = "LAKEHOUSE_HOME"
 LANDING_ENV = "LAKEHOUSE_LANDING_DIR"
@@ -26,35 +33,184 @@ DEFAULT_PROFILE = "local"
 DEFAULT_RETRY_DELAY_SECONDS = 2.0
 DEFAULT_SENSOR_INTERVAL_SECONDS = 30
 
+# The URI schemes of MLflow's own tracking stores (mlflow 3.17,
+# `mlflow/tracking/_tracking_service/utils.py`, `_register_tracking_stores`): file stores, REST
+# servers, Databricks and Unity Catalog, and the SQLAlchemy databases, which may also name a
+# driver (`postgresql+psycopg`). No scheme at all is a file store path. Plugins can register more
+# schemes; this project uses none.
+MLFLOW_TRACKING_SCHEMES = ("file", "http", "https", "databricks", "databricks-uc", "uc")
+MLFLOW_DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+
+
+class SettingError(ValueError):
+    """A setting with a bad value; its message names the setting, the value and an example."""
+
 
 # -- read when a run starts
 
 
 def lakehouse_home() -> Path:
-    """`$LAKEHOUSE_HOME`, default `.lakehouse/` under the working directory."""
-    return Path(os.environ.get(HOME_ENV) or ".lakehouse").absolute()
+    """`$LAKEHOUSE_HOME`, default `.lakehouse/` under the working directory; a file fails."""
+    configured = _configured_path(
+        HOME_ENV, "a folder (created if missing)", folder=True, example="/srv/lakehouse"
+    )
+    return configured or Path(".lakehouse").absolute()
 
 
 def landing_dir() -> Path:
-    """`$LAKEHOUSE_LANDING_DIR`, default `$LAKEHOUSE_HOME/landing`."""
-    configured = os.environ.get(LANDING_ENV)
-    return Path(configured).absolute() if configured else lakehouse_home() / "landing"
+    """`$LAKEHOUSE_LANDING_DIR`, default `$LAKEHOUSE_HOME/landing`; a file fails, a folder that
+    does not exist (yet) does not (the landing zone reports it)."""
+    configured = _configured_path(
+        LANDING_ENV, "a folder", folder=True, example="/srv/lakehouse/landing"
+    )
+    return configured or lakehouse_home() / "landing"
 
 
 def duckdb_path() -> Path:
-    """`$LAKEHOUSE_DUCKDB_PATH`, default `$LAKEHOUSE_HOME/lakehouse.duckdb`."""
-    configured = os.environ.get(DUCKDB_ENV)
-    return Path(configured).absolute() if configured else lakehouse_home() / "lakehouse.duckdb"
+    """`$LAKEHOUSE_DUCKDB_PATH`, default `$LAKEHOUSE_HOME/lakehouse.duckdb`; a folder fails."""
+    example = "/srv/lakehouse/lakehouse.duckdb"
+    configured = _configured_path(DUCKDB_ENV, "a DuckDB file", folder=False, example=example)
+    return configured or lakehouse_home() / "lakehouse.duckdb"
+
+
+def _configured_path(name: str, what: str, *, folder: bool, example: str) -> Path | None:
+    """`$name` as an absolute path, None when unset or empty. Fails when it cannot be `what`, a
+    folder (`folder`) or a file, given what exists; nothing is created, nothing need exist."""
+    raw = os.environ.get(name)
+    if not raw:
+        return None
+    path = Path(raw).absolute()
+    try:
+        if folder and path.exists() and not path.is_dir():
+            problem = "which is a file"
+        elif not folder and path.is_dir():
+            problem = "which is a folder"
+        else:  # the nearest thing that exists above it must be a folder
+            above = next((p for p in path.parents if p.exists()), None)
+            problem = f"and {above} is a file" if above and not above.is_dir() else ""
+    except OSError:  # not allowed to look: whatever uses the path will say so
+        problem = ""
+    if problem:
+        raise SettingError(
+            f"{name} must name {what}, got {raw!r}, {problem} (e.g. {name}={example})"
+        )
+    return path
 
 
 def duckdb_memory_limit() -> str:
-    """`$LAKEHOUSE_DUCKDB_MEMORY_LIMIT` (e.g. `8GB`), empty when unset."""
-    return os.environ.get(MEMORY_LIMIT_ENV, "").strip()
+    """`$LAKEHOUSE_DUCKDB_MEMORY_LIMIT` (e.g. `8GB`), empty when unset; checked by DuckDB."""
+    raw = os.environ.get(MEMORY_LIMIT_ENV, "")
+    return check_memory_limit(raw, MEMORY_LIMIT_ENV) if raw.strip() else ""
+
+
+def check_memory_limit(value: str, setting: str) -> str:
+    """`value` stripped, if DuckDB takes it as a useful `memory_limit`; else a SettingError that
+    names `setting` (a variable's name, or e.g. "the duckdb resource's memory_limit")."""
+    value = value.strip()
+    problem = _memory_limit_problem(value)
+    if problem is None:
+        return value
+    reason, duckdb_said = problem
+    example = f"{setting}=8GB" if re.fullmatch(r"[A-Z][A-Z0-9_]*", setting) else "8GB"
+    said = f" DuckDB said: {duckdb_said}" if duckdb_said else ""
+    raise SettingError(
+        f"{setting} must be a memory size such as 8GB, 512MiB or 80% (of the machine's memory), "
+        f"got {value!r}{reason} (e.g. {example}).{said}"
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _memory_limit_problem(value: str) -> tuple[str, str] | None:
+    """None if DuckDB takes `value` as a useful memory limit, else (why not, DuckDB's first line).
+
+    DuckDB itself decides, on a throwaway in-memory database (DuckDB 2.0 accepts `8GB`, `8 gb`,
+    `512MiB`, `1.5GB`, `1e3GB`, `80%`; rejects `lots`, `0` or `1.5` (no unit), `1PB`, `200%`).
+    Three kinds of values it accepts are refused too, having been tried:
+    - a negative size (`-1`, `-5GB`, even `-0`) or `none` means no limit at all: DuckDB would
+      then never spill to disk and could take all the machine's memory;
+    - a size too small for DuckDB to write a 1,000-row table (`0GB`, `0%`, `1B`, up to about
+      300KB): every query fails. Small sizes that run a little (1MB) stay allowed: work that
+      does not fit then fails with the resource's out-of-memory message, which names the setting;
+    - text after the size (`8GB x`, `8 G B`), which DuckDB ignores."""
+    import duckdb
+
+    # DuckDB reads `8GB x` or `8 G B` as 8GB, ignoring the rest: only a space before the unit.
+    if re.search(r"\s", value) and not re.fullmatch(r"\S*[\d.] +[A-Za-z%]+", value):
+        return ", with text after the size that DuckDB would ignore", ""
+    with duckdb.connect(":memory:") as conn:
+        conn.execute("SET memory_limit = '-1'")
+        no_limit = conn.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        try:
+            conn.execute("SET memory_limit = $v", {"v": value})
+        except duckdb.Error as error:
+            return "", _first_line(error)
+        try:
+            limit = conn.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+            conn.execute("CREATE TABLE probe AS SELECT range AS i FROM range(1000)")
+        except duckdb.OutOfMemoryException as error:
+            return ", too small for DuckDB to write even a 1,000-row table", _first_line(error)
+    if limit == no_limit:
+        return (
+            ", which DuckDB reads as no limit: it would never spill to disk (for most of the "
+            "memory, use a share such as 90%)",
+            "",
+        )
+    return None
+
+
+def _first_line(error: Exception) -> str:
+    return next(iter(str(error).splitlines()), type(error).__name__)
 
 
 def mlflow_tracking_uri() -> str:
-    """`$MLFLOW_TRACKING_URI`, else the local sqlite store `$LAKEHOUSE_HOME/mlflow.db`."""
-    return os.environ.get(TRACKING_URI_ENV) or f"sqlite:///{lakehouse_home() / 'mlflow.db'}"
+    """`$MLFLOW_TRACKING_URI`, else the local sqlite store `$LAKEHOUSE_HOME/mlflow.db`.
+
+    A set value is checked lightly: an MLflow tracking store's URI scheme, or a plain path (a
+    file store); `host:port` without `http://` and a sqlite URI without a database path fail."""
+    configured = os.environ.get(TRACKING_URI_ENV)
+    if not configured:
+        return f"sqlite:///{lakehouse_home() / 'mlflow.db'}"
+    problem, example = _tracking_uri_problem(configured.strip())
+    if problem:
+        raise SettingError(
+            f"{TRACKING_URI_ENV} must be an MLflow tracking URI (http, https, sqlite, postgresql, "
+            f"mysql, mssql, file, databricks) or a folder path, got {_redacted(configured)!r}, "
+            f"{problem} (e.g. {TRACKING_URI_ENV}={example})"
+        )
+    return configured.strip()
+
+
+def _tracking_uri_problem(uri: str) -> tuple[str, str]:
+    """(what is wrong with `uri`, a good example), or ("", "") if nothing is."""
+    server = "http://mlflow.example.com:5000"
+    if "://" not in uri and re.fullmatch(r"[\w.\-\[\]:]+:\d+(/.*)?", uri, flags=re.ASCII):
+        return "a host and port with no scheme", f"http://{uri}"
+    try:
+        parsed = urlparse(uri)
+        scheme, host = parsed.scheme, parsed.hostname  # the scheme lower-cased, "" for a path
+    except ValueError as error:  # e.g. an unclosed [ of an IPv6 address
+        return f"which is not a URI ({error})", server
+    if not scheme or (len(scheme) == 1 and scheme.isalpha()):  # a path, or a Windows drive
+        return "", ""
+    databases = "|".join(MLFLOW_DATABASE_SCHEMES)
+    if scheme not in MLFLOW_TRACKING_SCHEMES and not re.fullmatch(
+        rf"({databases})(\+\w+)?", scheme
+    ):
+        return f"and MLflow has no tracking store for the scheme {scheme!r}", server
+    if scheme in ("http", "https") and not host:
+        return "which names no host", server
+    if scheme.partition("+")[0] == "sqlite" and (
+        "://" not in uri or parsed.netloc or parsed.path.removeprefix("/") in ("", ":memory:")
+    ):  # SQLAlchemy's sqlite:// and sqlite:///:memory: are in-memory databases, lost at exit
+        return "which names no database file (sqlite:/// and its path)", (
+            "sqlite:////srv/lakehouse/mlflow.db"
+        )
+    return "", ""
+
+
+def _redacted(uri: str) -> str:
+    """`uri` with the password of its `user:password@` part, if any, replaced by ***."""
+    return re.sub(r"^([^:/?#]+://[^:/@?#]*:)[^@/?#]*@", r"\1***@", uri.strip())
 
 
 def model_signing_key() -> str | None:
@@ -79,8 +235,11 @@ def mlflow_retry_delay_seconds() -> float:
         delay = float(raw)
     except ValueError:
         delay = -1.0
-    if delay < 0:
-        raise ValueError(f"{RETRY_DELAY_ENV} must be a number of seconds >= 0, got {raw!r}")
+    if not (math.isfinite(delay) and delay >= 0):  # nan and inf are floats too
+        raise SettingError(
+            f"{RETRY_DELAY_ENV} must be a number of seconds >= 0, got {raw!r} "
+            f"(e.g. {RETRY_DELAY_ENV}=2)"
+        )
     return delay
 
 
@@ -92,8 +251,9 @@ def sensor_interval_seconds() -> int:
     except ValueError:
         seconds = 0
     if seconds < 1:
-        raise ValueError(
-            f"{SENSOR_INTERVAL_ENV} must be a whole number of seconds >= 1, got {raw!r}"
+        raise SettingError(
+            f"{SENSOR_INTERVAL_ENV} must be a whole number of seconds >= 1, got {raw!r} "
+            f"(e.g. {SENSOR_INTERVAL_ENV}=30)"
         )
     return seconds
 

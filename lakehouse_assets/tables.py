@@ -8,6 +8,7 @@ SILVER_TRANSACTIONS = "silver.transactions"
 SILVER_REJECTED = "silver.rejected_transactions"
 SILVER_FILES_SEEN = "silver.bronze_files_seen"
 SILVER_LOADS = "silver.loads"
+SILVER_FILE_ACCEPTANCE = "silver.file_acceptance"
 GOLD_SUMMARY = "gold.customer_summary"
 GOLD_SUMMARY_WATERMARK = "gold.customer_summary_watermark"
 CUSTOMER_FEATURES = "gold.customer_features"
@@ -26,6 +27,7 @@ WRITTEN_BY = {
     SILVER_REJECTED: "silver_transactions",
     SILVER_FILES_SEEN: "silver_transactions",
     SILVER_LOADS: "silver_transactions",
+    SILVER_FILE_ACCEPTANCE: "silver_transactions",
     GOLD_SUMMARY: "gold_customer_summary",
     GOLD_SUMMARY_WATERMARK: "gold_customer_summary",
     CUSTOMER_FEATURES: "customer_features",

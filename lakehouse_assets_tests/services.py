@@ -19,6 +19,7 @@ from pathlib import Path
 
 import requests
 
+from lakehouse_assets.sample import write_sample
 from lakehouse_assets_tests.processes import (
     HOST,
     REPO_ROOT,
@@ -186,7 +187,10 @@ DEPLOY_DIR = REPO_ROOT / "deploy"
 
 
 def prod_env(pg: PostgresServer, home: Path, lake: Path, **extra: str) -> dict[str, str]:
-    """`clean_env` for the `prod` profile: Dagster on `pg`, DuckDB and landing under `lake`."""
+    """`clean_env` for the `prod` profile: Dagster on `pg`, DuckDB and landing under `lake`, with
+    the sample landed there (a configured landing folder never gets it from the pipeline)."""
+    if not (lake / "landing").exists():
+        write_sample(lake / "landing")
     return clean_env(
         **dagster_pg_env(pg),
         DAGSTER_HOME=str(home),

@@ -59,7 +59,8 @@ def test_workflow_runs_the_readme_commands():
 
 def test_main_command_fails_when_a_blocking_check_fails(tmp_path):
     """What the workflow's last step relies on: a landing whose every row is rejected leaves
-    silver empty, the blocking check `silver_not_empty` fails, and the command exits 1."""
+    silver empty, the blocking checks `silver_not_empty` and `silver_landed_files_have_valid_rows`
+    fail, and the command exits 1."""
     landing = tmp_path / "lakehouse" / "landing"
     landing.mkdir(parents=True)
     (landing / "bad.csv").write_text(
@@ -88,4 +89,6 @@ def test_main_command_fails_when_a_blocking_check_fails(tmp_path):
     output = completed.stdout + completed.stderr
     assert completed.returncode == 1, output
     assert "Asset check 'silver_not_empty' on 'silver_transactions' did not pass" in output
-    assert "Steps failed: ['silver_transactions_silver_not_empty']" in output
+    (steps_failed,) = [line for line in output.splitlines() if "Steps failed:" in line]
+    assert "'silver_transactions_silver_not_empty'" in steps_failed, steps_failed
+    assert "'silver_transactions_silver_landed_files_have_valid_rows'" in steps_failed, steps_failed

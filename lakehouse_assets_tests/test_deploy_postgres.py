@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 
 from lakehouse_assets import profiles, settings
+from lakehouse_assets.sample import write_sample
 from lakehouse_assets_tests.helpers import ASSET_NAMES, failure_messages, run_graph
 from lakehouse_assets_tests.processes import (
     REPO_ROOT,
@@ -70,6 +71,7 @@ def test_daemon_runs_the_graph_on_postgres_and_history_survives_a_restart(tmp_pa
             # The landing sensor would request a second run once the sample lands; not here.
             "LAKEHOUSE_SENSOR_INTERVAL_SECONDS": "3600",
         }
+        write_sample(lake / "landing")  # the prod profile's landing folder must hold data
         env = clean_env(**deployment)
         for name, value in deployment.items():
             monkeypatch.setenv(name, value)

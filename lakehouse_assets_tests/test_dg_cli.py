@@ -52,4 +52,9 @@ def test_dg_list_defs(tmp_path):
         "landing_sensor",
         "mlflow_run_failure_sensor",
     }
-    assert {resource["name"] for resource in listed["resources"]} == {"duckdb", "landing", "mlflow"}
+    assert {resource["name"] for resource in listed["resources"]} == {
+        "duckdb",
+        "landing",
+        "mlflow",
+        "run_report",
+    }

@@ -50,7 +50,7 @@ def test_sample_materializes_with_every_check_passing(lakehouse_home, instance):
     checks = check_results(result)
     # The sample's one cohort ages between the two snapshots: drift may warn (docs/drift).
     drift = checks.pop(SCORING_FEATURES_DRIFT)
-    assert len(checks) == 8 and all(checks.values()), checks
+    assert len(checks) == 10 and all(checks.values()), checks
     assert drift is False  # txn_last_180d has a PSI of 0.30 on the sample
     assert (lakehouse_home / "landing" / SAMPLE_FILE_NAME).exists()
     bronze = scalar(lakehouse_home, "SELECT count(*) FROM bronze.transactions")

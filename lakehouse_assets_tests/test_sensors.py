@@ -94,6 +94,8 @@ def test_interval_comes_from_the_environment(monkeypatch):
 def test_an_empty_or_missing_folder_requests_nothing(tmp_path):
     ticker = Ticker(tmp_path / "missing")
     assert ticker.run_keys() == []
+    assert "does not exist" in ticker.tick().skip_reason.skip_message
+    (tmp_path / "missing").mkdir()
     assert "No new or changed data files" in ticker.tick().skip_reason.skip_message
 
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import duckdb
 
+from lakehouse_assets.acceptance import header_hint
 from lakehouse_assets.landing import (
     CONTRACT_COLUMNS,
     REQUIRED_COLUMNS,
@@ -15,7 +16,7 @@ from lakehouse_assets.landing import (
     reader_sql,
 )
 from lakehouse_assets.layers.raw import raw_transactions
-from lakehouse_assets.metadata import log_progress, table_metadata
+from lakehouse_assets.metadata import log_progress, markdown_rows, table_metadata
 from lakehouse_assets.resources import LakehouseDuckDB, LandingZone, transaction
 from lakehouse_assets.tables import BRONZE_FILES, BRONZE_TRANSACTIONS
 
@@ -47,14 +48,23 @@ def bronze_transactions(
             else:
                 todo.append(f)
         columns = {f.relative_path: _checked_columns(conn, f) for f in todo}
-        new_rows = _load(context, conn, todo, columns, ingested_at)
+        loaded_rows = _load(context, conn, todo, columns, ingested_at)
         metadata = table_metadata(conn, BRONZE_TRANSACTIONS)
     return dg.MaterializeResult(
         metadata={
             **metadata,
             "files_loaded": len(todo),
             "files_skipped": len(files) - len(todo),
-            "rows_loaded": new_rows,
+            "rows_loaded": sum(loaded_rows.values()),
+            "loaded_files": dg.MetadataValue.md(
+                markdown_rows(
+                    ["file", "rows", "sha256"],
+                    [
+                        (f.relative_path, f"{loaded_rows[f.relative_path]:,}", f"{f.sha256[:16]}…")
+                        for f in todo
+                    ],
+                )
+            ),  # fmt: skip
         }
     )
 
@@ -72,9 +82,10 @@ def _create_tables(conn: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def _fail(f: LandedFile, problem: str) -> dg.Failure:
+def _fail(f: LandedFile, problem: str, hint: str = "") -> dg.Failure:
     return dg.Failure(
-        f"Landing file {f.path} {problem}. Nothing was written; fix or remove the file and rerun.",
+        f"Landing file {f.path} {problem}. Nothing was written; fix or remove the file and rerun."
+        + hint,
         metadata={"file": dg.MetadataValue.path(str(f.path))},
         allow_retries=False,
     )
@@ -100,6 +111,7 @@ def _checked_columns(conn: duckdb.DuckDBPyConnection, f: LandedFile) -> dict[str
             f,
             f"lacks required column(s) {', '.join(missing)} "
             f"(found: {', '.join(names) or 'none'}; required: {', '.join(REQUIRED_COLUMNS)})",
+            header_hint(list(names)),
         )
     clashing = [n for n in names.values() if n in LINEAGE_COLUMNS]
     if clashing:
@@ -107,18 +119,18 @@ def _checked_columns(conn: duckdb.DuckDBPyConnection, f: LandedFile) -> dict[str
     return names
 
 
-def _load(context, conn, todo: list[LandedFile], columns, ingested_at: datetime) -> int:
-    """Write every file in `todo` (inside the caller's transaction)."""
-    total = 0
+def _load(context, conn, todo: list[LandedFile], columns, ingested_at: datetime) -> dict:
+    """Write every file in `todo` (inside the caller's transaction); returns its rows by file."""
+    loaded = {}
     for f in todo:
         started = time.perf_counter()
         rows, replaced = _load_file(conn, f, columns[f.relative_path], ingested_at)
-        total += rows
+        loaded[f.relative_path] = rows
         note = f" (replacing {replaced:,} rows of its previous version)" if replaced else ""
         log_progress(
             context, f"{f.relative_path}: loaded into {BRONZE_TRANSACTIONS}{note}", rows, started
         )
-    return total
+    return loaded
 
 
 def _load_file(

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from lakehouse_assets import acceptance
 from lakehouse_assets.layers import watermark
 from lakehouse_assets.layers.bronze import bronze_transactions
 from lakehouse_assets.metadata import log_progress, markdown_rows, table_metadata
@@ -184,6 +185,8 @@ def silver_transactions(
     Every bronze row that does not reach silver is in `silver.rejected_transactions` with its
     lineage and a `reason`: missing_customer_id, bad_event_time, future_event_time, bad_amount,
     bad_quantity or duplicate. rows(bronze) = rows(silver) + rows(rejected).
+    `silver.file_acceptance` counts, per landed file version, its rows, accepted rows and rejects
+    by reason with an example value; the metadata shows them for the files this load saw first.
 
     Incremental: when bronze only gained files since the last run, only their rows are
     processed and appended; when a file was replaced (or silver does not match bronze, or
@@ -204,6 +207,7 @@ def silver_transactions(
                 config.full_refresh,
             )
             context.log.info(f"{SILVER_TRANSACTIONS}: {plan.mode} refresh: {plan.reason}")
+            load_id, new_files = 0, []
             if plan.mode == watermark.UNCHANGED:
                 processed = 0
             else:
@@ -213,6 +217,10 @@ def silver_transactions(
                 ).fetchone()
                 load_id = watermark.record_load(conn, plan, now, *added)
                 context.log.info(f"{SILVER_LOADS}: recorded load {load_id} ({plan.mode})")
+                full = plan.mode == watermark.FULL
+                new_files = acceptance.record(conn, TYPED, LATER_COPIES, full, load_id, plan.since)
+                conn.execute(f"DROP TABLE {TYPED}")
+                conn.execute(f"DROP TABLE {LATER_COPIES}")
         rejected = dict(
             conn.execute(
                 f"SELECT reason, count(*) FROM {SILVER_REJECTED} GROUP BY reason ORDER BY reason"
@@ -223,11 +231,24 @@ def silver_transactions(
         context, f"{SILVER_TRANSACTIONS}: done; bronze rows processed:", processed, started
     )
     context.log.info(f"{SILVER_REJECTED}: {rejected}")
+    for f in new_files[: acceptance.FILES_LISTED]:
+        context.log.info(
+            f"{f.source_file}: {f.accepted:,} of {f.rows:,} rows accepted"
+            + (f"; rejected: {f.reasons()}" if f.rejected else "")
+        )
     return dg.MaterializeResult(
         metadata={
             **metadata,
             "refresh": plan.mode,
             "refresh_reason": plan.reason,
+            "silver_load_id": load_id,
+            "new_files": len(new_files),
+            "new_files_rows": sum(f.rows for f in new_files),
+            "new_files_accepted_rows": sum(f.accepted for f in new_files),
+            "new_files_rejected_by_reason": dg.MetadataValue.json(
+                acceptance.rejected_by_reason(new_files)
+            ),
+            "new_files_acceptance": dg.MetadataValue.md(acceptance.markdown(new_files)),
             "bronze_rows_processed": processed,
             "rejected_rows": sum(rejected.values()),
             "rejected_by_reason": dg.MetadataValue.md(
@@ -239,8 +260,9 @@ def silver_transactions(
 
 
 def _refresh(context, conn, plan: watermark.SilverPlan, now: datetime, started: float) -> int:
-    """Rebuild (`full`) or append (`append`) both tables, in the caller's transaction; returns
-    the number of bronze rows processed."""
+    """Rebuild (`full`) or append (`append`) both tables, in the caller's transaction (the temp
+    tables `TYPED` and `LATER_COPIES` stay for the acceptance counts); returns the number of
+    bronze rows processed."""
     full = plan.mode == watermark.FULL
     bronze = ALL_BRONZE if full else NEW_BRONZE
     params = {"now": now} if full else {"now": now, "since": plan.since}
@@ -263,6 +285,4 @@ def _refresh(context, conn, plan: watermark.SilverPlan, now: datetime, started: 
     log_progress(
         context, f"{SILVER_TRANSACTIONS}: {'written' if full else 'appended'},", rows, started
     )
-    conn.execute(f"DROP TABLE {TYPED}")
-    conn.execute(f"DROP TABLE {LATER_COPIES}")
     return processed

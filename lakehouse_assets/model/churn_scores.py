@@ -19,6 +19,7 @@ from lakehouse_assets.model.registry import registered_churn_model
 from lakehouse_assets.model.retries import mlflow_retry_policy
 from lakehouse_assets.model.scoring import churn_probability
 from lakehouse_assets.resources import LakehouseDuckDB, rebuild_table
+from lakehouse_assets.run_report import RunReport
 from lakehouse_assets.tables import CHURN_SCORES, SCORING_FEATURES
 
 STAGING = "scored_customers"
@@ -53,7 +54,10 @@ FROM {CHURN_SCORES} GROUP BY risk_decile ORDER BY risk_decile
     pool="duckdb",
 )
 def churn_scores(
-    context: dg.AssetExecutionContext, duckdb: LakehouseDuckDB, mlflow: MlflowTracking
+    context: dg.AssetExecutionContext,
+    duckdb: LakehouseDuckDB,
+    mlflow: MlflowTracking,
+    run_report: RunReport,  # noqa: ARG001 (required so that the run ends with its summary)
 ) -> dg.MaterializeResult:
     """`gold.churn_scores`: the current `champion` version (its pickle verified against the
     version's SHA-256, and with a signing key its signature, before it is unpickled) scores every customer of `gold.scoring_features`:

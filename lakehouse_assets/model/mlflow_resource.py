@@ -1,21 +1,27 @@
 """The MLflow resource: one MLflow run per Dagster run, pickled models as artifacts, and only
 endpoints that MLflow 2.x servers also have."""
 
+import hashlib
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
-from lakehouse_assets import settings
+from lakehouse_assets import locks, settings
 from lakehouse_assets.model.mlflow_errors import mlflow_errors, redact
 from lakehouse_assets.model.mlflow_model import MODEL_FILE
 
 DAGSTER_RUN_TAG = "dagster_run_id"  # the tag dagster-mlflow's `mlflow_tracking` resource sets
 MODEL_ARTIFACT_DIR = "model"
+# MLflow 3's UI opens an experiment with this tag on its model training runs, not on GenAI traces.
+EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
+LOCAL_UI_URL = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
+PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+_stores_ready: set[str] = set()  # local sqlite stores created and migrated by this process
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,8 @@ class MlflowTracking(dg.ConfigurableResource):
     request_timeout_seconds: int = Field(default=30, description="Timeout of one HTTP request.")
     ui_url: str = Field(
         default="",
-        description="Base URL of the MLflow UI for links; empty = the tracking URI when it is http(s).",
+        description="Base URL of the MLflow UI for links; empty = the tracking URI when it is "
+        "http(s), or `mlflow ui`'s default address (http://127.0.0.1:5000) for the local store.",
     )
     require_signed_models: bool = Field(
         default=False,
@@ -81,34 +88,77 @@ class MlflowTracking(dg.ConfigurableResource):
             )
         os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
         os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(self.request_timeout_seconds)
+        os.environ.setdefault(PROGRESS_BAR_ENV, "false")  # no download bars in the run's output
 
     def client(self):
         from mlflow import MlflowClient
 
-        if self.uri().startswith("sqlite:"):
-            settings.lakehouse_home().mkdir(parents=True, exist_ok=True)
+        if self.uri().startswith("sqlite:") and self.uri() not in _stores_ready:
+            self._create_local_store()
         return MlflowClient(tracking_uri=self.uri(), registry_uri=self.uri())
+
+    def _create_local_store(self) -> None:
+        """Create and migrate the sqlite store under a file lock, once per process: two runs
+        that start together must not both migrate it (the client migrates when it is made)."""
+        from mlflow import MlflowClient
+
+        settings.lakehouse_home().mkdir(parents=True, exist_ok=True)
+        database = Path(self.uri().removeprefix("sqlite:///"))
+        lock = database.with_name(database.name + ".lock")
+        with locks.held(lock, "an MLflow store migration", dg.get_dagster_logger().info):
+            with self.errors("create the local MLflow store"):
+                client = MlflowClient(tracking_uri=self.uri(), registry_uri=self.uri())
+                client.search_experiments(max_results=1)
+                client.search_registered_models(max_results=1)
+        _stores_ready.add(self.uri())
+
+    def registry_lock(self, log) -> AbstractContextManager[None]:
+        """A file lock under `$LAKEHOUSE_HOME/locks`, named after the tracking URI and the
+        registered model: it serializes registering among the processes of one machine (and one
+        `$LAKEHOUSE_HOME`), whatever the tracking server. `registered_churn_model` also checks
+        after registering, for processes this lock does not reach."""
+        key = hashlib.sha256(f"{self.uri()}|{self.registered_model_name}".encode()).hexdigest()
+        path = settings.lakehouse_home() / "locks" / f"registry-{key[:16]}.lock"
+        return locks.held(path, f"registering a version of {self.registered_model_name!r}", log)
 
     def errors(self, action: str):
         """Context manager that classifies MLflow errors raised while doing `action`."""
         return mlflow_errors(action, self.server())
 
     def experiment_id(self, client) -> str:
+        """The experiment's id, created if needed, tagged so that MLflow 3's UI shows its runs."""
+        key, kind = EXPERIMENT_KIND_TAG
         with self.errors(f"find experiment {self.experiment_name!r}"):
             experiment = client.get_experiment_by_name(self.experiment_name)
             if experiment is not None:
+                if key not in (experiment.tags or {}):
+                    self._tag_experiment_kind(client, experiment.experiment_id)
                 return experiment.experiment_id
         with self.errors(f"create experiment {self.experiment_name!r}"):
             from mlflow.exceptions import MlflowException
 
             try:
                 return client.create_experiment(
-                    self.experiment_name, artifact_location=self.default_artifact_root()
+                    self.experiment_name,
+                    artifact_location=self.default_artifact_root(),
+                    tags={key: kind},
                 )
             except MlflowException as error:  # created meanwhile by another process
                 if error.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
                 return client.get_experiment_by_name(self.experiment_name).experiment_id
+
+    def _tag_experiment_kind(self, client, experiment_id: str) -> None:
+        """Tag an experiment created before this version; a user who may not edit it is told."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            client.set_experiment_tag(experiment_id, *EXPERIMENT_KIND_TAG)
+        except MlflowException as error:
+            dg.get_dagster_logger().warning(
+                f"Could not tag experiment {self.experiment_name!r} with "
+                f"{EXPERIMENT_KIND_TAG[0]} (MLflow 3's UI may open it on traces): {error}"
+            )
 
     @contextmanager
     def run_for(self, context: dg.AssetExecutionContext) -> Iterator[OpenRun]:
@@ -201,7 +251,15 @@ class MlflowTracking(dg.ConfigurableResource):
             )
         return Path(local).read_bytes()
 
+    def ui_base_url(self) -> str | None:
+        """The MLflow UI's address: `ui_url`, the tracking server, or `mlflow ui`'s default for
+        the local store; None when unknown (a server URI with credentials in it)."""
+        if self.ui_url:
+            return self.ui_url.rstrip("/")
+        if self.uri().startswith("http"):
+            return None if "@" in self.uri() else self.uri().rstrip("/")
+        return LOCAL_UI_URL if self.uri().startswith("sqlite:") else None
+
     def run_url(self, experiment_id: str, run_id: str) -> str | None:
-        plain_http = self.uri().startswith("http") and "@" not in self.uri()  # no credentials
-        base = self.ui_url or (self.uri() if plain_http else "")
-        return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}" if base else None
+        base = self.ui_base_url()
+        return f"{base}/#/experiments/{experiment_id}/runs/{run_id}" if base else None

@@ -15,6 +15,7 @@ from lakehouse_assets.model.training import (
     RECIPE_TAG,
     SHA_TAG,
     TRAINING_KEY_TAG,
+    trusted_versions,
 )
 
 
@@ -31,7 +32,9 @@ def registered_churn_model(
     evaluated run's `model` artifact folder, tagged with run id, SHA-256, signature (when the
     pipeline signs models) and metrics. The alias
     `champion` moves to it only when it beats the current champion on ROC AUC; otherwise it
-    stays a registered challenger."""
+    stays a registered challenger. Registering happens under a lock (`$LAKEHOUSE_HOME/locks`),
+    after checking again that no run registered a model with the same training key meanwhile: one
+    version per training, however many runs overlap on this machine."""
     evaluation = upstream_metadata(context, "churn_model_evaluation")
     run_id = evaluation["mlflow_run_id"]
     if not evaluation["beats_baseline"]:
@@ -42,10 +45,19 @@ def registered_churn_model(
         )
     name = mlflow.registered_model_name
     client = mlflow.client()
-    with retry_only_transient("registered_churn_model"):
-        version = _version_for_run(mlflow, client, run_id, evaluation)
+    with retry_only_transient("registered_churn_model"), mlflow.registry_lock(context.log.info):
+        version, twin = _version_for_run(mlflow, client, run_id, evaluation)
         champion = current_champion(mlflow, client)
         evaluated_against = evaluation["champion_version"]
+        if twin is not None:
+            promote = champion is not None and champion.version == version
+            decision = (
+                f"Registered nothing new: version {version} (MLflow run {twin.run_id}) was trained "
+                f"on the same features with the same parameters and registered meanwhile by "
+                f"another run; this run's identical model (MLflow run {run_id}) stays unregistered."
+            )
+            context.log.info(decision)
+            return _result(name, version, run_id, promote, champion, decision, False, evaluation)
         # A retried step may find the alias already on its own version.
         if champion is not None and champion.version not in (evaluated_against, version):
             raise dg.Failure(
@@ -96,24 +108,30 @@ def registered_churn_model(
             f"{kept} (MLflow run {run_id}). " + decision
         )
     context.log.info(decision)
+    new = identical == kept == "none"
+    return _result(name, version, run_id, promote, champion, decision, new, evaluation)
+
+
+def _result(name, version, run_id, promote, champion, decision, new, evaluation):
     return dg.MaterializeResult(
         metadata={
             "registered_model": name,
             "version": version,
             "mlflow_run_id": run_id,
             "champion": promote,
-            "champion_version": version if promote else champion.version,
+            "champion_version": version if promote or champion is None else champion.version,
             "decision": dg.MetadataValue.md(decision),
-            "new_version": identical == kept == "none",
+            "new_version": new,
             "roc_auc": evaluation["roc_auc"],
         }
     )
 
 
-def _version_for_run(mlflow: MlflowTracking, client, run_id: str, evaluation: dict) -> str:
-    """The version registered from `run_id`, creating the registered model and version if needed.
-    Its tags carry the training key, so that `churn_model` reuses the run of an identical model
-    instead of training, and registering, it again."""
+def _version_for_run(mlflow: MlflowTracking, client, run_id: str, evaluation: dict):
+    """(the version registered from `run_id`, None), creating the registered model and version if
+    needed; or (a version with the run's training key, that version) when another run registered
+    one meanwhile. Its tags carry the training key, so that `churn_model` reuses the run of an
+    identical model instead of training, and registering, it again."""
     from mlflow.exceptions import MlflowException
 
     name = mlflow.registered_model_name
@@ -128,9 +146,14 @@ def _version_for_run(mlflow: MlflowTracking, client, run_id: str, evaluation: di
     with mlflow.errors(f"search versions of {name!r} from run {run_id}"):
         existing = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
     if existing:  # a retried step, or the same run registered before
-        return str(existing[0].version)
-    with mlflow.errors(f"create a version of {name!r} from run {run_id}"):
+        return str(existing[0].version), None
+    with mlflow.errors(f"read run {run_id}"):
         run = client.get_run(run_id)
+    key = run.data.tags.get(TRAINING_KEY_TAG)
+    twin = _first_twin(mlflow, client, key)
+    if twin is not None:
+        return str(twin.version), twin
+    with mlflow.errors(f"create a version of {name!r} from run {run_id}"):
         tags = {
             "mlflow_run_id": run_id,
             SHA_TAG: evaluation["model_sha256"],  # the hash evaluation verified
@@ -144,4 +167,21 @@ def _version_for_run(mlflow: MlflowTracking, client, run_id: str, evaluation: di
         version = client.create_model_version(
             name, source=f"{run.info.artifact_uri}/{MODEL_ARTIFACT_DIR}", run_id=run_id, tags=tags
         )
-    return str(version.version)
+    # A process on another machine may have registered the same training meanwhile: the lowest
+    # version stays, the others delete themselves (before any alias points at them).
+    twin = _first_twin(mlflow, client, key)
+    if twin is not None and str(twin.version) != str(version.version):
+        with mlflow.errors(f"delete version {version.version} of {name!r}, a duplicate"):
+            client.delete_model_version(name, version.version)
+        return str(twin.version), twin
+    return str(version.version), None
+
+
+def _first_twin(mlflow: MlflowTracking, client, key: str | None):
+    """The lowest trusted version trained with the training key `key`, if any."""
+    twins = [
+        v
+        for v in trusted_versions(mlflow, client)
+        if key and (v.tags or {}).get(TRAINING_KEY_TAG) == key
+    ]
+    return min(twins, key=lambda v: int(v.version)) if twins else None

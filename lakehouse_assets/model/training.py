@@ -110,7 +110,7 @@ def churn_model(
             cutoff, definition = training_snapshot(conn)
         key = training_key(fingerprint, config)
         client = mlflow.client()
-        versions = _trusted_versions(mlflow, client)
+        versions = trusted_versions(mlflow, client)
         identical = _identical_version(versions, key)
         if identical is not None:
             why = "it was trained on the same features with the same parameters"
@@ -207,7 +207,7 @@ def training_recipe(config: ChurnModelConfig, definition: str | None) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
-def _trusted_versions(mlflow: MlflowTracking, client) -> list:
+def trusted_versions(mlflow: MlflowTracking, client) -> list:
     """The registered versions; with a signing key, only those the pipeline signed."""
     name = mlflow.registered_model_name
     with mlflow.errors(f"search versions of {name!r}"):
