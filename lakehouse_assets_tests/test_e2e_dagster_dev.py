@@ -7,9 +7,11 @@ settings, a run submitted through GraphQL, and the landing sensor reacting to dr
 import time
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 
+from lakehouse_assets.sample import write_sample
 from lakehouse_assets.sensors import FAILURE_SENSOR, LANDING_SENSOR
 from lakehouse_assets_tests.dagster_dev import (
     INSTANCE_QUERY,
@@ -186,3 +188,30 @@ def test_dagster_dev_shows_the_quickstart_and_its_sensor_refreshes_every_layer(t
             assert earlier["endTime"] <= later["startTime"], (earlier, later)
         limit = dev.graphql(INSTANCE_QUERY)["instance"]["concurrencyLimit"]
         assert limit["slotCount"] == 1
+
+
+def test_the_main_command_and_a_sensor_run_take_turns_on_one_lakehouse(tmp_path):
+    """The main command, started while the landing sensor's run is in progress, does not
+    interleave its steps with it: one of the two waits for the other's run lock, both succeed,
+    and one model version is registered."""
+    with dagster_dev(tmp_path) as dev:
+        write_sample(dev.landing)
+        deadline = time.monotonic() + SENSOR_RUN_TIMEOUT
+        while not (started := [r for r in dev.runs() if r["status"] == "STARTED"]):
+            assert time.monotonic() < deadline, f"no sensor run started\n{dev.log_tail()}"
+            time.sleep(0.5)
+        (sensor_run,) = started
+        main_command = quickstart_run(tmp_path)
+        assert main_command.returncode == 0, main_command.stderr[-3000:]
+        assert dev.wait_for_run(sensor_run["runId"], SENSOR_RUN_TIMEOUT) == "SUCCESS"
+
+        with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
+            sensor_log = [e.user_message for e in instance.all_logs(sensor_run["runId"])]
+        waited = [
+            text
+            for text in [main_command.stderr, *sensor_log]
+            if "Waiting for" in text and "lakehouse.duckdb.lock" in text
+        ]
+        assert waited, "neither run waited for the other's run lock"
+        assert model_versions(dev.lakehouse_home) == ["1"]
+        assert "Run summary: 996 customers scored by champion version 1" in main_command.stderr
