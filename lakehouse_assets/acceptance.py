@@ -53,7 +53,7 @@ copies AS (
 ),
 reasons AS (
     SELECT _source_file AS source_file, reason, count(*) AS rows, min(_source_row) AS first_row,
-        arg_min({EXAMPLE_SQL}, _source_row) AS example
+        arg_min(coalesce({EXAMPLE_SQL}, ''), _source_row) AS example
     FROM {rejected}
     GROUP BY ALL
 ),
@@ -147,10 +147,10 @@ def latest_load(conn: duckdb.DuckDBPyConnection) -> tuple[int, list[FileAcceptan
 
 def without_valid_rows(conn: duckdb.DuckDBPyConnection, landed: set[str]) -> list[FileAcceptance]:
     """The files still in the landing folder (`landed`, relative paths) none of whose rows, in
-    the version bronze and silver hold, passed validation (copies of kept rows do not count)."""
+    the version bronze and silver hold, passed validation (a valid row that copies a kept one
+    passed: a copy of a good file is no misread file)."""
     found = _files(
-        conn,
-        f"SEMI JOIN {BRONZE_FILES} b USING (source_file, sha256) WHERE accepted = 0 AND invalid > 0",
+        conn, f"SEMI JOIN {BRONZE_FILES} b USING (source_file, sha256) WHERE invalid = rows"
     )
     return [f for f in found if f.source_file in landed]
 

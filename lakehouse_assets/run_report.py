@@ -135,7 +135,9 @@ def _model(run: RunEvents) -> str:
     champion = run.value("registered_churn_model", "champion_version")
     role = "the champion" if run.value("registered_churn_model", "champion") else "a challenger"
     line = f"  model: version {version} is {role}, ROC AUC {roc_auc:.4f}"
-    return line if champion == version else f"{line}; the champion is version {champion}"
+    if champion == version:
+        return line
+    return f"{line}; " + ("there is no champion" if champion == "none" else f"the champion is version {champion}")  # fmt: skip
 
 
 def _blocking(check) -> bool:

@@ -2,11 +2,13 @@
 many rejects warns, and every file's rows are counted in `silver.file_acceptance`."""
 
 import dagster as dg
+import duckdb
 
 from lakehouse_assets.acceptance import FileAcceptance, header_hint, hints
 from lakehouse_assets.checks import LANDED_FILES_READABLE, NEW_FILES_MOSTLY_ACCEPTED
 from lakehouse_assets.layers.silver import SilverConfig
 from lakehouse_assets_tests.helpers import (
+    NO_SEED,
     check_results,
     failure_messages,
     query,
@@ -15,6 +17,7 @@ from lakehouse_assets_tests.helpers import (
 )
 from lakehouse_assets_tests.test_layers import DATA, table_state, write_csv
 
+UP_TO_SILVER = dg.AssetSelection.groups("raw", "bronze", "silver")
 DOWNSTREAM = ("silver.transactions", "gold.customer_summary", "gold.customer_features")
 EUROPEAN_CSV = """
 customer_id;event_time;amount;quantity
@@ -141,6 +144,50 @@ def test_a_file_without_a_header_row_fails_in_bronze_with_a_hint(lakehouse_home,
     result = run_graph(instance, DATA)
     assert not result.success
     assert "A header row?" in failure_messages(result)
+
+
+def test_a_copy_of_a_file_with_a_bad_row_only_warns(lakehouse_home, instance):
+    """A copy is read right: its rows are valid copies (and the original's one bad row)."""
+    rows = "\n".join(f"t{i},c{i % 3},2025-03-{1 + i:02d},{i}" for i in range(9))
+    text = "transaction_id,customer_id,event_time,amount\n" + rows + "\nt9,c0,2025-03-20,-5"
+    write_csv(lakehouse_home / "landing" / "sales.csv", text)
+    write_csv(lakehouse_home / "landing" / "sub" / "sales_copy.csv", text)
+
+    result = run_graph(instance, UP_TO_SILVER, NO_SEED)
+
+    assert result.success, failure_messages(result)
+    checks = check_results(result)
+    assert checks[LANDED_FILES_READABLE] is True and checks[NEW_FILES_MOSTLY_ACCEPTED] is False
+    assert "sub/sales_copy.csv 100%" in check_descriptions(result)[NEW_FILES_MOSTLY_ACCEPTED]
+
+
+def test_the_example_is_the_first_offending_value_even_when_empty(lakehouse_home, instance):
+    write_csv(
+        lakehouse_home / "landing" / "gaps.csv",
+        "customer_id,event_time,amount\nc1,2025-03-01,\nc2,2025-03-02,12;50\nc3,2025-03-03,7",
+    )
+    result = run_graph(instance, UP_TO_SILVER, NO_SEED)
+    assert result.success, failure_messages(result)
+    (rejects,) = query(
+        lakehouse_home,
+        "SELECT rejects FROM silver.file_acceptance WHERE source_file = 'gaps.csv'",
+    )[0]
+    assert rejects == [{"reason": "bad_amount", "rows": 2, "first_row": 1, "example": ""}]
+
+
+def test_a_lakehouse_built_before_per_file_acceptance_rebuilds_silver_once(
+    lakehouse_home, instance
+):
+    assert run_graph(instance, DATA).success
+    with duckdb.connect(str(lakehouse_home / "lakehouse.duckdb")) as conn:
+        conn.execute("DROP TABLE silver.file_acceptance")
+
+    result = run_graph(instance, DATA)
+
+    assert result.success, failure_messages(result)
+    metadata = result.asset_materializations_for_node("silver_transactions")[0].metadata
+    assert metadata["refresh"].value == "full"
+    assert "silver.file_acceptance has not been built yet" in metadata["refresh_reason"].value
 
 
 def acceptance_of(**examples: str) -> FileAcceptance:

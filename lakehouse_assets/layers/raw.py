@@ -75,12 +75,12 @@ def _no_data_files(context, config: RawConfig, landing: LandingZone, ignored: di
         problem = "is not a folder"
     else:
         problem = "holds no CSV or Parquet files" + (f", only {others}" if others else "")
-    hint = (
-        f" Check the path, or unset {LANDING_ENV} to run on the built-in sample in "
-        f"${HOME_ENV}/landing."
-        if configured
-        else ""
-    )
+    if configured == f"${LANDING_ENV}":
+        hint = f" Check the path, or unset {LANDING_ENV} to run on the built-in sample in ${HOME_ENV}/landing."  # fmt: skip
+    elif configured:
+        hint = " Check the path in the `landing` resource's configuration."
+    else:
+        hint = ""
     raise dg.Failure(
         f"The landing folder {folder}{f' (set by {configured})' if configured else ''} {problem}. "
         f"Nothing was written.{hint}",

@@ -23,6 +23,7 @@ from lakehouse_assets.metadata import table_exists
 from lakehouse_assets.tables import (
     BRONZE_FILES,
     BRONZE_TRANSACTIONS,
+    SILVER_FILE_ACCEPTANCE,
     SILVER_FILES_SEEN,
     SILVER_LOADS,
 )
@@ -79,6 +80,8 @@ def plan_silver(
         return SilverPlan(FULL, "full_refresh was requested in the run config")
     if not all(table_exists(conn, t) for t in silver_tables):
         return SilverPlan(FULL, "silver has not been built yet")
+    if not table_exists(conn, SILVER_FILE_ACCEPTANCE):  # a lakehouse built before it existed
+        return SilverPlan(FULL, f"{SILVER_FILE_ACCEPTANCE} has not been built yet")
     seen_rows, seen_files, seen_through = conn.execute(
         f"SELECT coalesce(sum(row_count), 0), count(*), max(ingested_at) FROM {SILVER_FILES_SEEN}"
     ).fetchone()

@@ -50,12 +50,18 @@ def registered_churn_model(
         champion = current_champion(mlflow, client)
         evaluated_against = evaluation["champion_version"]
         if twin is not None:
-            promote = champion is not None and champion.version == version
             decision = (
                 f"Registered nothing new: version {version} (MLflow run {twin.run_id}) was trained "
                 f"on the same features with the same parameters and registered meanwhile by "
                 f"another run; this run's identical model (MLflow run {run_id}) stays unregistered."
             )
+            unchanged = champion is None or champion.version == evaluated_against
+            promote = champion is not None and champion.version == version
+            if not promote and evaluation["beats_champion"] and unchanged:
+                # The run that registered it may have ended before moving the alias.
+                with mlflow.errors(f"move alias {CHAMPION_ALIAS!r} of {name!r} to {version}"):
+                    client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+                promote, decision = True, f"{decision} Version {version} is the new champion."
             context.log.info(decision)
             return _result(name, version, run_id, promote, champion, decision, False, evaluation)
         # A retried step may find the alias already on its own version.
@@ -119,7 +125,7 @@ def _result(name, version, run_id, promote, champion, decision, new, evaluation)
             "version": version,
             "mlflow_run_id": run_id,
             "champion": promote,
-            "champion_version": version if promote or champion is None else champion.version,
+            "champion_version": version if promote else (champion.version if champion else "none"),
             "decision": dg.MetadataValue.md(decision),
             "new_version": new,
             "roc_auc": evaluation["roc_auc"],
