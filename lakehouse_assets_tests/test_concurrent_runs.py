@@ -70,6 +70,7 @@ def test_two_main_commands_at_once_register_one_model_and_end_with_a_summary(tmp
     for output in outputs:
         assert "Run summary: 996 customers scored by champion version 1" in output, output[-3000:]
         assert "look next:" in output and "http://127.0.0.1:5000/#/experiments/" in output
+        assert "?workflowType=machine_learning" in output  # MLflow 3's Model training view
         assert " - DEBUG - " not in output  # the shipped instance settings log INFO and up
         assert "Downloading artifacts" not in output
     assert any("trained in this run" in output for output in outputs)

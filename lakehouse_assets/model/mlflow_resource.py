@@ -17,8 +17,10 @@ from lakehouse_assets.model.mlflow_model import MODEL_FILE
 
 DAGSTER_RUN_TAG = "dagster_run_id"  # the tag dagster-mlflow's `mlflow_tracking` resource sets
 MODEL_ARTIFACT_DIR = "model"
-# MLflow 3's UI opens an experiment with this tag on its model training runs, not on GenAI traces.
+# MLflow 3's UI reads this tag to open an experiment on its training runs, not on GenAI traces;
+# 3.17's UI follows its GenAI / Model training toggle instead, which a link sets with this query.
 EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
+MODEL_TRAINING_VIEW = "?workflowType=machine_learning"
 LOCAL_UI_URL = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
 PROGRESS_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 _stores_ready: set[str] = set()  # local sqlite stores created and migrated by this process
@@ -262,4 +264,6 @@ class MlflowTracking(dg.ConfigurableResource):
 
     def run_url(self, experiment_id: str, run_id: str) -> str | None:
         base = self.ui_base_url()
-        return f"{base}/#/experiments/{experiment_id}/runs/{run_id}" if base else None
+        if not base:
+            return None
+        return f"{base}/#/experiments/{experiment_id}/runs/{run_id}{MODEL_TRAINING_VIEW}"
