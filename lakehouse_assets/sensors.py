@@ -10,7 +10,7 @@ import dagster as dg
 from lakehouse_assets import settings
 from lakehouse_assets.landing import sha256_of
 from lakehouse_assets.model.mlflow_resource import MlflowTracking
-from lakehouse_assets.resources import LandingZone, why_ignored
+from lakehouse_assets.resources import LandingZone, is_data_file, why_ignored
 
 LANDING_SENSOR = "landing_sensor"
 FAILURE_SENSOR = "mlflow_run_failure_sensor"
@@ -115,13 +115,9 @@ def scan_landing(
     tick; unchanged files (same size and mtime, or same content hash, or the version `loaded`
     says bronze already holds) are not returned again."""
     folder = landing.folder()
-    data_paths = landing.data_files()
-    data_set = set(data_paths)
-    others = (
-        sorted(p for p in folder.rglob("*") if p.is_file() and p not in data_set)
-        if folder.is_dir()
-        else []
-    )
+    files = landing.files()  # one walk of the folder per tick
+    data_paths = [p for p in files if is_data_file(p)]
+    others = [p for p in files if not is_data_file(p)]
     ignored = []
     for path in others:
         relative = path.relative_to(folder).as_posix()
