@@ -27,6 +27,8 @@ def _exit_without_final_collections() -> None:
 _exit_without_final_collections()
 
 from lakehouse_assets.definitions import defs  # noqa: E402
+from lakehouse_assets.lake import connect  # noqa: E402
 from lakehouse_assets.model.champion import load_champion  # noqa: E402
+from lakehouse_assets.model.training_data import training_data  # noqa: E402
 
-__all__ = ["defs", "load_champion"]
+__all__ = ["connect", "defs", "load_champion", "training_data"]

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from lakehouse_assets.maintenance import lakehouse_maintenance, weekly_maintenance_schedule
 from lakehouse_assets.sensors import build_landing_sensor, mlflow_run_failure_sensor
 
 WEEKLY_RETRAINING = "weekly_retraining"
@@ -26,6 +27,6 @@ weekly_retraining_schedule = dg.ScheduleDefinition(
     "Off by default; turn it on in the UI (Automation).",
 )
 
-jobs = [refresh_lakehouse_job]
+jobs = [refresh_lakehouse_job, lakehouse_maintenance]
 sensors = [build_landing_sensor(refresh_lakehouse_job), mlflow_run_failure_sensor]
-schedules = [weekly_retraining_schedule]
+schedules = [weekly_retraining_schedule, weekly_maintenance_schedule]

@@ -57,8 +57,9 @@ def table_exists(conn: duckdb.DuckDBPyConnection, table: str, views: bool = True
     schema, name = table.split(".")
     return (
         conn.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = $s AND "
-            "table_name = $t AND ($views OR table_type = 'BASE TABLE')",
+            "SELECT count(*) FROM information_schema.tables WHERE table_catalog = "
+            "current_database() AND table_schema = $s AND table_name = $t AND "
+            "($views OR table_type = 'BASE TABLE')",
             {"s": schema, "t": name, "views": views},
         ).fetchone()[0]
         > 0

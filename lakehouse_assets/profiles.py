@@ -8,8 +8,8 @@ reload the code location to switch). Values inside a profile are read when a run
   when `LAKEHOUSE_MODEL_SIGNING_KEY` is set.
 * `prod`: a team deployment (docs/deployment.md). Every location is a required environment
   variable, so a missing one fails the run at its start, naming the variable, instead of
-  silently writing to a local default: `LAKEHOUSE_DUCKDB_PATH` (the DuckDB file on a persistent
-  volume), `LAKEHOUSE_LANDING_DIR` and `MLFLOW_TRACKING_URI` (the team's MLflow server, whose
+  silently writing to a local default: `LAKEHOUSE_CATALOG` (the DuckLake catalog, e.g. on
+  PostgreSQL), `LAKEHOUSE_DATA_PATH` (its Parquet files, e.g. on S3), `LAKEHOUSE_LANDING_DIR` and `MLFLOW_TRACKING_URI` (the team's MLflow server, whose
   artifacts live in object storage behind it). `LAKEHOUSE_MODEL_SIGNING_KEY` is required too:
   without it every run fails at its start, since unsigned pickles must not be trusted.
 """
@@ -41,7 +41,9 @@ def prod_resources() -> dict:
         tracking_uri=dg.EnvVar(settings.TRACKING_URI_ENV), require_signed_models=True
     )
     return {
-        "duckdb": LakehouseDuckDB(database=dg.EnvVar(settings.DUCKDB_ENV)),
+        "duckdb": LakehouseDuckDB(
+            catalog=dg.EnvVar(settings.CATALOG_ENV), data_path=dg.EnvVar(settings.DATA_PATH_ENV)
+        ),
         "landing": LandingZone(path=dg.EnvVar(settings.LANDING_ENV)),
         "mlflow": mlflow,
         "run_report": RunReport(mlflow=mlflow),

@@ -1,17 +1,17 @@
 """Resources of the data layers: the DuckDB database and the landing folder."""
 
+import json
 import os
+import random
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 import duckdb
-from dagster._utils.backoff import backoff
-from dagster_duckdb import DuckDBResource
 from pydantic import Field, PrivateAttr
 
-from lakehouse_assets import locks, settings, tables
+from lakehouse_assets import lake, locks, migration, settings, tables
 from lakehouse_assets.metadata import log_progress, table_exists, table_metadata
 
 DATA_SUFFIXES = (".csv", ".parquet")
@@ -46,28 +46,36 @@ def derived_memory_limit(available_bytes: int | None = None) -> str:
     return f"{limit // 1024**2}MiB"
 
 
-class LakehouseDuckDB(DuckDBResource):
-    """dagster-duckdb's resource, with the path resolved when a run starts.
+class LakehouseDuckDB(dg.ConfigurableResource):
+    """The lakehouse's tables: DuckDB over a DuckLake catalog, attached as `lake` and in use, so
+    that SQL names tables as `silver.transactions`. Used as dagster-duckdb's resource is:
+    `with duckdb.get_connection() as conn: ...`.
 
-    Used wherever DuckDBResource is: `with duckdb.get_connection() as conn: ...`.
-
-    An empty `database` means `$LAKEHOUSE_DUCKDB_PATH`, else `$LAKEHOUSE_HOME/lakehouse.duckdb`.
-    Connections use UTC so that timestamps with offsets are read consistently, a bounded
-    buffer pool (DuckDB spills to disk beyond it) and no insertion-order guarantee: every
-    table that needs an order says so with ORDER BY, and unordered writes run in parallel
-    with less memory. SQL never reads Python variables (no replacement scans).
+    The catalog is `catalog`, else `$LAKEHOUSE_CATALOG`, else `$LAKEHOUSE_HOME/catalog.sqlite`;
+    the Parquet files go to `data_path`, else `$LAKEHOUSE_DATA_PATH`, else
+    `$LAKEHOUSE_HOME/lake/` (or `s3://...`, with the AWS variables). Connections use UTC, a
+    bounded buffer pool (DuckDB spills to disk beyond it) and no insertion-order guarantee; SQL
+    never reads Python variables.
 
     The memory limit is `memory_limit`, else `$LAKEHOUSE_DUCKDB_MEMORY_LIMIT`, else 1/16 of the
     machine's (or container's) memory, at least 1 GiB. Work that still does not fit
     fails with a `dg.Failure` that names the limit and how to raise it.
 
-    While it is set up, it holds the lakehouse's run lock (`<database>.lock`, a file lock): with
-    the in-process executor that is the whole run, so that runs on one machine (the main
-    command, the landing sensor's, the UI's) never interleave their steps; a second run waits,
-    logging which run it waits for. With the Celery or Kubernetes executor it is one step.
+    While it is set up, it holds the lakehouse's run lock (`$LAKEHOUSE_HOME/lakehouse.lock`):
+    with the in-process executor that is the whole run, so that runs on one machine never
+    interleave their steps; a second run waits, logging which run it waits for. A run that
+    finds a lakehouse file from before DuckLake fails at once, naming the migration command.
     """
 
-    database: str = Field(default="", description="DuckDB file; empty = from the environment.")
+    catalog: str = Field(
+        default="",
+        description="DuckLake catalog: sqlite:<file> or postgres:<libpq string>; empty = from "
+        "the environment.",
+    )
+    data_path: str = Field(
+        default="",
+        description="Folder or s3:// URL of the Parquet files; empty = from the environment.",
+    )
     memory_limit: str = Field(
         default="",
         description="DuckDB's buffer pool limit (e.g. '8GB'); larger work spills to disk. Empty "
@@ -76,16 +84,18 @@ class LakehouseDuckDB(DuckDBResource):
     threads: int = Field(default=0, description="DuckDB worker threads; 0 = one per core.")
     _run_lock: object = PrivateAttr(default=None)
 
-    def database_path(self) -> Path:
-        return Path(self.database).absolute() if self.database else settings.duckdb_path()
+    def location(self) -> lake.LakeLocation:
+        return lake.LakeLocation.from_settings(self.catalog, self.data_path)
 
     def run_lock_path(self) -> Path:
-        path = self.database_path()
-        return path.with_name(path.name + ".lock")
+        return settings.lakehouse_home() / "lakehouse.lock"
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        """Check the settings, then take the run lock (waiting for another run to end)."""
+        """Check the settings and that no pre-DuckLake file waits to be migrated, then take the
+        run lock (waiting for another run to end)."""
         self.resolved_memory_limit()
+        self.location()
+        migration.fail_if_unmigrated()
         path = self.run_lock_path()
         try:
             self._run_lock = locks.acquire(path, f"Dagster run {context.run_id}", context.log.info)
@@ -117,31 +127,19 @@ class LakehouseDuckDB(DuckDBResource):
 
     @contextmanager
     def get_connection(self):
-        """A connection that is closed even when the block raises (DuckDBResource's is not).
+        """A connection to the lake, closed even when the block raises.
 
         DuckDB running out of memory in the block becomes a `dg.Failure` that says which
         setting to raise; a lakehouse table that does not exist yet, one that names the asset to
         materialize first."""
         limit, source = self.resolved_memory_limit()
-        path = self.database_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = backoff(
-            fn=duckdb.connect,
-            retry_on=(duckdb.IOException,),  # another process holds the write lock
-            kwargs={
-                "database": str(path),
-                "config": {"custom_user_agent": "dagster", **self.connection_config},
-            },
-            max_retries=10,
-        )
+        conn = lake.cursor(self.location())
         try:
-            conn.execute("SET TimeZone = 'UTC'")
             conn.execute("SET memory_limit = $limit", {"limit": limit})
             conn.execute("SET preserve_insertion_order = false")
             # A missing table is an error, never a Python variable of the same name.
             conn.execute("SET python_enable_replacements = false")
-            if self.threads > 0:
-                conn.execute("SET threads = $threads", {"threads": self.threads})
+            conn.execute("SET threads = $threads", {"threads": self.threads or os.cpu_count()})
             yield conn
         except duckdb.CatalogException as error:
             missing = tables.missing_table(str(error), lambda t: table_exists(conn, t))
@@ -217,16 +215,77 @@ def why_ignored(path: Path) -> str:
     return "not a CSV or Parquet file"
 
 
+COMMIT_RETRIES = 3  # a step whose commit conflicts with another writer is run again
+
+
 @contextmanager
 def transaction(conn):
-    """Run the block in one DuckDB transaction: all of it is committed, or none of it."""
+    """Run the block in one DuckLake transaction: all of it is committed as one snapshot, or
+    none of it. Inside a Dagster step the snapshot's commit message names the asset and the
+    run. A commit refused because another writer committed at the same time asks Dagster to
+    run the step again (at most `COMMIT_RETRIES` times, after a random 1 to 5 s): every asset
+    recomputes its write from what the lake holds then, so running it again is safe."""
     conn.execute("BEGIN TRANSACTION")
     try:
+        context = _current_step()
+        if context is not None:
+            lake.set_commit_message(conn, *_commit_message(context))
         yield conn
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
+    try:
+        conn.execute("COMMIT")
+    except duckdb.Error as error:
+        _rollback_quietly(conn)
+        if not lake.is_commit_conflict(error):
+            raise
+        raise _conflict(error) from error
+
+
+def _rollback_quietly(conn) -> None:
+    try:
+        conn.execute("ROLLBACK")
+    except duckdb.Error:
+        pass  # DuckLake already rolled the failed commit back
+
+
+def _current_step():
+    try:
+        return dg.OpExecutionContext.get()
+    except dg.DagsterInvariantViolationError:
+        return None
+
+
+def _commit_message(context) -> tuple[str, str]:
+    keys = (
+        sorted(k.to_user_string() for k in context.selected_asset_keys)
+        if context.has_assets_def
+        else []
+    )
+    what = f"asset {', '.join(keys)}" if keys else f"op {context.op.name}"
+    return (
+        f"{what}, Dagster run {context.run_id}",
+        json.dumps({"assets": keys, "run_id": context.run_id, "step": context.op.name}),
+    )
+
+
+def _conflict(error: duckdb.Error) -> BaseException:
+    """Another try of the step inside a Dagster run, else a Failure naming the conflict."""
+    said = str(error).splitlines()[0]
+    context = _current_step()
+    if context is not None and context.retry_number < COMMIT_RETRIES:
+        context.log.warning(
+            f"The commit conflicted with another writer ({said}); nothing was written. Running "
+            f"the step again (try {context.retry_number + 2} of {COMMIT_RETRIES + 1})."
+        )
+        return dg.RetryRequested(max_retries=COMMIT_RETRIES, seconds_to_wait=random.uniform(1, 5))
+    where = f" ({_commit_message(context)[0]})" if context is not None else ""
+    return dg.Failure(
+        f"The lake refused the commit{where} because another writer committed at the same "
+        f"time, {COMMIT_RETRIES} retries included; nothing was written. DuckDB said: {said}",
+        allow_retries=False,
+    )
 
 
 def rebuild_table(conn, table: str, sql: str, params: dict | None = None, context=None) -> dict:

@@ -20,7 +20,10 @@ from urllib.parse import urlparse
 
 HOME_ENV = "LAKEHOUSE_HOME"
 LANDING_ENV = "LAKEHOUSE_LANDING_DIR"
-DUCKDB_ENV = "LAKEHOUSE_DUCKDB_PATH"
+DUCKDB_ENV = "LAKEHOUSE_DUCKDB_PATH"  # the pre-DuckLake file, found only to migrate it
+CATALOG_ENV = "LAKEHOUSE_CATALOG"
+DATA_PATH_ENV = "LAKEHOUSE_DATA_PATH"
+S3_ENDPOINT_ENVS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 MEMORY_LIMIT_ENV = "LAKEHOUSE_DUCKDB_MEMORY_LIMIT"
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 PROFILE_ENV = "LAKEHOUSE_ENV"
@@ -67,10 +70,91 @@ def landing_dir() -> Path:
 
 
 def duckdb_path() -> Path:
-    """`$LAKEHOUSE_DUCKDB_PATH`, default `$LAKEHOUSE_HOME/lakehouse.duckdb`; a folder fails."""
+    """`$LAKEHOUSE_DUCKDB_PATH`, default `$LAKEHOUSE_HOME/lakehouse.duckdb`: where a lakehouse
+    from before DuckLake kept its tables (a run that finds one asks to migrate it); a folder
+    fails."""
     example = "/srv/lakehouse/lakehouse.duckdb"
     configured = _configured_path(DUCKDB_ENV, "a DuckDB file", folder=False, example=example)
     return configured or lakehouse_home() / "lakehouse.duckdb"
+
+
+CATALOG_KINDS = ("sqlite", "postgres")
+
+
+def lake_catalog() -> str:
+    """`$LAKEHOUSE_CATALOG`, DuckLake's metadata database, default
+    `sqlite:$LAKEHOUSE_HOME/catalog.sqlite`; checked by `check_catalog`."""
+    raw = os.environ.get(CATALOG_ENV, "").strip()
+    if not raw:
+        return f"sqlite:{lakehouse_home() / 'catalog.sqlite'}"
+    return check_catalog(raw, CATALOG_ENV)
+
+
+def check_catalog(value: str, setting: str) -> str:
+    """`value` without a leading `ducklake:`, if it names a SQLite or PostgreSQL catalog; else
+    a SettingError naming `setting`. A DuckDB-file catalog admits one process at a time, so
+    nobody could read while a run writes: it is refused."""
+    catalog = value.strip().removeprefix("ducklake:")
+    kind, colon, rest = catalog.partition(":")
+    if colon and kind in CATALOG_KINDS and rest.strip():
+        return catalog
+    why = (
+        "a DuckDB-file catalog admits one process at a time, so nobody could read while a run "
+        "writes"
+        if kind in ("duckdb", "md", "motherduck") or catalog.endswith((".duckdb", ".ducklake"))
+        else "which is not sqlite:<file> or postgres:<connection string>"
+    )
+    raise SettingError(
+        f"{setting} must name a DuckLake catalog on SQLite or PostgreSQL, got "
+        f"{redacted_catalog(catalog)!r}, {why} (e.g. {setting}=sqlite:/srv/lakehouse/catalog.sqlite "
+        f"or {setting}='postgres:dbname=lake host=db.example.com user=lake')"
+    )
+
+
+def redacted_catalog(catalog: str) -> str:
+    """`catalog` with any `password=...` (libpq key/value) or `user:password@` replaced by ***."""
+    catalog = re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", catalog, flags=re.I)
+    return re.sub(r"(://[^:/@?#]*:)[^@/?#]*@", r"\1***@", catalog)
+
+
+def lake_data_path() -> str:
+    """`$LAKEHOUSE_DATA_PATH`, where the lake's Parquet files live: a folder (default
+    `$LAKEHOUSE_HOME/lake/`) or `s3://bucket/prefix/`. Always ends with `/`."""
+    raw = os.environ.get(DATA_PATH_ENV, "").strip()
+    if not raw:
+        return f"{lakehouse_home() / 'lake'}/"
+    return check_data_path(raw, DATA_PATH_ENV)
+
+
+def check_data_path(value: str, setting: str) -> str:
+    """`value` as a data path ending in `/`: `s3://bucket/...`, or a folder (made absolute);
+    another URL scheme or a file fails, naming `setting`."""
+    value = value.strip()
+    scheme = urlparse(value).scheme if "://" in value else ""
+    if scheme == "s3":
+        if not urlparse(value).netloc:
+            raise SettingError(
+                f"{setting} must name a bucket, got {value!r} (e.g. {setting}=s3://lake/prod/)"
+            )
+        return value.rstrip("/") + "/"
+    if scheme:
+        raise SettingError(
+            f"{setting} must be a folder or an s3:// URL, got {value!r}, and the scheme "
+            f"{scheme!r} is not supported (e.g. {setting}=s3://lake/prod/)"
+        )
+    path = Path(value).absolute()
+    if path.exists() and not path.is_dir():
+        raise SettingError(
+            f"{setting} must name a folder, got {value!r}, which is a file "
+            f"(e.g. {setting}=/srv/lakehouse/lake)"
+        )
+    return f"{path}/"
+
+
+def s3_endpoint() -> str:
+    """The S3 endpoint (`$AWS_ENDPOINT_URL_S3`, else `$AWS_ENDPOINT_URL`, the AWS SDKs'
+    variables), empty for AWS itself."""
+    return next((os.environ[n].strip() for n in S3_ENDPOINT_ENVS if os.environ.get(n)), "")
 
 
 def _configured_path(name: str, what: str, *, folder: bool, example: str) -> Path | None:

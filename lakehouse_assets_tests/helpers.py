@@ -3,19 +3,21 @@ its DuckDB tables, and what it left in MLflow (with a plain MlflowClient)."""
 
 import hashlib
 import os
+import shutil
+import sqlite3
 import tempfile
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import mlflow
 import numpy as np
 
-from lakehouse_assets import defs, load_champion
+from lakehouse_assets import defs, lake, load_champion
 from lakehouse_assets.layers.features import FEATURE_COLUMNS, LABEL
 from lakehouse_assets.layers.raw import RawConfig
 from lakehouse_assets.profiles import build_resources
+from lakehouse_assets.resources import LakehouseDuckDB
 from lakehouse_assets.tables import CHURN_SCORES, CUSTOMER_FEATURES, SCORING_FEATURES
 
 # The assets of the graph, in lineage order.
@@ -76,7 +78,14 @@ def error_check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
 
 
 def failure_messages(result: dg.ExecuteInProcessResult) -> str:
-    return "\n".join(str(e.step_failure_data.error) for e in result.get_step_failure_events())
+    """The errors of failed steps and of resources that failed to start."""
+    errors = [e.step_failure_data.error for e in result.get_step_failure_events()]
+    errors += [
+        e.event_specific_data.error
+        for e in result.all_events
+        if e.event_type == dg.DagsterEventType.RESOURCE_INIT_FAILURE
+    ]
+    return "\n".join(str(error) for error in errors)
 
 
 def step_starts(result: dg.ExecuteInProcessResult, step: str) -> int:
@@ -85,8 +94,49 @@ def step_starts(result: dg.ExecuteInProcessResult, step: str) -> int:
     return sum(1 for e in result.events_for_node(step) if e.event_type in starts)
 
 
+def home_location(home: Path) -> lake.LakeLocation:
+    """The lake of the lakehouse in `home` (the default catalog and data path)."""
+    return lake.LakeLocation(f"sqlite:{home / 'catalog.sqlite'}", f"{home / 'lake'}/")
+
+
+@contextmanager
+def lake_conn(home: Path, read_only: bool = True):
+    """A connection to the lake of the lakehouse in `home`, read-only unless asked."""
+    conn = lake.cursor(home_location(home), read_only=read_only)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def copy_lake(home: Path, destination: Path) -> Path:
+    """A copy of the lake of `home` in `destination` (a lakehouse home of its own): the SQLite
+    catalog (by SQLite's backup, so the WAL is in it), the Parquet files, and the catalog's
+    recorded data path pointed at the copy's."""
+    destination.mkdir(parents=True, exist_ok=True)
+    target = destination / "catalog.sqlite"
+    with (
+        closing(sqlite3.connect(home / "catalog.sqlite")) as source,
+        closing(sqlite3.connect(target)) as copy,
+    ):
+        source.backup(copy)
+    shutil.copytree(home / "lake", destination / "lake")
+    with closing(sqlite3.connect(target)) as copy, copy:
+        copy.execute(
+            "UPDATE ducklake_metadata SET value = ? WHERE key = 'data_path'",
+            (f"{destination / 'lake'}/",),
+        )
+    return destination
+
+
+def lake_resource(home: Path) -> LakehouseDuckDB:
+    """The duckdb resource for the lakehouse in `home`."""
+    location = home_location(home)
+    return LakehouseDuckDB(catalog=location.catalog, data_path=location.data_path)
+
+
 def query(home: Path, sql: str, params: dict | None = None) -> list[tuple]:
-    with duckdb.connect(str(home / "lakehouse.duckdb"), read_only=True) as conn:
+    with lake_conn(home) as conn:
         return conn.execute(sql, params or {}).fetchall()
 
 
@@ -122,7 +172,7 @@ def champion_predicts(uri: str, home: Path, name: str = MODEL) -> tuple[str, flo
     with tempfile.TemporaryDirectory() as tmp:
         path = client.download_artifacts(version.run_id, "model/model.pkl", tmp)
         assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == version.tags["model_sha256"]
-    with duckdb.connect(str(home / "lakehouse.duckdb"), read_only=True) as conn:
+    with lake_conn(home) as conn:
         scored = conn.execute(
             f"SELECT s.*, {', '.join(FEATURE_COLUMNS)} FROM {CHURN_SCORES} s "
             f"JOIN {SCORING_FEATURES} USING (customer_id) ORDER BY customer_id"

@@ -187,7 +187,7 @@ DEPLOY_DIR = REPO_ROOT / "deploy"
 
 
 def prod_env(pg: PostgresServer, home: Path, lake: Path, **extra: str) -> dict[str, str]:
-    """`clean_env` for the `prod` profile: Dagster on `pg`, DuckDB and landing under `lake`, with
+    """`clean_env` for the `prod` profile: Dagster on `pg`, the lake and landing under `lake`, with
     the sample landed there (a configured landing folder never gets it from the pipeline)."""
     if not (lake / "landing").exists():
         write_sample(lake / "landing")
@@ -196,7 +196,8 @@ def prod_env(pg: PostgresServer, home: Path, lake: Path, **extra: str) -> dict[s
         DAGSTER_HOME=str(home),
         LAKEHOUSE_ENV="prod",
         LAKEHOUSE_MODEL_SIGNING_KEY=os.urandom(16).hex(),  # the prod profile requires it
-        LAKEHOUSE_DUCKDB_PATH=str(lake / "lakehouse.duckdb"),
+        LAKEHOUSE_CATALOG=f"sqlite:{lake / 'catalog.sqlite'}",
+        LAKEHOUSE_DATA_PATH=str(lake / "data"),
         LAKEHOUSE_LANDING_DIR=str(lake / "landing"),
         **extra,
     )

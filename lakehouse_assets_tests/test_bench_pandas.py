@@ -12,7 +12,7 @@ from dagster_duckdb_pandas import DuckDBPandasIOManager
 from lakehouse_assets import bench_pandas
 from lakehouse_assets.resources import LandingZone
 from lakehouse_assets.sample import write_sample
-from lakehouse_assets_tests.helpers import failure_messages, run_graph
+from lakehouse_assets_tests.helpers import failure_messages, lake_conn, run_graph
 
 PIPELINE = dg.AssetSelection.assets(
     "raw_transactions",
@@ -43,6 +43,10 @@ E1,C00000009,2025-06-09T10:00:00,7,1
 
 
 def table(database: Path, sql: str) -> pd.DataFrame:
+    """`sql` on the pandas reference's DuckDB file, or on the lake of the lakehouse `database`."""
+    if database.is_dir():
+        with lake_conn(database) as conn:
+            return conn.execute(sql).fetchdf()
     with duckdb.connect(str(database), read_only=True) as conn:
         return conn.execute(sql).fetchdf()
 
@@ -63,7 +67,7 @@ def test_pandas_layers_match_the_pipeline(lakehouse_home, instance):
         instance=instance,
     )
     assert pandas_result.success
-    pipeline_db = lakehouse_home / "lakehouse.duckdb"
+    pipeline_db = lakehouse_home
 
     # Silver and rejected: the same rows (by lineage), typed alike, rejected for the same reason.
     key = ["_source_file", "_source_row"]

@@ -5,10 +5,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pandas as pd
 import pytest
 
+import lakehouse_assets
 from lakehouse_assets import load_champion
 from lakehouse_assets.layers.features import FEATURE_COLUMNS, PURCHASE_SPAN
 from lakehouse_assets.model.drift import SCORING_FEATURES_DRIFT
@@ -197,9 +197,10 @@ def test_drift_check_names_the_amount_features_when_recent_amounts_jump(
 
 
 def test_scores_are_queryable_from_duckdb(lakehouse_home, instance):
-    """What the README shows: the 10 customers most at risk, from Python's duckdb."""
+    """What the README shows: the 10 customers most at risk, through `lakehouse_assets.connect()`
+    (read-only, the lake in use)."""
     assert run_graph(instance).success
-    with duckdb.connect(str(lakehouse_home / "lakehouse.duckdb"), read_only=True) as conn:
+    with lakehouse_assets.connect() as conn:
         top = conn.execute(
             "SELECT customer_id, churn_probability FROM gold.churn_scores "
             "WHERE risk_decile = 1 ORDER BY churn_probability DESC LIMIT 10"

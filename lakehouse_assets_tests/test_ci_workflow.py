@@ -74,6 +74,8 @@ def test_main_command_fails_when_a_blocking_check_fails(tmp_path):
         "DAGSTER_HOME",
         "LAKEHOUSE_LANDING_DIR",
         "LAKEHOUSE_DUCKDB_PATH",
+        "LAKEHOUSE_CATALOG",
+        "LAKEHOUSE_DATA_PATH",
         "MLFLOW_TRACKING_URI",
     )
     env = {k: v for k, v in os.environ.items() if k not in cleared}

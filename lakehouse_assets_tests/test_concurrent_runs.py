@@ -66,7 +66,7 @@ def test_two_main_commands_at_once_register_one_model_and_end_with_a_summary(tmp
         == 10_000
     )
     # One run waited for the other instead of interleaving its steps with it.
-    assert sum("Waiting for" in output and "lakehouse.duckdb.lock" in output for output in outputs) >= 1  # fmt: skip
+    assert sum("Waiting for" in output and "lakehouse.lock" in output for output in outputs) >= 1  # fmt: skip
     for output in outputs:
         assert "Run summary: 996 customers scored by champion version 1" in output, output[-3000:]
         assert "look next:" in output and "http://127.0.0.1:5000/#/experiments/" in output

@@ -37,10 +37,17 @@ def test_values_set_every_variable_the_prod_profile_reads():
         for value in resource.__dict__.values()
         if isinstance(value, dg.EnvVar)
     }
-    assert needed == {"LAKEHOUSE_DUCKDB_PATH", "LAKEHOUSE_LANDING_DIR", "MLFLOW_TRACKING_URI"}
+    assert needed == {
+        "LAKEHOUSE_CATALOG",
+        "LAKEHOUSE_DATA_PATH",
+        "LAKEHOUSE_LANDING_DIR",
+        "MLFLOW_TRACKING_URI",
+    }
     assert needed <= set(env)
     mount = _user_deployment()["volumeMounts"][0]["mountPath"]
-    assert env["LAKEHOUSE_DUCKDB_PATH"].startswith(mount + "/")
+    assert env["LAKEHOUSE_LANDING_DIR"].startswith(mount + "/")
+    assert env["LAKEHOUSE_CATALOG"].startswith("postgres:")
+    assert env["LAKEHOUSE_DATA_PATH"].startswith("s3://")
 
 
 def test_values_agree_with_the_instance_yaml():

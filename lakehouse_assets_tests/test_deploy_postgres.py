@@ -65,7 +65,8 @@ def test_daemon_runs_the_graph_on_postgres_and_history_survives_a_restart(tmp_pa
             "DAGSTER_HOME": str(home),
             "LAKEHOUSE_ENV": "prod",
             "LAKEHOUSE_MODEL_SIGNING_KEY": "deploy-test-signing-key",
-            "LAKEHOUSE_DUCKDB_PATH": str(lake / "lakehouse.duckdb"),
+            "LAKEHOUSE_CATALOG": f"sqlite:{lake / 'catalog.sqlite'}",
+            "LAKEHOUSE_DATA_PATH": str(lake / "data"),
             "LAKEHOUSE_LANDING_DIR": str(lake / "landing"),
             "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
             # The landing sensor would request a second run once the sample lands; not here.
@@ -155,7 +156,7 @@ def test_unknown_profile_fails_loudly(monkeypatch):
 def test_prod_profile_fails_at_run_start_naming_a_missing_variable(monkeypatch, tmp_path):
     from lakehouse_assets.layers.raw import raw_transactions
 
-    for name in ("LAKEHOUSE_HOME", "LAKEHOUSE_LANDING_DIR", "LAKEHOUSE_DUCKDB_PATH"):
+    for name in ("LAKEHOUSE_HOME", "LAKEHOUSE_LANDING_DIR", "LAKEHOUSE_CATALOG"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     resources = profiles.build_resources("prod")

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pytest
 
 from lakehouse_assets.sample import write_sample
@@ -22,7 +21,7 @@ from lakehouse_assets_tests.dagster_dev import (
     quickstart_run,
     wait_until_sensor_idle,
 )
-from lakehouse_assets_tests.helpers import ASSET_NAMES, MODEL, client_for
+from lakehouse_assets_tests.helpers import ASSET_NAMES, MODEL, client_for, lake_conn
 
 pytestmark = pytest.mark.e2e
 
@@ -50,7 +49,7 @@ BAD_CSV = "transaction_id,customer_id,event_time\nbad-1,c1,2025-05-01\n"
 
 def table_state(home: Path) -> dict[str, tuple]:
     """Row count and an order-independent content hash of each table (read-only)."""
-    with duckdb.connect(str(home / "lakehouse.duckdb"), read_only=True) as conn:
+    with lake_conn(home) as conn:
         return {
             t: conn.execute(f"SELECT count(*), sum(hash(t)::HUGEINT) FROM {t} AS t").fetchone()
             for t in TABLES
@@ -210,7 +209,7 @@ def test_the_main_command_and_a_sensor_run_take_turns_on_one_lakehouse(tmp_path)
         waited = [
             text
             for text in [main_command.stderr, *sensor_log]
-            if "Waiting for" in text and "lakehouse.duckdb.lock" in text
+            if "Waiting for" in text and "lakehouse.lock" in text
         ]
         assert waited, "neither run waited for the other's run lock"
         assert model_versions(dev.lakehouse_home) == ["1"]

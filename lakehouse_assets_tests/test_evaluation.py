@@ -5,7 +5,6 @@ import base64
 import io
 
 import dagster as dg
-import duckdb
 import numpy as np
 import pytest
 from sklearn import metrics as skm
@@ -19,7 +18,13 @@ from lakehouse_assets.model.metrics import (
     top_share_capture,
 )
 from lakehouse_assets.model.plots import PLOT_DIR
-from lakehouse_assets_tests.helpers import PLOTS, client_for, failure_messages, run_graph
+from lakehouse_assets_tests.helpers import (
+    PLOTS,
+    client_for,
+    failure_messages,
+    lake_conn,
+    run_graph,
+)
 
 Y = np.array([0, 0, 1, 1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 1, 0, 1, 0, 1, 1, 1])
 P = np.array([0.05, 0.12, 0.33, 0.81, 0.47, 0.66, 0.92, 0.21, 0.58, 0.73,
@@ -116,7 +121,7 @@ def test_a_model_the_recency_rule_matches_is_blocked_and_not_registered(lakehous
     """When the label is exactly "recency above a threshold", the rule ranks perfectly: no model
     can be strictly better, so the blocking check fails and nothing is registered."""
     assert run_graph(instance, "*customer_features").success
-    with duckdb.connect(str(lakehouse_home / "lakehouse.duckdb")) as conn:
+    with lake_conn(lakehouse_home, read_only=False) as conn:
         threshold = conn.execute(
             "SELECT quantile_cont(recency_days, 0.65) FROM gold.customer_features"
         ).fetchone()[0]

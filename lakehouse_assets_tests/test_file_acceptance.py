@@ -2,7 +2,6 @@
 many rejects warns, and every file's rows are counted in `silver.file_acceptance`."""
 
 import dagster as dg
-import duckdb
 
 from lakehouse_assets.acceptance import FileAcceptance, header_hint, hints
 from lakehouse_assets.checks import LANDED_FILES_READABLE, NEW_FILES_MOSTLY_ACCEPTED
@@ -11,6 +10,7 @@ from lakehouse_assets_tests.helpers import (
     NO_SEED,
     check_results,
     failure_messages,
+    lake_conn,
     query,
     run_graph,
     scalar,
@@ -179,7 +179,7 @@ def test_a_lakehouse_built_before_per_file_acceptance_rebuilds_silver_once(
     lakehouse_home, instance
 ):
     assert run_graph(instance, DATA).success
-    with duckdb.connect(str(lakehouse_home / "lakehouse.duckdb")) as conn:
+    with lake_conn(lakehouse_home, read_only=False) as conn:
         conn.execute("DROP TABLE silver.file_acceptance")
 
     result = run_graph(instance, DATA)

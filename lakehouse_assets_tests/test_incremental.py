@@ -1,13 +1,11 @@
 """Incremental silver, gold and features equal a full rebuild, row for row, after every landing."""
 
 import re
-import shutil
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -19,13 +17,17 @@ from lakehouse_assets.layers.features import (
 )
 from lakehouse_assets.layers.gold import GoldConfig
 from lakehouse_assets.layers.silver import SilverConfig
-from lakehouse_assets.resources import LakehouseDuckDB, LandingZone
+from lakehouse_assets.resources import LandingZone
 from lakehouse_assets.sample import write_sample
 from lakehouse_assets.tables import BRONZE_TRANSACTIONS as BRONZE
 from lakehouse_assets_tests.helpers import (
     NO_SEED,
+    copy_lake,
     error_check_results,
     failure_messages,
+    home_location,
+    lake_conn,
+    lake_resource,
     query,
     run_graph,
 )
@@ -87,12 +89,19 @@ def refresh(instance, selection=UP_TO_GOLD, run_config=NO_SEED, resources=None) 
     }
 
 
+def attach_other(conn, home: Path) -> None:
+    """Attach the lake of the lakehouse in `home`, read-only, as `theirs`."""
+    catalog = home_location(home).catalog.replace("'", "''")
+    conn.execute("DETACH DATABASE IF EXISTS theirs")  # attached databases outlive the cursor
+    conn.execute(f"ATTACH 'ducklake:{catalog}' AS theirs (READ_ONLY)")
+
+
 def differences(mine: Path, theirs: Path, silver_columns: str = "*") -> dict:
     """Rows of silver and rejected (`silver_columns`) in one database and not the other
     (EXCEPT ALL, both ways), and customers whose gold row differs."""
     found = {}
-    with duckdb.connect(str(mine), read_only=True) as conn:
-        conn.execute("ATTACH $path AS theirs (READ_ONLY)", {"path": str(theirs)})
+    with lake_conn(mine) as conn:
+        attach_other(conn, theirs)
         for table in TABLES[:2]:
             a = f"SELECT {silver_columns} FROM {table}"
             b = f"SELECT {silver_columns} FROM theirs.{table}"
@@ -111,25 +120,20 @@ def differences(mine: Path, theirs: Path, silver_columns: str = "*") -> dict:
 
 def assert_equals_full_refresh(home: Path, instance, copy_dir: Path) -> None:
     """`full_refresh: true` on a copy of the database gives the same silver, rejected and gold."""
-    copy_dir.mkdir(parents=True)
-    copy = copy_dir / "lakehouse.duckdb"
-    shutil.copy(home / "lakehouse.duckdb", copy)
-    modes = refresh(
-        instance, SILVER_AND_GOLD, FULL_REFRESH, {"duckdb": LakehouseDuckDB(database=str(copy))}
-    )
+    copy = copy_lake(home, copy_dir)
+    modes = refresh(instance, SILVER_AND_GOLD, FULL_REFRESH, {"duckdb": lake_resource(copy)})
     assert modes == {"silver_transactions": "full", "gold_customer_summary": "full"}
-    assert differences(home / "lakehouse.duckdb", copy) == {}
+    assert differences(home, copy) == {}
 
 
 def assert_equals_fresh_build(home: Path, instance, fresh_dir: Path) -> None:
     """A new database built from the same landing folder holds the same business rows."""
-    database = fresh_dir / "lakehouse.duckdb"
     resources = {
-        "duckdb": LakehouseDuckDB(database=str(database)),
+        "duckdb": lake_resource(fresh_dir),
         "landing": LandingZone(path=str(home / "landing")),
     }
     refresh(instance, resources=resources)
-    assert differences(home / "lakehouse.duckdb", database, LINEAGE_TIME) == {}
+    assert differences(home, fresh_dir, LINEAGE_TIME) == {}
 
 
 def conservation(home: Path) -> tuple[int, int]:
@@ -284,7 +288,7 @@ def test_full_refresh_config_and_unsafe_states_rebuild(lakehouse_home, instance,
     write_csv(landing / "c.csv", ["t4,c1,2025-01-04,10,1"])
     bronze_only = dg.AssetSelection.assets("raw_transactions", "bronze_transactions")
     assert run_graph(instance, bronze_only, NO_SEED).success
-    with duckdb.connect(str(lakehouse_home / "lakehouse.duckdb")) as conn:
+    with lake_conn(lakehouse_home, read_only=False) as conn:
         for table, column, file_column in (
             (BRONZE, "_ingested_at", "_source_file"),
             ("bronze.ingested_files", "ingested_at", "source_file"),
@@ -329,18 +333,16 @@ def feature_refreshes(instance, run_config=NO_SEED, resources=None) -> dict[str,
 def assert_features_equal_full_refresh(home: Path, instance, copy_dir: Path) -> None:
     """Both feature tables, recomputed for every customer on a copy, are the same; doubles
     within a relative 1e-9 (sums depend on the order DuckDB adds them in)."""
-    copy_dir.mkdir(parents=True)
-    copy = copy_dir / "lakehouse.duckdb"
-    shutil.copy(home / "lakehouse.duckdb", copy)
+    copy = copy_lake(home, copy_dir)
     result = run_graph(
         instance,
         dg.AssetSelection.assets("customer_features", "scoring_features"),
         FEATURES_FULL_REFRESH,
-        {"duckdb": LakehouseDuckDB(database=str(copy))},
+        {"duckdb": lake_resource(copy)},
     )
     assert result.success, failure_messages(result)
-    with duckdb.connect(str(home / "lakehouse.duckdb"), read_only=True) as conn:
-        conn.execute("ATTACH $path AS theirs (READ_ONLY)", {"path": str(copy)})
+    with lake_conn(home) as conn:
+        attach_other(conn, copy)
         for table in FEATURE_TABLES:
             types = dict(conn.execute(f"SELECT column_name, column_type FROM (DESCRIBE {table})").fetchall())  # fmt: skip
             doubles = tuple(c for c, t in types.items() if t == "DOUBLE")

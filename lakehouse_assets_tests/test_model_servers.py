@@ -5,7 +5,6 @@ that answer 503 before they recover."""
 import time
 import uuid
 
-import duckdb
 import mlflow
 import pytest
 import requests
@@ -19,6 +18,7 @@ from lakehouse_assets_tests.helpers import (
     client_for,
     error_check_results,
     failure_messages,
+    lake_conn,
     run_graph,
     running_runs,
     step_starts,
@@ -150,7 +150,7 @@ def test_mlflow_models_serve_answers_with_the_scores_of_churn_scores(
     result = run_graph(instance)
     assert result.success, failure_messages(result)
     columns = ", ".join(FEATURE_COLUMNS)
-    with duckdb.connect(str(lakehouse_home / "lakehouse.duckdb"), read_only=True) as conn:
+    with lake_conn(lakehouse_home) as conn:
         rows = conn.execute(
             f"SELECT {columns}, churn_probability FROM gold.scoring_features "
             "JOIN gold.churn_scores USING (customer_id) ORDER BY customer_id LIMIT 2"

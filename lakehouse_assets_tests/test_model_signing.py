@@ -153,7 +153,8 @@ def test_a_version_registered_before_the_key_is_not_reused_once_the_key_is_set(
 
 def test_the_prod_profile_requires_the_signing_key(lakehouse_home, instance, monkeypatch):
     monkeypatch.setenv("LAKEHOUSE_ENV", "prod")
-    monkeypatch.setenv("LAKEHOUSE_DUCKDB_PATH", str(lakehouse_home / "lakehouse.duckdb"))
+    monkeypatch.setenv("LAKEHOUSE_CATALOG", f"sqlite:{lakehouse_home / 'catalog.sqlite'}")
+    monkeypatch.setenv("LAKEHOUSE_DATA_PATH", str(lakehouse_home / "lake"))
     monkeypatch.setenv("LAKEHOUSE_LANDING_DIR", str(lakehouse_home / "landing"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", sqlite_uri(lakehouse_home))
     monkeypatch.delenv("LAKEHOUSE_MODEL_SIGNING_KEY", raising=False)

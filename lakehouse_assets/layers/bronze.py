@@ -77,7 +77,7 @@ def _create_tables(conn: duckdb.DuckDBPyConnection) -> None:
         f"_ingested_at TIMESTAMP, {contract})"
     )
     conn.execute(
-        f"CREATE TABLE IF NOT EXISTS {BRONZE_FILES} (source_file VARCHAR PRIMARY KEY, "
+        f"CREATE TABLE IF NOT EXISTS {BRONZE_FILES} (source_file VARCHAR, "
         "sha256 VARCHAR, size_bytes BIGINT, row_count BIGINT, ingested_at TIMESTAMP)"
     )
 
@@ -156,8 +156,10 @@ def _load_file(
         raise _fail(f, f"could not be read: {error}") from error
     if inserted == 0:
         raise _fail(f, "holds no rows (only a header, or an empty table)")
+    # One row per path (DuckLake has no primary keys): the previous version's row goes.
+    conn.execute(f"DELETE FROM {BRONZE_FILES} WHERE source_file = $file", {"file": f.relative_path})
     conn.execute(
-        f"INSERT OR REPLACE INTO {BRONZE_FILES} VALUES ($file, $sha, $size, $rows, $at)",
+        f"INSERT INTO {BRONZE_FILES} VALUES ($file, $sha, $size, $rows, $at)",
         {
             "file": f.relative_path,
             "sha": f.sha256,

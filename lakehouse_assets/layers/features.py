@@ -224,6 +224,9 @@ def _view_sql(table: str, cutoff: datetime, labelled: bool) -> str:
     )
 
 
+WATERMARK_COLUMNS = "cutoff TIMESTAMP, definition VARCHAR"
+
+
 def _write(conn, table: str, mode: str, rows: str, params: dict, cutoff, remembered) -> dict:
     """In one transaction: the stored rows (all of them anew, or in a refresh those of the
     customers to recompute replaced), the view at `cutoff`, and the watermark `remembered`.
@@ -243,7 +246,7 @@ def _write(conn, table: str, mode: str, rows: str, params: dict, cutoff, remembe
             create = f"CREATE OR REPLACE TABLE {stored} AS {_stored_sql(rows, labelled)}"
             conn.execute(create, params)
         conn.execute(_view_sql(table, cutoff, labelled))
-        watermark.remember(conn, WATERMARKS[table], remembered)
+        watermark.remember(conn, WATERMARKS[table], remembered, WATERMARK_COLUMNS)
     return table_metadata(conn, table)
 
 
@@ -271,7 +274,7 @@ def latest_event(conn):
 def _plan(conn, table: str, cutoff: datetime, definition: str, full_refresh: bool):
     """(mode, reason, since, previous cutoff, silver load to remember) for a feature table:
     `full`, `incremental` or `unchanged`."""
-    seen = watermark.read_watermark(conn, WATERMARKS[table], "cutoff TIMESTAMP, definition VARCHAR")
+    seen = watermark.read_watermark(conn, WATERMARKS[table])
     mode, reason, since, latest = watermark.plan_after_load(
         conn, table, seen and seen[:2], full_refresh
     )

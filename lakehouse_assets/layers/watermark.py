@@ -237,20 +237,24 @@ def plan_after_load(
     return APPEND, f"silver appended rows in load(s) {ids}", since, latest
 
 
-def read_watermark(conn: duckdb.DuckDBPyConnection, table: str, extra: str = "") -> tuple | None:
-    """The one row of `table` (created if missing), a table's memory of what it last read: the
-    silver load (`silver_load_id`, `silver_loaded_at`), then the `extra` columns ("name TYPE,
-    ..."); None before the first write."""
+def read_watermark(conn: duckdb.DuckDBPyConnection, table: str) -> tuple | None:
+    """The one row of `table`, a table's memory of what it last read: the silver load
+    (`silver_load_id`, `silver_loaded_at`), then its own columns; None before the first write."""
+    if not table_exists(conn, table):
+        return None
+    return conn.execute(f"SELECT * FROM {table}").fetchone()
+
+
+def remember(
+    conn: duckdb.DuckDBPyConnection, table: str, values: tuple | None, extra: str = ""
+) -> None:
+    """Replace the row of the watermark `table` (created with the `extra` columns, "name TYPE,
+    ...", after the silver load's) with `values` (none: forget, so that the next run rebuilds in
+    full); in the caller's transaction."""
     columns = ", ".join(
         ["silver_load_id BIGINT", "silver_loaded_at TIMESTAMP", *filter(None, [extra])]
     )
     conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
-    return conn.execute(f"SELECT * FROM {table}").fetchone()
-
-
-def remember(conn: duckdb.DuckDBPyConnection, table: str, values: tuple | None) -> None:
-    """Replace the row of the watermark `table` with `values` (none: forget, so that the next
-    run rebuilds in full); in the caller's transaction."""
     conn.execute(f"DELETE FROM {table}")
     if values is not None:
         conn.execute(f"INSERT INTO {table} VALUES ({', '.join('?' * len(values))})", list(values))

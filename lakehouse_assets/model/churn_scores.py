@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 
+from lakehouse_assets import lake
 from lakehouse_assets.layers.features import FEATURE_COLUMNS, scoring_features
 from lakehouse_assets.metadata import log_progress, markdown_table
 from lakehouse_assets.model import signing
@@ -120,6 +121,8 @@ def _score_in_batches(context, conn, model, started: float) -> int:
         f"CREATE OR REPLACE TEMP TABLE {STAGING} (customer_id VARCHAR, churn_probability DOUBLE)"
     )
     reader = conn.cursor()  # a second connection streams while the first one writes
+    reader.execute(f"USE {lake.LAKE}")  # a new cursor starts in DuckDB's `memory` database
+    reader.execute("SET python_enable_replacements = false")
     try:
         batches = reader.sql(
             f"SELECT customer_id, {', '.join(FEATURE_COLUMNS)} FROM {SCORING_FEATURES}"

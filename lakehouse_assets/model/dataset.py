@@ -25,11 +25,18 @@ class Split:
     y_test: np.ndarray
 
 
-def features_fingerprint(conn) -> str:
+def features_at(snapshot: int | None) -> str:
+    """The features table, as of lake snapshot `snapshot` (None: as the transaction sees it)."""
+    if snapshot is None:
+        return CUSTOMER_FEATURES
+    return f"(SELECT * FROM {CUSTOMER_FEATURES} AT (VERSION => {int(snapshot)}))"
+
+
+def features_fingerprint(conn, snapshot: int | None = None) -> str:
     """Rows and a content hash of the features table, to tell whether it changed."""
     cols = ", ".join(("customer_id", LABEL, *FEATURE_COLUMNS))
     rows, digest = conn.execute(
-        f"SELECT count(*), sum(hash({cols})::HUGEINT) FROM {CUSTOMER_FEATURES}"
+        f"SELECT count(*), sum(hash({cols})::HUGEINT) FROM {features_at(snapshot)}"
     ).fetchone()
     return f"{rows}:{digest}"
 
@@ -69,7 +76,7 @@ WITH sides AS (
     SELECT customer_id, {LABEL},
         {md5_lower_64("customer_id || '/' || $seed")} % {HASH_BUCKETS} < $cut AS in_test,
         {md5_lower_64("customer_id || '/sample/' || $seed")} AS draw
-    FROM {CUSTOMER_FEATURES}
+    FROM {{features}}
 ),
 ranked AS (
     SELECT *,
@@ -93,21 +100,20 @@ def load_split(
     seed: int,
     max_train_rows: int = 0,
     features: tuple[str, ...] = ("train", "test"),
+    snapshot: int | None = None,
 ) -> Split:
     """Customers split by a seeded hash of `customer_id`; `max_train_rows` > 0 keeps a
     stratified, seeded sample of that many training rows. Labels of both sides are read; the
-    features only of the sides named in `features` (an empty frame for the others)."""
+    features only of the sides named in `features` (an empty frame for the others), as of lake
+    snapshot `snapshot` (None: the latest)."""
     with duckdb.get_connection() as conn:
-        conn.execute(
-            SPLIT_SQL,
-            {"seed": str(seed), "cut": round(test_size * HASH_BUCKETS), "max_rows": max_train_rows},
-        )
+        create_split(conn, test_size, seed, max_train_rows, snapshot)
         sides = {}
         for side, in_test in (("train", False), ("test", True)):
             columns = [*FEATURE_COLUMNS, LABEL] if side in features else [LABEL]
             arrays = conn.execute(
                 f"SELECT {', '.join(f'f.{c}' for c in columns)} FROM {SPLIT} s "
-                f"JOIN {CUSTOMER_FEATURES} f USING (customer_id) "
+                f"JOIN {features_at(snapshot)} f USING (customer_id) "
                 "WHERE s.in_test = $in_test AND s.in_sample ORDER BY customer_id",
                 {"in_test": in_test},
             ).fetchnumpy()
@@ -124,6 +130,14 @@ def load_split(
                 allow_retries=False,
             )
     return Split(x_train, x_test, y_train, y_test)
+
+
+def create_split(conn, test_size: float, seed: int, max_rows: int, snapshot: int | None) -> None:
+    """The temporary table `SPLIT`: every customer's side and whether it is sampled."""
+    conn.execute(
+        SPLIT_SQL.replace("{features}", features_at(snapshot)),
+        {"seed": str(seed), "cut": round(test_size * HASH_BUCKETS), "max_rows": max_rows},
+    )
 
 
 def _no_rows() -> dict[str, np.ndarray]:

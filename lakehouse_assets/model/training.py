@@ -10,7 +10,7 @@ from typing import Literal
 
 import dagster as dg
 
-from lakehouse_assets import settings
+from lakehouse_assets import lake, settings
 from lakehouse_assets.layers.features import FEATURE_COLUMNS, customer_features, training_snapshot
 from lakehouse_assets.metadata import log_progress
 from lakehouse_assets.model import signing
@@ -22,6 +22,7 @@ from lakehouse_assets.model.mlflow_errors import retry_only_transient
 from lakehouse_assets.model.mlflow_model import MODEL_FILE, save_model_folder
 from lakehouse_assets.model.mlflow_resource import MODEL_ARTIFACT_DIR, MlflowTracking
 from lakehouse_assets.model.retries import mlflow_retry_policy
+from lakehouse_assets.model.training_data import CATALOG_TAG, SNAPSHOT_TAG, log_training_input
 from lakehouse_assets.resources import LakehouseDuckDB
 from lakehouse_assets.tables import CUSTOMER_FEATURES
 
@@ -96,7 +97,9 @@ def churn_model(
     example, `model.pkl` a plain pickle, requirements), with its parameters and the
     pickle's SHA-256 as tag `model_sha256` and, with `$LAKEHOUSE_MODEL_SIGNING_KEY` set, an
     HMAC-SHA256 of that hash and the run id as tag `model_signature` (metadata `provenance` says
-    "unsigned" without a key). Trains only when retraining is due (`retrain_after_days`, metadata
+    "unsigned" without a key). The lake snapshot of the features it was trained on is tag
+    `lakehouse_snapshot_id` and an MLflow dataset input (`training_data(version)` reads it
+    back). Trains only when retraining is due (`retrain_after_days`, metadata
     `retraining`): until then the champion's run is kept. When a registered version was trained
     on the same features with the same parameters, that version's run is reused."""
     if not config.retrain_after_days >= 0:  # also refuses NaN
@@ -106,7 +109,8 @@ def churn_model(
         )
     with retry_only_transient("churn_model"):
         with duckdb.get_connection() as conn:
-            fingerprint = features_fingerprint(conn)
+            snapshot = lake.current_snapshot(conn)  # every read below is of this snapshot
+            fingerprint = features_fingerprint(conn, snapshot)
             cutoff, definition = training_snapshot(conn)
         key = training_key(fingerprint, config)
         client = mlflow.client()
@@ -121,7 +125,12 @@ def churn_model(
             return _reused(context, mlflow, client, kept, why, "kept_version", kept_run)
         context.log.info(f"Retraining is due: {why}")
         split = load_split(
-            duckdb, config.test_size, config.random_state, config.max_train_rows, ("train",)
+            duckdb,
+            config.test_size,
+            config.random_state,
+            config.max_train_rows,
+            ("train",),
+            snapshot,
         )
         context.log.info(
             f"Training {config.model_type} on {len(split.y_train):,} rows, testing on {len(split.y_test):,}"
@@ -150,6 +159,8 @@ def churn_model(
                         RunTag(FINGERPRINT_TAG, fingerprint),
                         RunTag(TRAINING_KEY_TAG, key),
                         RunTag(RECIPE_TAG, recipe),
+                        RunTag(SNAPSHOT_TAG, str(snapshot)),
+                        RunTag(CATALOG_TAG, duckdb.location().describe()),
                         *([RunTag(CUTOFF_TAG, cutoff.isoformat())] if cutoff else []),
                         *(
                             RunTag(k, v)
@@ -157,6 +168,8 @@ def churn_model(
                         ),
                     ],
                 )
+            with mlflow.errors(f"log the training dataset to run {run.run_id}"):
+                log_training_input(run, duckdb.location(), snapshot, fingerprint)
             mlflow.log_model_folder(run, folder)
             size = (folder / MODEL_FILE).stat().st_size
         context.log.info(
@@ -178,6 +191,7 @@ def churn_model(
             "identical_to_version": "none",
             "kept_version": "none",
             "retraining": dg.MetadataValue.md(f"trained: {why}"),
+            SNAPSHOT_TAG: snapshot,
         }
     )
 
