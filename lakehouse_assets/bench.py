@@ -80,7 +80,13 @@ SKELETON_SQL = {
     "features": "CREATE TABLE features AS SELECT customer_id, count(*), avg(amount), "
     "max(amount), sum(quantity) FROM silver GROUP BY customer_id",
 }
-CLEARED_ENV = ("LAKEHOUSE_LANDING_DIR", "LAKEHOUSE_DUCKDB_PATH", "MLFLOW_TRACKING_URI")
+CLEARED_ENV = (
+    "LAKEHOUSE_LANDING_DIR",
+    "LAKEHOUSE_DUCKDB_PATH",
+    "LAKEHOUSE_CATALOG",
+    "LAKEHOUSE_DATA_PATH",
+    "MLFLOW_TRACKING_URI",
+)
 
 
 @dataclass
@@ -324,13 +330,16 @@ def measure(
     return measured, error
 
 
-def write_refresh_file(landing: Path, customers: int, seed: int = 7) -> tuple[int, int]:
+def write_refresh_file(
+    landing: Path, customers: int, seed: int = 7, day: int = 0, name: str = REFRESH_FILE_NAME
+) -> tuple[int, int]:
     """Land a day's file: `REFRESH_ROWS` new, valid transactions on the day after the sample's
     period, `REFRESH_NEW_CUSTOMER_SHARE` of them by customers the sample does not have (ids from
     `customers` up), the others by a random tenth of the existing customers (were they drawn
     from all of them, on the 10,000-row sample every customer would buy again and `churned`
-    would have one class). Written under a hidden name, then renamed, like the sample. Returns
-    the numbers of new and existing customers in it."""
+    would have one class). Written under a hidden name, then renamed, like the sample; `day`
+    days later and under `name` for a series of days. Returns the numbers of new and existing
+    customers in it."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -344,7 +353,7 @@ def write_refresh_file(landing: Path, customers: int, seed: int = 7) -> tuple[in
     ids = np.where(
         is_new, customers + rng.integers(0, max(rows // 10, 1), rows), rng.choice(returning, rows)
     )
-    day = np.datetime64(PERIOD_START, "s") + np.timedelta64(PERIOD_DAYS, "D")
+    day = np.datetime64(PERIOD_START, "s") + np.timedelta64(PERIOD_DAYS + day, "D")
     times = day + rng.integers(0, 86_400, rows).astype("timedelta64[s]")
     columns = {
         "transaction_id": [f"R{seed}-{i:07d}" for i in range(rows)],
@@ -354,9 +363,9 @@ def write_refresh_file(landing: Path, customers: int, seed: int = 7) -> tuple[in
         "quantity": [str(q) for q in 1 + rng.poisson(1.0, rows)],
         "channel": [str(c) for c in CHANNELS[rng.integers(0, len(CHANNELS), rows)]],
     }
-    partial = landing / f".{REFRESH_FILE_NAME}.partial"
+    partial = landing / f".{name}.partial"
     pq.write_table(pa.table(columns, schema=SCHEMA), partial)
-    partial.replace(landing / REFRESH_FILE_NAME)
+    partial.replace(landing / name)
     return len(np.unique(ids[is_new])), len(np.unique(ids[~is_new]))
 
 

@@ -2,10 +2,16 @@
 
 `python -m lakehouse_assets.migration` copies every table and view of `$LAKEHOUSE_DUCKDB_PATH`
 (default `$LAKEHOUSE_HOME/lakehouse.duckdb`) into the lake in one transaction, then renames the
-file to `<name>.pre-ducklake`, which runs ignore.
+file to `<name>.pre-ducklake`, which runs ignore. A file written by DuckDB 2.x (which 1.5.5
+cannot open) is read by a DuckDB 2.x that the command installs from PyPI into
+`$LAKEHOUSE_HOME/migration/duckdb`, in a process of its own.
 """
 
+import json
+import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import dagster as dg
@@ -34,44 +40,67 @@ def fail_if_unmigrated() -> None:
         )
 
 
-def migrate(source: Path, location: lake.LakeLocation) -> dict[str, int]:
+NEWER_FILE = "created with an newer version of DuckDB"  # DuckDB's own wording
+
+
+def export_tables(source: Path, folder: Path, newer_duckdb: Path) -> dict:
+    """Every table of `source` as Parquet in `folder`, read by this DuckDB, or, for a file that a
+    newer DuckDB wrote (the project used 2.x before DuckLake pinned 1.5.5), by the newest DuckDB
+    from PyPI, installed once into `newer_duckdb`."""
+    script = Path(__file__).with_name("migration_export.py")
+    command = [sys.executable, str(script), str(source), str(folder)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0 and NEWER_FILE in done.stderr:
+        if not (newer_duckdb / "duckdb").is_dir():
+            print(f"{source} was written by a newer DuckDB; installing one into {newer_duckdb} ...")
+            pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target"]
+            installed = subprocess.run(
+                [*pip, str(newer_duckdb), "duckdb>1.5.5"], capture_output=True, text=True
+            )
+            if installed.returncode != 0:
+                raise RuntimeError(
+                    f"{source} was written by a newer DuckDB, and pip could not install one: "
+                    f"{installed.stderr.strip()[-500:]}"
+                )
+        env = {**os.environ, "PYTHONPATH": str(newer_duckdb)}
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"Could not read {source}: {done.stderr.strip().splitlines()[-1]}")
+    return json.loads((folder / "manifest.json").read_text())
+
+
+def migrate(source: Path, location: lake.LakeLocation, work: Path) -> dict[str, int]:
     """Copy every table (rows) and view of the DuckDB file `source` into the lake, in one
     transaction; fails, writing nothing, if the lake already holds one of them."""
+    manifest = export_tables(source, work, settings.lakehouse_home() / "migration" / "duckdb")
     conn = lake.cursor(location)
+    copied = {}
     try:
-        conn.execute(f"ATTACH {lake._quote(str(source))} AS old (READ_ONLY)")
+        conn.execute("BEGIN TRANSACTION")
         try:
-            tables = conn.execute(
-                "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = 'old' "
-                "ORDER BY ALL"
-            ).fetchall()
-            views = conn.execute(
-                "SELECT schema_name, view_name, sql FROM duckdb_views() WHERE database_name = 'old' "
-                "AND NOT internal ORDER BY ALL"
-            ).fetchall()
-            copied = {}
-            conn.execute("BEGIN TRANSACTION")
-            try:
-                lake.set_commit_message(conn, f"migrated from {source}", "{}")
-                for schema in sorted({s for s, *_ in tables + views}):
-                    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-                for schema, table in tables:
-                    copied[f"{schema}.{table}"] = conn.execute(
-                        f'CREATE TABLE {schema}."{table}" AS SELECT * FROM old.{schema}."{table}"'
-                    ).fetchone()[0]
-                for schema, _, sql in views:
-                    conn.execute(
-                        f"USE {lake.LAKE}.{schema}"
-                    )  # the view's SQL names its schema's tables
-                    conn.execute(sql)
-                    conn.execute(f"USE {lake.LAKE}")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        finally:
-            conn.execute(f"USE {lake.LAKE}")
-            conn.execute("DETACH old")
+            lake.set_commit_message(
+                conn, f"migrated from {source}", json.dumps({"source": str(source)})
+            )
+            for schema in sorted({t[0] for t in manifest["tables"] + manifest["views"]}):
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            for schema, table, path, types in manifest["tables"]:
+                columns = ", ".join(
+                    f'CAST("{name}" AS {kind}) AS "{name}"' for name, kind in types
+                )  # the source's types, where Parquet changed them
+                copied[f"{schema}.{table}"] = conn.execute(
+                    f'CREATE TABLE {schema}."{table}" AS SELECT {columns} FROM read_parquet($path)',
+                    {"path": path},
+                ).fetchone()[0]
+            for schema, _, sql in manifest["views"]:
+                conn.execute(
+                    f"USE {lake.LAKE}.{schema}"
+                )  # the view's SQL names its schema's tables
+                conn.execute(sql)
+                conn.execute(f"USE {lake.LAKE}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
     finally:
         conn.close()
     return copied
@@ -84,7 +113,8 @@ def main() -> int:
         return 0
     location = lake.LakeLocation.from_settings()
     print(f"Copying the tables of {source} into {location.describe()} ...")
-    copied = migrate(source, location)
+    with tempfile.TemporaryDirectory(dir=settings.lakehouse_home()) as work:
+        copied = migrate(source, location, Path(work))
     for table, rows in copied.items():
         print(f"  {table}: {rows:,} rows")
     done = source.with_name(source.name + MIGRATED_SUFFIX)

@@ -1,6 +1,8 @@
 """The lake: DuckLake with the packages' extensions, one named snapshot per asset write, commit
 conflicts retried, settings checked, and a pre-DuckLake file migrated by one command."""
 
+import json
+import os
 import subprocess
 import sys
 
@@ -10,6 +12,7 @@ import pytest
 
 import lakehouse_assets
 from lakehouse_assets import lake, migration, settings
+from lakehouse_assets.migration_export import exact_column
 from lakehouse_assets.resources import LakehouseDuckDB, transaction
 from lakehouse_assets.tables import WRITTEN_BY
 from lakehouse_assets_tests.helpers import (
@@ -162,28 +165,55 @@ def test_moving_the_data_path_of_an_existing_lake_fails_naming_the_setting(
         lake.cursor(lake.LakeLocation.from_settings())
 
 
-def export_to_duckdb_file(home, target) -> None:
-    """Write every table and view of the lake of `home` into the DuckDB file `target`, as a
-    lakehouse from before DuckLake kept them."""
+# Run with DuckDB 2.x: a DuckDB file from Parquet files and view definitions (argv[1], a manifest).
+WRITE_OLD_FILE = """
+import json, sys
+import duckdb
+manifest = json.load(open(sys.argv[1]))
+conn = duckdb.connect(manifest["target"])
+for schema, table, path, types in manifest["tables"]:
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    columns = ", ".join(f"CAST({name} AS {kind}) AS {name}" for name, kind in types)
+    conn.execute(f"CREATE TABLE {schema}.{table} AS SELECT {columns} FROM read_parquet('{path}')")
+for schema, sql in manifest["views"]:
+    conn.execute(f"USE {schema}")
+    conn.execute(sql)
+conn.close()
+print(duckdb.__version__)
+"""
+
+
+def write_duckdb_2_file(home, target, work, duckdb_2) -> str:
+    """Write every table and view of the lake of `home` into the DuckDB file `target` with
+    DuckDB 2.x (installed from PyPI into `duckdb_2`), as the project kept its lakehouse before
+    DuckLake; returns the DuckDB version that wrote it."""
+    work.mkdir()
+    manifest = {"target": str(target), "tables": [], "views": []}
     with lake_conn(home) as conn:
-        conn.execute(f"ATTACH '{target}' AS old")
-        try:
-            tables = conn.execute(
-                "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = 'lake'"
-            ).fetchall()
-            for schema, table in tables:
-                conn.execute(f"CREATE SCHEMA IF NOT EXISTS old.{schema}")
-                conn.execute(f"CREATE TABLE old.{schema}.{table} AS FROM lake.{schema}.{table}")
-            views = conn.execute(
-                "SELECT schema_name, sql FROM duckdb_views() WHERE database_name = 'lake' "
-                "AND NOT internal"
-            ).fetchall()
-            for schema, sql in views:
-                conn.execute(f"USE old.{schema}")
-                conn.execute(sql)
-        finally:
-            conn.execute("USE lake")
-            conn.execute("DETACH old")
+        tables = conn.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = 'lake'"
+        ).fetchall()
+        for schema, table in tables:
+            path = work / f"{schema}.{table}.parquet"
+            types = conn.execute(f"DESCRIBE lake.{schema}.{table}").fetchall()
+            select = ", ".join(exact_column(name, str(kind)) for name, kind, *_ in types)
+            conn.execute(f"COPY (SELECT {select} FROM lake.{schema}.{table}) TO '{path}'")
+            manifest["tables"].append([schema, table, str(path), [t[:2] for t in types]])
+        manifest["views"] = conn.execute(
+            "SELECT schema_name, sql FROM duckdb_views() WHERE database_name = 'lake' "
+            "AND NOT internal"
+        ).fetchall()
+    (work / "manifest.json").write_text(json.dumps(manifest))
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(duckdb_2)]
+    subprocess.run([*pip, "duckdb>1.5.5"], check=True, capture_output=True)
+    written = subprocess.run(
+        [sys.executable, "-c", WRITE_OLD_FILE, str(work / "manifest.json")],
+        env={**os.environ, "PYTHONPATH": str(duckdb_2)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return written.stdout.strip()
 
 
 def test_a_pre_ducklake_file_fails_the_run_at_once_and_one_command_migrates_it(
@@ -194,7 +224,14 @@ def test_a_pre_ducklake_file_fails_the_run_at_once_and_one_command_migrates_it(
         built = table_digests(conn)
     old_home = tmp_path / "old"
     old_home.mkdir()
-    export_to_duckdb_file(lakehouse_home, old_home / "lakehouse.duckdb")
+    # The migration command installs DuckDB 2.x there too, for a file 1.5.5 cannot open.
+    duckdb_2 = old_home / "migration" / "duckdb"
+    version = write_duckdb_2_file(
+        lakehouse_home, old_home / "lakehouse.duckdb", tmp_path / "export", duckdb_2
+    )
+    assert version.startswith("2."), version
+    with pytest.raises(duckdb.IOException, match="newer version of DuckDB"):
+        duckdb.connect(str(old_home / "lakehouse.duckdb"), read_only=True)
     (lakehouse_home / "landing").rename(old_home / "landing")
     monkeypatch.setenv("LAKEHOUSE_HOME", str(old_home))
 
