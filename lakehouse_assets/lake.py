@@ -25,6 +25,10 @@ MAX_INSTANCES = 2
 PARQUET_COMPRESSION = "zstd"  # 50.6 MB against 223 MB with the default at 10M transactions
 
 
+class LakeUnavailable(RuntimeError):
+    """The catalog could not be attached (a server down, a wrong name); passwords redacted."""
+
+
 class LakeNotFound(FileNotFoundError):
     """A read-only connection was asked for before any run created the lake's catalog."""
 
@@ -150,14 +154,16 @@ def _open(location: LakeLocation, read_only: bool) -> duckdb.DuckDBPyConnection:
         try:
             conn.execute(f"{attach} ({', '.join(options)})" if options else attach)
         except duckdb.Error as error:
-            if "does not match existing data path" not in str(error):
-                raise
-            raise settings.SettingError(
-                f"The lake's data path is {location.data_path} (${settings.DATA_PATH_ENV} or "
-                f"the duckdb resource's data_path), but the catalog "
-                f"{settings.redacted_catalog(location.catalog)} keeps its files elsewhere. "
-                f"DuckDB said: {str(error).splitlines()[0]}"
-            ) from error
+            said = settings.redacted_catalog(str(error).splitlines()[0])  # DuckDB quotes it
+            if "does not match existing data path" in said:
+                raise settings.SettingError(
+                    f"The lake's data path is {location.data_path} (${settings.DATA_PATH_ENV} "
+                    f"or the duckdb resource's data_path), but the catalog keeps its files "
+                    f"elsewhere. DuckDB said: {said}"
+                ) from None
+            raise LakeUnavailable(
+                f"Could not attach the lake {location.describe()}: {said}"
+            ) from None  # DuckDB's own error names the catalog with its password
         conn.execute(f"USE {LAKE}")
         if not read_only:
             conn.execute(
@@ -170,19 +176,25 @@ def _open(location: LakeLocation, read_only: bool) -> duckdb.DuckDBPyConnection:
 
 
 def instance(location: LakeLocation, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """This process's DuckDB instance for `location` (opened on first use, kept for the next)."""
+    """This process's DuckDB instance for `location` (opened on first use, kept for the next).
+
+    Beyond `MAX_INSTANCES` the least recently used is forgotten, not closed: cursors still
+    working on it keep it open until they are closed."""
     key = (os.getpid(), location, read_only, str(settings.lakehouse_home()))
     with _instances_lock:
         conn = _instances.get(key)
         if conn is not None:
             _instances.move_to_end(key)
             return conn
-        conn = _open(location, read_only)
-        _instances[key] = conn
+    opened = _open(location, read_only)  # outside the lock: a catalog may take seconds
+    with _instances_lock:
+        conn = _instances.setdefault(key, opened)
+        _instances.move_to_end(key)
         while len(_instances) > MAX_INSTANCES:
-            _, oldest = _instances.popitem(last=False)
-            oldest.close()
-        return conn
+            _instances.popitem(last=False)
+    if conn is not opened:
+        opened.close()  # another thread opened it meanwhile
+    return conn
 
 
 def cursor(location: LakeLocation, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -194,10 +206,10 @@ def cursor(location: LakeLocation, read_only: bool = False) -> duckdb.DuckDBPyCo
 
 
 def close_all() -> None:
-    """Close every instance this process holds (the next use opens a new one)."""
+    """Forget every instance this process holds (the next use opens a new one); each closes
+    when its last cursor does."""
     with _instances_lock:
-        while _instances:
-            _instances.popitem()[1].close()
+        _instances.clear()
 
 
 def connect(catalog: str = "", data_path: str = "") -> duckdb.DuckDBPyConnection:
@@ -222,7 +234,8 @@ def set_commit_message(conn: duckdb.DuckDBPyConnection, message: str, extra_json
     )
 
 
-CONFLICT_MARKERS = ("database is locked", "conflict", "could not serialize")
+# SQLite's busy or stale-snapshot commit, DuckLake's and PostgreSQL's conflicts.
+CONFLICT_MARKERS = ("database is locked", "transaction conflict", "could not serialize")
 
 
 def is_commit_conflict(error: BaseException) -> bool:

@@ -9,6 +9,7 @@ trained on (its run's `lakehouse_snapshot_id`), so `training_data(version)` keep
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+from mlflow.exceptions import MlflowException
 
 from lakehouse_assets import lake
 from lakehouse_assets.metadata import markdown_rows
@@ -39,16 +40,25 @@ def lake_size(conn) -> dict[str, int]:
     return {"files": files, "bytes": int(size), "snapshots": snapshots}
 
 
-def protected_snapshots(mlflow: MlflowTracking) -> dict[int, str]:
-    """Snapshot id -> the registered versions trained on it."""
+def protected_snapshots(mlflow: MlflowTracking, log) -> dict[int, str]:
+    """Snapshot id -> the registered versions trained on it. A version whose run is gone (deleted
+    in MLflow) records nothing to keep: `log` warns about it."""
     client = mlflow.client()
     name = mlflow.registered_model_name
     with mlflow.errors(f"search versions of {name!r}"):
         versions = client.search_model_versions(f"name = '{name}'")
     found: dict[int, list[str]] = {}
     for version in versions:
-        with mlflow.errors(f"read run {version.run_id}"):
-            tag = client.get_run(version.run_id).data.tags.get(SNAPSHOT_TAG)
+        try:
+            run = client.get_run(version.run_id) if version.run_id else None
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            run = None
+        if run is None:
+            log.warning(f"Version {version.version} of {name!r} has no MLflow run: nothing to keep")
+            continue
+        tag = run.data.tags.get(SNAPSHOT_TAG)
         if tag is not None:
             found.setdefault(int(tag), []).append(str(version.version))
     return {snapshot: ", ".join(v) for snapshot, v in found.items()}
@@ -74,10 +84,13 @@ def maintain_lake(
 ) -> None:
     """Merge small files, expire old snapshots (never one a registered model version was trained
     on) and delete the files no snapshot needs; metadata shows files and bytes before and after."""
+    if not config.keep_days >= 0:  # also refuses NaN
+        raise dg.Failure(f"keep_days must be 0 or more, got {config.keep_days:g}")
     with retry_only_transient("lakehouse_maintenance"):
-        protected = protected_snapshots(mlflow)
+        protected = protected_snapshots(mlflow, context.log)
     with duckdb.get_connection() as conn:
         before = lake_size(conn)
+        conn.execute(f"CALL ducklake_rewrite_data_files('{lake.LAKE}')")  # files with many deletes
         conn.execute(f"CALL ducklake_merge_adjacent_files('{lake.LAKE}')")
         expired = expirable(conn, config.keep_days, set(protected))
         if expired:
@@ -85,6 +98,11 @@ def maintain_lake(
                 f"CALL ducklake_expire_snapshots('{lake.LAKE}', versions => $v)", {"v": expired}
             )
         conn.execute(f"CALL ducklake_cleanup_old_files('{lake.LAKE}', cleanup_all => true)")
+        # Files no snapshot ever listed (a writer that died before its commit), a day old, so
+        # that a write in progress elsewhere keeps its files.
+        conn.execute(
+            f"CALL ducklake_delete_orphaned_files('{lake.LAKE}', older_than => now() - INTERVAL 1 DAY)"
+        )
         after = lake_size(conn)
     context.log.info(
         f"The lake: {before['files']:,} files ({before['bytes'] / 1e6:,.1f} MB) -> "

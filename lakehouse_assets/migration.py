@@ -65,7 +65,8 @@ def export_tables(source: Path, folder: Path, newer_duckdb: Path) -> dict:
         env = {**os.environ, "PYTHONPATH": str(newer_duckdb)}
         done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
-        raise RuntimeError(f"Could not read {source}: {done.stderr.strip().splitlines()[-1]}")
+        said = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        raise RuntimeError(f"Could not read {source}: {said}")
     return json.loads((folder / "manifest.json").read_text())
 
 
@@ -106,18 +107,37 @@ def migrate(source: Path, location: lake.LakeLocation, work: Path) -> dict[str, 
     return copied
 
 
+def already_migrated(source: Path, location: lake.LakeLocation) -> bool:
+    """Whether the lake holds a migration of `source` (committed, the file not yet renamed)."""
+    sqlite = location.sqlite_file
+    if sqlite is not None and not sqlite.exists():
+        return False
+    with lake.cursor(location) as conn:
+        found = conn.execute(
+            f"SELECT count(*) FROM {lake.LAKE}.snapshots() WHERE commit_message = $m",
+            {"m": f"migrated from {source}"},
+        ).fetchone()[0]
+    return found > 0
+
+
 def main() -> int:
     source = unmigrated_file()
     if source is None:
         print(f"Nothing to migrate: {settings.duckdb_path()} does not exist.")
         return 0
     location = lake.LakeLocation.from_settings()
+    done = source.with_name(source.name + MIGRATED_SUFFIX)
+    if already_migrated(source, location):
+        source.rename(done)
+        print(f"{source} was migrated before; the old file is now {done}.")
+        return 0
     print(f"Copying the tables of {source} into {location.describe()} ...")
-    with tempfile.TemporaryDirectory(dir=settings.lakehouse_home()) as work:
+    home = settings.lakehouse_home()
+    home.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=home) as work:
         copied = migrate(source, location, Path(work))
     for table, rows in copied.items():
         print(f"  {table}: {rows:,} rows")
-    done = source.with_name(source.name + MIGRATED_SUFFIX)
     source.rename(done)
     print(f"Done: {len(copied)} tables in one snapshot; the old file is now {done}.")
     return 0

@@ -139,7 +139,10 @@ class LakehouseDuckDB(dg.ConfigurableResource):
             conn.execute("SET preserve_insertion_order = false")
             # A missing table is an error, never a Python variable of the same name.
             conn.execute("SET python_enable_replacements = false")
-            conn.execute("SET threads = $threads", {"threads": self.threads or os.cpu_count()})
+            if self.threads > 0:
+                conn.execute("SET threads = $threads", {"threads": self.threads})
+            else:  # DuckDB's default: the cores it may use (a container's CPU limit included)
+                conn.execute("RESET threads")
             yield conn
         except duckdb.CatalogException as error:
             missing = tables.missing_table(str(error), lambda t: table_exists(conn, t))
@@ -280,7 +283,11 @@ def _conflict(error: duckdb.Error) -> BaseException:
             f"the step again (try {context.retry_number + 2} of {COMMIT_RETRIES + 1})."
         )
         return dg.RetryRequested(max_retries=COMMIT_RETRIES, seconds_to_wait=random.uniform(1, 5))
-    where = f" ({_commit_message(context)[0]})" if context is not None else ""
+    where = ""
+    if context is not None:
+        message, extra = _commit_message(context)
+        written = [t for t, a in tables.WRITTEN_BY.items() if a in json.loads(extra)["assets"]]
+        where = f" of {', '.join(written) or message}"
     return dg.Failure(
         f"The lake refused the commit{where} because another writer committed at the same "
         f"time, {COMMIT_RETRIES} retries included; nothing was written. DuckDB said: {said}",

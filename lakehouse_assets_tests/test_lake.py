@@ -254,3 +254,12 @@ def test_a_pre_ducklake_file_fails_the_run_at_once_and_one_command_migrates_it(
     assert again.success, failure_messages(again)
     silver = again.asset_materializations_for_node("silver_transactions")[0].metadata
     assert silver["refresh"].value == "unchanged"  # the migrated watermark carries on
+
+
+def test_an_unreachable_postgres_catalog_fails_without_showing_its_password(lakehouse_home):
+    catalog = "postgres:dbname=lake host=127.0.0.1 port=1 user=lake password=s3cret-pw"
+    with pytest.raises(lake.LakeUnavailable) as raised:
+        lake.cursor(lake.LakeLocation(catalog, f"{lakehouse_home / 'lake'}/"))
+    message = str(raised.value)
+    assert "s3cret-pw" not in message and "password=***" in message
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__

@@ -34,7 +34,7 @@ conn = lakehouse_assets.connect()
 reads, errors = [], []
 while not stop.exists():
     try:
-        reads.append(conn.execute('''{READ_SQL}''').fetchone())
+        reads.append([time.time(), *conn.execute('''{READ_SQL}''').fetchone()])
     except Exception as error:
         errors.append(repr(error))
     time.sleep(0.2)
@@ -59,7 +59,10 @@ def test_reads_while_a_full_build_and_a_refresh_write_all_succeed(lakehouse_home
     )
     try:
         time.sleep(3)  # reads before the runs
+        windows = []
+        started = time.time()
         full = run_graph(instance, run_config=FULL_BUILD)
+        windows.append((started, time.time()))
         assert full.success, failure_messages(full)
         write_csv(
             lakehouse_home / "landing" / "late.csv",
@@ -68,7 +71,9 @@ def test_reads_while_a_full_build_and_a_refresh_write_all_succeed(lakehouse_home
                 f"late-{i},C{i:08d},2025-12-30T10:00:00,{i % 50 + 1},1\n" for i in range(500)
             ),
         )
+        started = time.time()
         refresh = run_graph(instance, run_config=NO_SEED)
+        windows.append((started, time.time()))
         assert refresh.success, failure_messages(refresh)
         time.sleep(1)
     finally:
@@ -77,10 +82,15 @@ def test_reads_while_a_full_build_and_a_refresh_write_all_succeed(lakehouse_home
     polled = json.loads(out)
     reads = polled["reads"]
     assert polled["errors"] == []
-    assert len(reads) >= 50, len(reads)
-    for bronze, bronze_files, silver, rejected, seen in reads:
+    for start, end in windows:  # reads went on during each run, every 0.2 s or so
+        during = [r for r in reads if start <= r[0] <= end]
+        assert len(during) >= (end - start) / 0.4, (len(during), end - start)
+    between = 0
+    for _, bronze, bronze_files, silver, rejected, seen in reads:
         assert bronze == bronze_files  # bronze's commit is whole
         assert silver + rejected == seen  # silver's commit is whole
+        between += bronze != silver + rejected  # bronze committed, silver not yet
     first, last = reads[0], reads[-1]
-    assert first[0] == first[2] + first[3] and last[0] == last[2] + last[3]
-    assert last[0] == first[0] + 500  # the refresh was seen landing
+    assert first[1] == first[3] + first[4] and last[1] == last[3] + last[4]
+    assert last[1] == first[1] + 500  # the refresh was seen landing
+    print(f"{len(reads)} reads, {between} between bronze's commit and silver's")

@@ -5,9 +5,10 @@ Workspace: `python_module: lakehouse_assets.deploy.celery_location`. Broker and 
 come from `$DAGSTER_CELERY_BROKER_URL` and `$DAGSTER_CELERY_BACKEND_URL` when a run starts; the
 workers read the same variables through deploy/celery.yaml.
 
-Steps share no process, so nothing is passed in memory: assets write DuckDB or MLflow, and the
-model assets read upstream materializations from the instance, which must be the shared Postgres
-one. DuckDB writes stay one at a time through the `duckdb` pool: the run's orchestrator claims a
+Steps share no process, so nothing is passed in memory: assets write the lake (on PostgreSQL and
+S3, so that every worker sees it) or MLflow, and the model assets read upstream materializations
+from the instance, which must be the shared Postgres one. Lake writes stay one at a time through
+the `duckdb` pool: the run's orchestrator claims a
 slot from the instance before it submits a step of that pool to Celery (deploy/dagster.yaml sets
 `concurrency: pools: default_limit: 1, granularity: op`).
 """

@@ -3,9 +3,9 @@
 Only for runs launched by the `K8sRunLauncher` (deploy/helm/values.yaml): step pods inherit the
 run pod's image, environment, secrets and volumes. The default code location (`lakehouse_assets`,
 in-process executor, one pod per run) is the simpler cluster path and needs no shared volume
-between pods; use this one when steps must spread over nodes. The DuckDB file then lives on a
-ReadWriteMany volume, and the `duckdb` pool (limit 1, op granularity) keeps its writers to one
-pod at a time: the run pod claims a slot before it creates a step's pod.
+between pods; use this one when steps must spread over nodes. The lake is on PostgreSQL and S3
+(`LAKEHOUSE_CATALOG`, `LAKEHOUSE_DATA_PATH`), and the `duckdb` pool (limit 1, op granularity)
+keeps its writers to one pod at a time: the run pod claims a slot before it creates a step's pod.
 
 Checked offline only (lakehouse_assets_tests/test_deploy_k8s.py); never run on a cluster here.
 """

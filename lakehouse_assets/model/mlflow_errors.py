@@ -11,6 +11,8 @@ from contextlib import contextmanager
 
 import dagster as dg
 
+from lakehouse_assets.settings import redacted_catalog
+
 # Endpoints that MLflow 2.x servers do not have; a 404 on them means an older server.
 MLFLOW3_ONLY_ENDPOINTS = ("/logged-models", "/traces", "/webhooks", "/scorers", "/prompts")
 STATUS_PATTERNS = (
@@ -102,8 +104,8 @@ def mlflow_errors(action: str, server: str) -> Iterator[None]:
     """Classify any MLflow error raised while doing `action` against `server`."""
     try:
         yield
-    except (dg.Failure, MlflowTransientError):
-        raise
+    except (dg.Failure, dg.RetryRequested, MlflowTransientError):  # RetryRequested: a lake
+        raise  # commit that conflicted with another writer, run again by Dagster
     except Exception as error:
         status = http_status(error)
         endpoint = _endpoint(error)
@@ -156,8 +158,9 @@ USERINFO_PATTERN = re.compile(r"//[^/\s]*@")
 
 
 def redact(text: str) -> str:
-    """Drop `user:password@` from any URL in `text`."""
-    return USERINFO_PATTERN.sub("//***@", text)
+    """Drop `user:password@` from any URL in `text`, and any libpq `password=...` (a lake
+    catalog on PostgreSQL)."""
+    return redacted_catalog(USERINFO_PATTERN.sub("//***@", text))
 
 
 def _short(error: BaseException, limit: int = 400) -> str:
@@ -177,8 +180,8 @@ def retry_only_transient(step: str) -> Iterator[None]:
     model steps must not retry a bug or bad data."""
     try:
         yield
-    except (dg.Failure, MlflowTransientError):
-        raise
+    except (dg.Failure, dg.RetryRequested, MlflowTransientError):  # RetryRequested: a lake
+        raise  # commit that conflicted with another writer, run again by Dagster
     except Exception as error:
         raise dg.Failure(
             description=f"{step} failed: {type(error).__name__}: {_short(error)}. Not retried.",

@@ -22,12 +22,16 @@ from lakehouse_assets.model.mlflow_errors import retry_only_transient
 from lakehouse_assets.model.mlflow_model import MODEL_FILE, save_model_folder
 from lakehouse_assets.model.mlflow_resource import MODEL_ARTIFACT_DIR, MlflowTracking
 from lakehouse_assets.model.retries import mlflow_retry_policy
-from lakehouse_assets.model.training_data import CATALOG_TAG, SNAPSHOT_TAG, log_training_input
+from lakehouse_assets.model.training_data import (
+    CATALOG_TAG,
+    FINGERPRINT_TAG,
+    SNAPSHOT_TAG,
+    log_training_input,
+)
 from lakehouse_assets.resources import LakehouseDuckDB
 from lakehouse_assets.tables import CUSTOMER_FEATURES
 
 SHA_TAG = "model_sha256"
-FINGERPRINT_TAG = "features_fingerprint"
 TRAINING_KEY_TAG = "training_key"
 RECIPE_TAG = "training_recipe"  # the training key without the features: how, not on what
 CUTOFF_TAG = "training_cutoff"  # the cutoff of the features it was trained on

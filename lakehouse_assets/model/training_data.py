@@ -11,11 +11,12 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from lakehouse_assets import lake
 from lakehouse_assets.layers.features import FEATURE_COLUMNS, LABEL
-from lakehouse_assets.model.dataset import SPLIT, create_split, features_at
+from lakehouse_assets.model.dataset import SPLIT, create_split, features_at, features_fingerprint
 from lakehouse_assets.model.mlflow_resource import MlflowTracking
 from lakehouse_assets.tables import CUSTOMER_FEATURES
 
 SNAPSHOT_TAG = "lakehouse_snapshot_id"
+FINGERPRINT_TAG = "features_fingerprint"  # written by churn_model
 CATALOG_TAG = "lakehouse_catalog"  # passwords replaced by ***
 
 
@@ -93,6 +94,13 @@ def training_data(
             raise LookupError(
                 f"Snapshot {snapshot} of version {version} is no longer in the lake "
                 f"({run.data.tags.get(CATALOG_TAG, 'its catalog')}): was it expired by hand?"
+            )
+        recorded = run.data.tags.get(FINGERPRINT_TAG)
+        if recorded and features_fingerprint(conn, snapshot) != recorded:
+            raise LookupError(
+                f"Snapshot {snapshot} of this lake holds other features than version {version} "
+                f"was trained on ({run.data.tags.get(CATALOG_TAG, 'its catalog')}): is this the "
+                "lake its run wrote to?"
             )
         create_split(
             conn,
