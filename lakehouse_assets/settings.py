@@ -198,7 +198,7 @@ def check_memory_limit(value: str, setting: str) -> str:
     example = f"{setting}=8GB" if re.fullmatch(r"[A-Z][A-Z0-9_]*", setting) else "8GB"
     said = f" DuckDB said: {duckdb_said}" if duckdb_said else ""
     raise SettingError(
-        f"{setting} must be a memory size such as 8GB, 512MiB or 80% (of the machine's memory), "
+        f"{setting} must be a memory size such as 8GB or 512MiB, "
         f"got {value!r}{reason} (e.g. {example}).{said}"
     )
 
@@ -207,13 +207,13 @@ def check_memory_limit(value: str, setting: str) -> str:
 def _memory_limit_problem(value: str) -> tuple[str, str] | None:
     """None if DuckDB takes `value` as a useful memory limit, else (why not, DuckDB's first line).
 
-    DuckDB itself decides, on a throwaway in-memory database (DuckDB 2.0 accepts `8GB`, `8 gb`,
-    `512MiB`, `1.5GB`, `1e3GB`, `80%`; rejects `lots`, `0` or `1.5` (no unit), `1PB`, `200%`).
+    DuckDB itself decides, on a throwaway in-memory database (DuckDB 1.5.5 accepts `8GB`, `8 gb`,
+    `512MiB`, `1.5GB`, `1e3GB`; rejects `lots`, `0` or `1.5` (no unit), `1PB`, `80%`).
     Three kinds of values it accepts are refused too, having been tried:
     - a negative size (`-1`, `-5GB`, even `-0`) or `none` means no limit at all: DuckDB would
       then never spill to disk and could take all the machine's memory;
-    - a size too small for DuckDB to write a 1,000-row table (`0GB`, `0%`, `1B`, up to about
-      300KB): every query fails. Small sizes that run a little (1MB) stay allowed: work that
+    - a size too small for DuckDB to write a 1,000-row table (`0GB`, `1B`, up to about 40KB):
+      every query fails. Small sizes that run a little (1MB) stay allowed: work that
       does not fit then fails with the resource's out-of-memory message, which names the setting;
     - text after the size (`8GB x`, `8 G B`), which DuckDB ignores."""
     import duckdb
@@ -236,7 +236,7 @@ def _memory_limit_problem(value: str) -> tuple[str, str] | None:
     if limit == no_limit:
         return (
             ", which DuckDB reads as no limit: it would never spill to disk (for most of the "
-            "memory, use a share such as 90%)",
+            "memory, give a size a little below it)",
             "",
         )
     return None

@@ -47,7 +47,7 @@ def test_dg_list_defs(tmp_path):
     }
     assert "silver_transactions:silver_conserves_bronze_rows" in checks
     assert checks == expected_checks
-    assert {job["name"] for job in listed["jobs"]} == {"refresh_lakehouse"}
+    assert {job["name"] for job in listed["jobs"]} == {"refresh_lakehouse", "lakehouse_maintenance"}
     assert {sensor["name"] for sensor in listed["sensors"]} == {
         "landing_sensor",
         "mlflow_run_failure_sensor",

@@ -21,7 +21,7 @@ def setting_error(monkeypatch, name: str, value: str, read) -> str:
 # -- DuckDB's memory limit
 
 
-@pytest.mark.parametrize("value", ["8GB", "512MiB", "1.5GB", "80%", "8 GB", " 2GB ", "1MB"])
+@pytest.mark.parametrize("value", ["8GB", "512MiB", "1.5GB", "8 GB", " 2GB ", "1MB"])
 def test_memory_limits_duckdb_takes_pass(monkeypatch, value):
     monkeypatch.setenv(settings.MEMORY_LIMIT_ENV, value)
     assert settings.duckdb_memory_limit() == value.strip()
@@ -42,7 +42,7 @@ def test_an_unset_memory_limit_is_empty(monkeypatch, value):
         ("0", "Unknown unit for memory"),
         ("1.5", "Unknown unit for memory"),
         ("1PB", "Unknown unit for memory"),
-        ("200%", "percentage"),
+        ("80%", "Unknown unit for memory: '%'"),  # DuckDB 1.5.5 takes no share (2.0 does)
         ("1e30GB", "too large"),
     ],
 )
@@ -63,7 +63,7 @@ def test_no_limit_fails(monkeypatch, value):
     assert "no limit" in message
 
 
-@pytest.mark.parametrize("value", ["0GB", "0%", "1B", "100KB"])
+@pytest.mark.parametrize("value", ["0GB", "1B", "10KB"])
 def test_a_memory_limit_too_small_for_any_query_fails(monkeypatch, value):
     message = setting_error(
         monkeypatch, settings.MEMORY_LIMIT_ENV, value, settings.duckdb_memory_limit
