@@ -176,7 +176,7 @@ def silver_transactions(
 )
 def gold_customer_summary(silver_transactions: pd.DataFrame) -> pd.DataFrame:
     """One row per customer: first and last purchase, transactions, active days, amounts and
-    quantities (`SUMMARY_COLUMNS`)."""
+    quantities (`summary_select`)."""
     s = silver_transactions.assign(day=silver_transactions["event_time"].dt.normalize())
     summary = s.groupby("customer_id", sort=False).agg(
         first_purchase_at=("event_time", "min"),
