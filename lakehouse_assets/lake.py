@@ -130,7 +130,7 @@ def _open(location: LakeLocation, read_only: bool) -> duckdb.DuckDBPyConnection:
     try:
         for package in EXTENSION_PACKAGES:
             conn.execute(f"INSTALL {_quote(str(extension_file(package)))}")
-        if location.data_path.startswith("s3://") or _s3_configured():
+        if _s3_configured():  # else a persistent DuckDB secret, if any, applies
             conn.execute("LOAD httpfs")
             conn.execute(_s3_secret_sql())
         sqlite = location.sqlite_file
