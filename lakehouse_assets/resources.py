@@ -260,12 +260,15 @@ def _current_step():
         return None
 
 
+def _step_assets(context) -> list[str]:
+    """The assets the step materializes (none for an op)."""
+    if not context.has_assets_def:
+        return []
+    return sorted(k.to_user_string() for k in context.selected_asset_keys)
+
+
 def _commit_message(context) -> tuple[str, str]:
-    keys = (
-        sorted(k.to_user_string() for k in context.selected_asset_keys)
-        if context.has_assets_def
-        else []
-    )
+    keys = _step_assets(context)
     what = f"asset {', '.join(keys)}" if keys else f"op {context.op.name}"
     return (
         f"{what}, Dagster run {context.run_id}",
@@ -275,7 +278,7 @@ def _commit_message(context) -> tuple[str, str]:
 
 def _conflict(error: duckdb.Error) -> BaseException:
     """Another try of the step inside a Dagster run, else a Failure naming the conflict."""
-    said = str(error).splitlines()[0]
+    said = settings.redacted_catalog(str(error).splitlines()[0])
     context = _current_step()
     if context is not None and context.retry_number < COMMIT_RETRIES:
         context.log.warning(
@@ -285,9 +288,9 @@ def _conflict(error: duckdb.Error) -> BaseException:
         return dg.RetryRequested(max_retries=COMMIT_RETRIES, seconds_to_wait=random.uniform(1, 5))
     where = ""
     if context is not None:
-        message, extra = _commit_message(context)
-        written = [t for t, a in tables.WRITTEN_BY.items() if a in json.loads(extra)["assets"]]
-        where = f" of {', '.join(written) or message}"
+        assets = _step_assets(context)
+        written = [t for t, a in tables.WRITTEN_BY.items() if a in assets]
+        where = f" of {', '.join(written) or _commit_message(context)[0]}"
     return dg.Failure(
         f"The lake refused the commit{where} because another writer committed at the same "
         f"time, {COMMIT_RETRIES} retries included; nothing was written. DuckDB said: {said}",
