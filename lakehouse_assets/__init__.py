@@ -5,7 +5,7 @@ import gc
 import sys
 from pathlib import Path
 
-from lakehouse_assets import settings
+from lakehouse_assets.lib import settings
 
 settings.let_idle_blas_threads_sleep()  # before anything loads numpy, and with it OpenBLAS
 
@@ -27,8 +27,8 @@ def _exit_without_final_collections() -> None:
 _exit_without_final_collections()
 
 from lakehouse_assets.definitions import defs  # noqa: E402
-from lakehouse_assets.lake import connect  # noqa: E402
-from lakehouse_assets.model.champion import load_champion  # noqa: E402
-from lakehouse_assets.model.training_data import training_data  # noqa: E402
+from lakehouse_assets.lib.lake import connect  # noqa: E402
+from lakehouse_assets.lib.model.champion import load_champion  # noqa: E402
+from lakehouse_assets.lib.model.training_data import training_data  # noqa: E402
 
 __all__ = ["connect", "defs", "load_champion", "training_data"]

@@ -1,12 +1,32 @@
-"""Fixtures: a fresh LAKEHOUSE_HOME and Dagster instance per test, MLflow servers per module.
-Helpers live in `helpers.py`; servers are started by `processes.py` and the modules using it."""
+"""Fixtures: a fresh LAKEHOUSE_HOME and Dagster instance per test, MLflow servers per module;
+and each test marked with its tier, the folder it sits in. Support code lives in `support/`."""
 
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from lakehouse_assets_tests.mlflow_servers import current_mlflow_server, legacy_mlflow_server
+from lakehouse_assets_tests.support.mlflow_servers import (
+    current_mlflow_server,
+    legacy_mlflow_server,
+)
+
+TIER_MARKERS = {
+    "unit": "unit",
+    "integration": "integration",
+    "mlflow_contract": "mlflow_server",
+    "deployment": "deployment",
+    "e2e": "e2e",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its tier (its folder), so that `-m` selects tiers."""
+    for item in items:
+        tier = Path(item.fspath).parent.name
+        if tier in TIER_MARKERS:
+            item.add_marker(TIER_MARKERS[tier])
+
 
 ENV_VARS = (
     "LAKEHOUSE_ENV",

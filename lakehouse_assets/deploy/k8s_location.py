@@ -7,7 +7,7 @@ between pods; use this one when steps must spread over nodes. The lake is on Pos
 (`LAKEHOUSE_CATALOG`, `LAKEHOUSE_DATA_PATH`), and the `duckdb` pool (limit 1, op granularity)
 keeps its writers to one pod at a time: the run pod claims a slot before it creates a step's pod.
 
-Checked offline only (lakehouse_assets_tests/test_deploy_k8s.py); never run on a cluster here.
+Checked offline only (lakehouse_assets_tests/deployment/test_deploy_k8s.py); never run on a cluster here.
 """
 
 from dagster_k8s import k8s_job_executor

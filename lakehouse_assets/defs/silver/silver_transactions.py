@@ -1,0 +1,400 @@
+"""Silver layer: typed, validated, deduplicated transactions, and every rejected row with a reason.
+
+Silver refreshes in proportion to what landed: when bronze only gained files since the last load,
+only their rows are typed, validated and deduplicated (against silver and among themselves) and
+appended; otherwise both tables are rebuilt from all of bronze. `layers/watermark.py` decides
+which, and records what silver has seen.
+"""
+
+import time
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from lakehouse_assets.lib import acceptance
+from lakehouse_assets.lib import refresh as watermark
+from lakehouse_assets.lib.metadata import log_progress, markdown_rows, table_metadata
+from lakehouse_assets.lib.resources import LakehouseDuckDB, LandingZone, query_one, transaction
+from lakehouse_assets.lib.tables import (
+    BRONZE_TRANSACTIONS,
+    SILVER_LOADS,
+    SILVER_REJECTED,
+    SILVER_TRANSACTIONS,
+)
+
+TYPED = "typed_transactions"
+LATER_COPIES = "later_copies"
+LINEAGE = "_source_file, _source_row, _ingested_at"
+ISO_FORMAT = "%Y-%m-%dT%H:%M:%S"
+# The bronze rows a run reads: all of them, or (appending) those ingested after `$since`.
+ALL_BRONZE = BRONZE_TRANSACTIONS
+NEW_BRONZE = f"(SELECT * FROM {BRONZE_TRANSACTIONS} WHERE _ingested_at > $since)"
+# The common ISO form without offset is parsed by a fast strptime; anything else (offsets, dates,
+# spaces) by the general TIMESTAMPTZ cast, in UTC.
+EVENT_TIME_SQL = f"""coalesce(
+    try_strptime(event_time, '{ISO_FORMAT}'),
+    try_cast(trim(event_time) AS TIMESTAMPTZ)::TIMESTAMP
+)"""
+
+
+def identity(alias: str = "") -> list[str]:
+    """A transaction's identity: its transaction_id, else its whole record."""
+    t = f"{alias}." if alias else ""
+    rest = ("customer_id", "event_time", "amount", "quantity")
+    return [f"{t}transaction_id"] + [f"CASE WHEN {t}transaction_id IS NULL THEN {t}{c} END" for c in rest]  # fmt: skip
+
+
+IDENTITY = ", ".join(identity())
+SAME_IDENTITY = " AND ".join(
+    f"{mine} IS NOT DISTINCT FROM {theirs}"
+    for mine, theirs in zip(identity("s"), identity("n"), strict=True)
+)
+
+
+def typed_sql(bronze: str) -> str:
+    """1. Every bronze row of `bronze` typed once, with the reason it is invalid (NULL when
+    valid). Values are trimmed first (trim also drops Unicode spaces such as U+00A0, which casts
+    do not)."""
+    return f"""
+CREATE TEMP TABLE {TYPED} AS
+WITH parsed AS (
+    SELECT
+        {LINEAGE},
+        nullif(trim(customer_id), '') AS customer_id,
+        {EVENT_TIME_SQL} AS event_time,
+        try_cast(trim(amount) AS DOUBLE) AS amount,
+        nullif(trim(quantity), '') IS NOT NULL AS has_quantity,
+        try_cast(trim(quantity) AS DOUBLE) AS quantity_number,
+        nullif(trim(transaction_id), '') AS transaction_id
+    FROM {bronze}
+),
+typed AS (
+    SELECT * EXCLUDE (quantity_number),
+        CASE WHEN quantity_number >= 0 AND quantity_number = floor(quantity_number)
+             THEN try_cast(quantity_number AS INTEGER) END AS quantity
+    FROM parsed
+)
+SELECT {LINEAGE}, transaction_id, customer_id, event_time, amount, quantity,
+    CASE
+        WHEN customer_id IS NULL THEN 'missing_customer_id'
+        WHEN event_time IS NULL THEN 'bad_event_time'
+        WHEN event_time > $now THEN 'future_event_time'
+        WHEN amount IS NULL OR NOT isfinite(amount) OR amount < 0 THEN 'bad_amount'
+        WHEN has_quantity AND quantity IS NULL THEN 'bad_quantity'
+    END AS invalid_reason
+FROM typed
+"""
+
+
+# 2. Later copies: valid rows whose identity an earlier valid row (by ingestion time, file,
+# row) already has. Only rows whose transaction_id repeats (NULL included) can be copies.
+LATER_COPIES_SQL = f"""
+CREATE TEMP TABLE {LATER_COPIES} AS
+WITH repeated AS (
+    SELECT transaction_id
+    FROM {TYPED}
+    WHERE invalid_reason IS NULL
+    GROUP BY ALL
+    HAVING count(*) > 1
+)
+SELECT _source_file, _source_row
+FROM {TYPED} t
+SEMI JOIN repeated r ON t.transaction_id IS NOT DISTINCT FROM r.transaction_id
+WHERE invalid_reason IS NULL
+QUALIFY row_number() OVER (
+    PARTITION BY {IDENTITY} ORDER BY _ingested_at, _source_file, _source_row
+) > 1
+"""
+
+# 2'. Appending: the same rule over the new valid rows and the silver rows that share an
+# identity with one of them. Silver rows sort first (the watermark guarantees it) and are
+# unique, so every later copy found is a new row.
+NEW_LATER_COPIES_SQL = f"""
+CREATE TEMP TABLE {LATER_COPIES} AS
+WITH new_rows AS (
+    SELECT {LINEAGE}, transaction_id, customer_id, event_time, amount, quantity
+    FROM {TYPED}
+    WHERE invalid_reason IS NULL
+),
+kept_twins AS (
+    SELECT s.{LINEAGE.replace(", ", ", s.")}, s.transaction_id, s.customer_id, s.event_time,
+        s.amount, s.quantity
+    FROM {SILVER_TRANSACTIONS} s
+    SEMI JOIN new_rows n ON {SAME_IDENTITY}
+),
+candidates AS (
+    SELECT * FROM new_rows
+    UNION ALL
+    SELECT * FROM kept_twins
+)
+SELECT _source_file, _source_row
+FROM candidates
+QUALIFY row_number() OVER (
+    PARTITION BY {IDENTITY} ORDER BY _ingested_at, _source_file, _source_row
+) > 1
+"""
+
+# 3. Valid rows that are not later copies.
+KEPT_SQL = f"""
+SELECT transaction_id, customer_id, event_time, amount, quantity, {LINEAGE}
+FROM {TYPED}
+ANTI JOIN {LATER_COPIES} USING (_source_file, _source_row)
+WHERE invalid_reason IS NULL
+"""
+
+
+def rejected_sql(bronze: str) -> str:
+    """4. Invalid rows and later copies of `bronze`, with their text as landed."""
+    return f"""
+WITH reasons AS (
+    SELECT _source_file, _source_row, invalid_reason AS reason
+    FROM {TYPED}
+    WHERE invalid_reason IS NOT NULL
+    UNION ALL
+    SELECT _source_file, _source_row, 'duplicate' AS reason
+    FROM {LATER_COPIES}
+)
+SELECT b._source_file, b._source_row, b._ingested_at, r.reason,
+    b.transaction_id, b.customer_id, b.event_time, b.amount, b.quantity
+FROM {bronze} b
+JOIN reasons r USING (_source_file, _source_row)
+"""
+
+
+# Rows rejected as future events that are no longer in the future: a rebuild would keep them.
+EXPIRED_FUTURE_SQL = f"""
+SELECT count(*) FROM {SILVER_REJECTED}
+WHERE reason = 'future_event_time' AND {EVENT_TIME_SQL} <= $now
+"""
+
+
+class SilverConfig(dg.Config):
+    full_refresh: bool = False
+    """Rebuild silver from all of bronze even when only new files landed (gold follows)."""
+
+
+@dg.asset(deps=["bronze_transactions"], group_name="silver", kinds={"duckdb"}, pool="duckdb")
+def silver_transactions(
+    context: dg.AssetExecutionContext, config: SilverConfig, duckdb: LakehouseDuckDB
+) -> dg.MaterializeResult:
+    """`silver.transactions`: typed (`event_time` TIMESTAMP in UTC, `amount` DOUBLE, `quantity`
+    INTEGER), validated and deduplicated (on `transaction_id`, else on the whole record; the
+    first copy by ingestion time, file and row is kept).
+
+    Every bronze row that does not reach silver is in `silver.rejected_transactions` with its
+    lineage and a `reason`: missing_customer_id, bad_event_time, future_event_time, bad_amount,
+    bad_quantity or duplicate. rows(bronze) = rows(silver) + rows(rejected).
+    `silver.file_acceptance` counts, per landed file version, its rows, accepted rows and rejects
+    by reason with an example value; the metadata shows them for the files this load saw first.
+
+    Incremental: when bronze only gained files since the last run, only their rows are
+    processed and appended; when a file was replaced (or silver does not match bronze, or
+    `full_refresh` is set), both tables are rebuilt. The metadata `refresh` says which, and
+    `refresh_reason` why. Either way the result is the same, row for row.
+    """
+    now = datetime.now(UTC).replace(tzinfo=None)
+    started = time.perf_counter()
+    with duckdb.get_connection() as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS silver")
+        with transaction(conn):
+            watermark.create_tables(conn)
+            plan = watermark.plan_silver(
+                conn,
+                (SILVER_TRANSACTIONS, SILVER_REJECTED),
+                EXPIRED_FUTURE_SQL,
+                now,
+                config.full_refresh,
+            )
+            context.log.info(f"{SILVER_TRANSACTIONS}: {plan.mode} refresh: {plan.reason}")
+            load_id, new_files = 0, []
+            if plan.mode == watermark.UNCHANGED:
+                processed = 0
+            else:
+                processed = _refresh(context, conn, plan, now, started)
+                added = conn.execute(
+                    f"SELECT (SELECT count(*) FROM {SILVER_TRANSACTIONS}), (SELECT count(*) FROM {SILVER_REJECTED})"
+                ).fetchone()
+                load_id = watermark.record_load(conn, plan, now, *added)
+                context.log.info(f"{SILVER_LOADS}: recorded load {load_id} ({plan.mode})")
+                full = plan.mode == watermark.FULL
+                new_files = acceptance.record(conn, TYPED, LATER_COPIES, full, load_id, plan.since)
+                conn.execute(f"DROP TABLE {TYPED}")
+                conn.execute(f"DROP TABLE {LATER_COPIES}")
+        rejected = dict(
+            conn.execute(
+                f"SELECT reason, count(*) FROM {SILVER_REJECTED} GROUP BY reason ORDER BY reason"
+            ).fetchall()
+        )
+        metadata = table_metadata(conn, SILVER_TRANSACTIONS)
+    log_progress(
+        context, f"{SILVER_TRANSACTIONS}: done; bronze rows processed:", processed, started
+    )
+    context.log.info(f"{SILVER_REJECTED}: {rejected}")
+    for f in new_files[: acceptance.FILES_LISTED]:
+        context.log.info(
+            f"{f.source_file}: {f.accepted:,} of {f.rows:,} rows accepted"
+            + (f"; rejected: {f.reasons()}" if f.rejected else "")
+        )
+    return dg.MaterializeResult(
+        metadata={
+            **metadata,
+            "refresh": plan.mode,
+            "refresh_reason": plan.reason,
+            "silver_load_id": load_id,
+            "new_files": len(new_files),
+            "new_files_rows": sum(f.rows for f in new_files),
+            "new_files_accepted_rows": sum(f.accepted for f in new_files),
+            "new_files_rejected_by_reason": dg.MetadataValue.json(
+                acceptance.rejected_by_reason(new_files)
+            ),
+            "new_files_acceptance": dg.MetadataValue.md(acceptance.markdown(new_files)),
+            "bronze_rows_processed": processed,
+            "rejected_rows": sum(rejected.values()),
+            "rejected_by_reason": dg.MetadataValue.md(
+                markdown_rows(["reason", "rows"], list(rejected.items()))
+            ),
+            **{f"rejected/{reason}": count for reason, count in rejected.items()},
+        }
+    )
+
+
+def _refresh(context, conn, plan: watermark.SilverPlan, now: datetime, started: float) -> int:
+    """Rebuild (`full`) or append (`append`) both tables, in the caller's transaction (the temp
+    tables `TYPED` and `LATER_COPIES` stay for the acceptance counts); returns the number of
+    bronze rows processed."""
+    full = plan.mode == watermark.FULL
+    bronze = ALL_BRONZE if full else NEW_BRONZE
+    params = {"now": now} if full else {"now": now, "since": plan.since}
+    processed = conn.execute(typed_sql(bronze), params).fetchone()[0]
+    log_progress(context, f"{SILVER_TRANSACTIONS}: typed and validated", processed, started)
+    copies = conn.execute(LATER_COPIES_SQL if full else NEW_LATER_COPIES_SQL).fetchone()[0]
+    log_progress(
+        context, f"{SILVER_TRANSACTIONS}: {copies:,} later copies found in", processed, started
+    )
+    if full:
+        rows = conn.execute(
+            f"CREATE OR REPLACE TABLE {SILVER_TRANSACTIONS} AS {KEPT_SQL}"
+        ).fetchone()[0]
+        conn.execute(f"CREATE OR REPLACE TABLE {SILVER_REJECTED} AS {rejected_sql(bronze)}")
+    else:
+        rows = conn.execute(f"INSERT INTO {SILVER_TRANSACTIONS} BY NAME {KEPT_SQL}").fetchone()[0]
+        conn.execute(
+            f"INSERT INTO {SILVER_REJECTED} BY NAME {rejected_sql(bronze)}", {"since": plan.since}
+        )
+    log_progress(
+        context, f"{SILVER_TRANSACTIONS}: {'written' if full else 'appended'},", rows, started
+    )
+    return processed
+
+
+# Checks
+SILVER_NOT_EMPTY = "silver_not_empty"
+SILVER_NO_NULL_KEYS = "silver_no_null_keys"
+SILVER_CONSERVES_ROWS = "silver_conserves_bronze_rows"
+LANDED_FILES_READABLE = "silver_landed_files_have_valid_rows"
+NEW_FILES_MOSTLY_ACCEPTED = "silver_new_files_mostly_accepted"
+
+
+@dg.asset_check(asset=silver_transactions, name=SILVER_NOT_EMPTY, blocking=True, pool="duckdb")
+def silver_not_empty(duckdb: LakehouseDuckDB) -> dg.AssetCheckResult:
+    """silver.transactions holds at least one valid row."""
+    (rows,) = query_one(duckdb, f"SELECT count(*) FROM {SILVER_TRANSACTIONS}")
+    return dg.AssetCheckResult(passed=rows > 0, metadata={"rows": rows})
+
+
+@dg.asset_check(asset=silver_transactions, name=SILVER_NO_NULL_KEYS, blocking=True, pool="duckdb")
+def silver_no_null_keys(duckdb: LakehouseDuckDB) -> dg.AssetCheckResult:
+    """No silver row lacks customer_id, event_time or amount."""
+    (nulls,) = query_one(
+        duckdb,
+        f"SELECT count(*) FROM {SILVER_TRANSACTIONS} "
+        "WHERE customer_id IS NULL OR event_time IS NULL OR amount IS NULL",
+    )
+    return dg.AssetCheckResult(passed=nulls == 0, metadata={"rows_with_null_keys": nulls})
+
+
+@dg.asset_check(asset=silver_transactions, name=SILVER_CONSERVES_ROWS, blocking=True, pool="duckdb")
+def silver_conserves_bronze_rows(duckdb: LakehouseDuckDB) -> dg.AssetCheckResult:
+    """rows(bronze) = rows(silver) + rows(rejected): nothing disappears silently."""
+    bronze, silver, rejected = query_one(
+        duckdb,
+        f"SELECT (SELECT count(*) FROM {BRONZE_TRANSACTIONS}), (SELECT count(*) FROM {SILVER_TRANSACTIONS}),"
+        f" (SELECT count(*) FROM {SILVER_REJECTED})",
+    )
+    return dg.AssetCheckResult(
+        passed=bronze == silver + rejected,
+        metadata={"bronze_rows": bronze, "silver_rows": silver, "rejected_rows": rejected,
+                  "unaccounted_rows": bronze - silver - rejected},
+    )  # fmt: skip
+
+
+@dg.asset_check(asset=silver_transactions, name=LANDED_FILES_READABLE, blocking=True, pool="duckdb")
+def silver_landed_files_have_valid_rows(
+    context: dg.AssetCheckExecutionContext, duckdb: LakehouseDuckDB, landing: LandingZone
+) -> dg.AssetCheckResult:
+    """Every file in the landing folder has at least one valid row in the version silver holds:
+    a file whose every row was rejected was most likely misread (decimal commas, another
+    separator, no header), so the run stops until it is fixed or removed from the folder."""
+    landed = set(landing.relative_data_files())
+    with duckdb.get_connection() as conn:
+        bad = acceptance.without_valid_rows(conn, landed)
+    problems = [
+        f"every row of landing file {f.source_file} ({f.rows:,} rows) was rejected: {f.reasons()}."
+        + "".join(f" {hint}." for hint in acceptance.hints(f))
+        for f in bad
+    ]
+    if problems:
+        description = (
+            " ".join(p[0].upper() + p[1:] for p in problems)
+            + " Its rows stay in bronze.transactions and silver.rejected_transactions. Fix the "
+            "file and land it under the same name (a changed file replaces its rows), or remove "
+            "it from the landing folder; then rerun."
+        )
+        context.log.error(description)
+    else:
+        description = f"Each of the {len(landed)} landed file(s) has valid rows."
+    return dg.AssetCheckResult(
+        passed=not bad,
+        description=description,
+        metadata={
+            "landed_files": len(landed),
+            "files_without_valid_rows": dg.MetadataValue.md(acceptance.markdown(bad)),
+        },
+    )
+
+
+@dg.asset_check(asset=silver_transactions, name=NEW_FILES_MOSTLY_ACCEPTED, pool="duckdb")
+def silver_new_files_mostly_accepted(
+    context: dg.AssetCheckExecutionContext, duckdb: LakehouseDuckDB
+) -> dg.AssetCheckResult:
+    """Warns about the files of the latest silver load more than 10% of whose rows were rejected
+    (any reason, copies included): `silver.file_acceptance` has the reasons and an example of
+    each."""
+    with duckdb.get_connection() as conn:
+        load, files = acceptance.latest_load(conn)
+    flagged = acceptance.mostly_rejected(files)
+    if flagged:
+        description = (
+            f"{len(flagged)} file(s) of silver load {load} had more than "
+            f"{acceptance.WARN_REJECTED_SHARE:.0%} of their rows rejected: "
+            + "; ".join(
+                f"{f.source_file} {f.rejected_share:.0%} ({f.reasons()})" for f in flagged[:5]
+            )
+            + (f"; and {len(flagged) - 5} more" if len(flagged) > 5 else "")
+        )
+        context.log.warning(description)
+    else:
+        description = (
+            f"{len(files)} new file(s) in silver load {load}, none with more than "
+            f"{acceptance.WARN_REJECTED_SHARE:.0%} of their rows rejected."
+        )
+    return dg.AssetCheckResult(
+        passed=not flagged,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=description,
+        metadata={
+            "silver_load_id": load,
+            "new_files": len(files),
+            "files_mostly_rejected": dg.MetadataValue.md(acceptance.markdown(flagged)),
+        },
+    )

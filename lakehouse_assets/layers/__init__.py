@@ -1,1 +1,0 @@
-"""The medallion layers: raw files -> bronze -> silver -> gold -> features."""

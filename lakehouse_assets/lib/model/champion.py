@@ -1,0 +1,84 @@
+"""The registered model's current `champion` version, and how to load it safely."""
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from lakehouse_assets.lib.model import pickles
+from lakehouse_assets.lib.model.mlflow_resource import MlflowTracking
+from lakehouse_assets.lib.model.signing import SIGNATURE_TAG
+
+CHAMPION_ALIAS = "champion"
+
+
+@dataclass(frozen=True)
+class Champion:
+    version: str
+    run_id: str
+    sha256: str | None
+    signature: str | None = None
+
+
+def current_champion(mlflow: MlflowTracking, client) -> Champion | None:
+    """The version the `champion` alias points at; None when the model or alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    name = mlflow.registered_model_name
+    with mlflow.errors(f"read registered model {name!r}"):
+        try:
+            registered = client.get_registered_model(name)
+        except MlflowException as error:
+            if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+    # Read the alias from the model rather than asking for it: a missing alias is an error
+    # (INVALID_PARAMETER_VALUE), which we could not tell apart from a real one.
+    aliases = registered.aliases or {}
+    if CHAMPION_ALIAS not in aliases:
+        return None
+    with mlflow.errors(f"read version {aliases[CHAMPION_ALIAS]} of {name!r}"):
+        version = client.get_model_version(name, str(aliases[CHAMPION_ALIAS]))
+    tags = version.tags or {}
+    return Champion(
+        str(version.version), version.run_id, tags.get("model_sha256"), tags.get(SIGNATURE_TAG)
+    )
+
+
+def load_verified_model(mlflow: MlflowTracking, client, champion: Champion, work_dir: Path):
+    """Download the version's `model/model.pkl`, verify its SHA-256 against the version's
+    `model_sha256` tag and, with a signing key, its `model_signature` tag, and only then
+    unpickle it."""
+    payload = mlflow.download_model_pickle(client, champion.run_id, work_dir)
+    source = f"version {champion.version} of {mlflow.registered_model_name!r}"
+    return pickles.load_verified(
+        payload, champion.sha256, source, run_id=champion.run_id, signature=champion.signature
+    )
+
+
+def require_champion(mlflow: MlflowTracking, client) -> Champion:
+    """The current champion; fails at once, naming the registered model, when there is none."""
+    champion = current_champion(mlflow, client)
+    if champion is None:
+        raise dg.Failure(
+            f"Registered model {mlflow.registered_model_name!r} on {mlflow.server()} has no "
+            f"version with the alias {CHAMPION_ALIAS!r}: materialize registered_churn_model first.",
+            allow_retries=False,
+        )
+    return champion
+
+
+def load_champion(tracking_uri: str = "", registered_model_name: str = "customer_churn"):
+    """The scikit-learn estimator of the registered model's `champion` version, unpickled only
+    after its SHA-256 matched the version's `model_sha256` tag and, when
+    $LAKEHOUSE_MODEL_SIGNING_KEY is set, its `model_signature` tag verified with that key.
+
+    `tracking_uri` defaults to the pipeline's own ($MLFLOW_TRACKING_URI, else the local sqlite
+    store under $LAKEHOUSE_HOME). `predict_proba(x)[:, 1]` is the churn probability, for a
+    DataFrame with the feature columns (`lakehouse_assets.lib.features.FEATURE_COLUMNS`)."""
+    mlflow = MlflowTracking(tracking_uri=tracking_uri, registered_model_name=registered_model_name)
+    client = mlflow.client()
+    champion = require_champion(mlflow, client)
+    with tempfile.TemporaryDirectory() as tmp:
+        return load_verified_model(mlflow, client, champion, Path(tmp))

@@ -1,0 +1,260 @@
+"""What silver has seen of bronze, so that silver and gold can refresh only what is new.
+
+* `silver.bronze_files_seen` (the watermark): the bronze file versions that silver holds, as
+  `bronze.ingested_files` listed them (path, SHA-256, row count, ingestion time), and the silver
+  load that brought each in.
+* `silver.loads`: one row per silver load that changed silver: `full` (rebuilt from all of
+  bronze) or `append` (new files only), why, and `ingested_through`, the latest bronze
+  ingestion time silver holds after it. Gold remembers the last load it summarized and reads
+  the loads after it.
+
+Silver may append only when its rows are exactly bronze's rows minus those of new files, and
+every new row sorts after every row silver has seen under the deduplication order (ingestion
+time, file, row): then no new row can displace a kept one, and a rebuild would keep, type and
+reject the old rows exactly as before. Everything else is a full rebuild, with the reason.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+
+from lakehouse_assets.lib.metadata import table_exists
+from lakehouse_assets.lib.tables import (
+    BRONZE_FILES,
+    BRONZE_TRANSACTIONS,
+    SILVER_FILE_ACCEPTANCE,
+    SILVER_FILES_SEEN,
+    SILVER_LOADS,
+)
+
+FULL = "full"
+APPEND = "append"
+UNCHANGED = "unchanged"
+FILES_NAMED = 5  # at most this many file names in a reason
+
+
+@dataclass(frozen=True)
+class SilverPlan:
+    """What a silver run does: `full`, `append` (bronze rows ingested after `since`) or
+    `unchanged`, and why."""
+
+    mode: str
+    reason: str
+    since: datetime | None = None
+    new_files: int = 0
+    new_rows: int = 0
+
+
+def create_tables(conn: duckdb.DuckDBPyConnection) -> None:
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {SILVER_FILES_SEEN} (source_file VARCHAR, sha256 VARCHAR, "
+        "row_count BIGINT, ingested_at TIMESTAMP, load_id BIGINT)"
+    )
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {SILVER_LOADS} (load_id BIGINT, loaded_at TIMESTAMP, "
+        "mode VARCHAR, reason VARCHAR, bronze_rows BIGINT, silver_rows BIGINT, "
+        "rejected_rows BIGINT, ingested_through TIMESTAMP)"
+    )
+
+
+def _names(rows: list[tuple]) -> str:
+    names = [r[0] for r in rows[:FILES_NAMED]]
+    more = f" and {len(rows) - FILES_NAMED} more" if len(rows) > FILES_NAMED else ""
+    return ", ".join(names) + more
+
+
+def plan_silver(
+    conn: duckdb.DuckDBPyConnection,
+    silver_tables: tuple[str, str],
+    expired_future_sql: str,
+    now: datetime,
+    full_refresh: bool,
+) -> SilverPlan:
+    """Compare bronze's file versions with silver's watermark and decide how to refresh.
+
+    `expired_future_sql` counts rows rejected as future events that are no longer in the future
+    at `$now` (a rebuild would type them again).
+    """
+    if full_refresh:
+        return SilverPlan(FULL, "full_refresh was requested in the run config")
+    if not all(table_exists(conn, t) for t in silver_tables):
+        return SilverPlan(FULL, "silver has not been built yet")
+    if not table_exists(conn, SILVER_FILE_ACCEPTANCE):  # a lakehouse built before it existed
+        return SilverPlan(FULL, f"{SILVER_FILE_ACCEPTANCE} has not been built yet")
+    seen_rows, seen_files, seen_through = conn.execute(
+        f"SELECT coalesce(sum(row_count), 0), count(*), max(ingested_at) FROM {SILVER_FILES_SEEN}"
+    ).fetchone()
+    if seen_files == 0:
+        return SilverPlan(
+            FULL, f"{SILVER_FILES_SEEN} is empty: silver's bronze watermark is unknown"
+        )
+    silver_rows = sum(
+        conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in silver_tables
+    )
+    if silver_rows != seen_rows:
+        return SilverPlan(
+            FULL,
+            f"silver holds {silver_rows:,} rows (kept + rejected) but its watermark accounts "
+            f"for {seen_rows:,} bronze rows",
+        )
+    bronze_rows = conn.execute(f"SELECT count(*) FROM {BRONZE_TRANSACTIONS}").fetchone()[0]
+    listed_rows = conn.execute(
+        f"SELECT coalesce(sum(row_count), 0) FROM {BRONZE_FILES}"
+    ).fetchone()[0]
+    if bronze_rows != listed_rows:
+        return SilverPlan(
+            FULL,
+            f"{BRONZE_TRANSACTIONS} holds {bronze_rows:,} rows but {BRONZE_FILES} lists {listed_rows:,}",
+        )
+    changed = conn.execute(
+        f"SELECT s.source_file FROM {SILVER_FILES_SEEN} s LEFT JOIN {BRONZE_FILES} b USING (source_file) "
+        "WHERE b.sha256 IS DISTINCT FROM s.sha256 OR b.ingested_at IS DISTINCT FROM s.ingested_at "
+        "OR b.row_count IS DISTINCT FROM s.row_count ORDER BY 1"
+    ).fetchall()
+    if changed:
+        return SilverPlan(
+            FULL,
+            f"{len(changed)} file(s) were replaced in bronze since silver saw them: "
+            f"{_names(changed)}; rows of theirs that silver kept may be gone, so earlier "
+            "duplicates of them may now be kept",
+        )
+    expired = conn.execute(expired_future_sql, {"now": now}).fetchone()[0]
+    if expired:
+        return SilverPlan(
+            FULL,
+            f"{expired:,} row(s) rejected as future_event_time are no longer in the future",
+        )
+    new = conn.execute(
+        f"SELECT source_file, ingested_at, row_count FROM {BRONZE_FILES} ANTI JOIN {SILVER_FILES_SEEN} "
+        "USING (source_file) ORDER BY ingested_at, source_file"
+    ).fetchall()
+    if not new:
+        return SilverPlan(UNCHANGED, "bronze has no file that silver has not seen")
+    early = [row for row in new if row[1] <= seen_through]
+    if early:
+        return SilverPlan(
+            FULL,
+            f"new file(s) {_names(early)} were ingested at or before {seen_through}, the latest "
+            "ingestion time silver has seen, so their rows may sort before rows silver kept",
+        )
+    new_rows = sum(row[2] for row in new)
+    found = conn.execute(
+        f"SELECT count(*) FROM {BRONZE_TRANSACTIONS} WHERE _ingested_at > $since",
+        {"since": seen_through},
+    ).fetchone()[0]
+    if found != new_rows:
+        return SilverPlan(
+            FULL,
+            f"{BRONZE_TRANSACTIONS} holds {found:,} rows ingested after {seen_through}, but the new files "
+            f"list {new_rows:,}",
+        )
+    return SilverPlan(
+        APPEND,
+        f"{len(new)} new file(s) ({_names(new)}), {new_rows:,} rows",
+        since=seen_through,
+        new_files=len(new),
+        new_rows=new_rows,
+    )
+
+
+def record_load(
+    conn: duckdb.DuckDBPyConnection,
+    plan: SilverPlan,
+    loaded_at: datetime,
+    silver_rows: int,
+    rejected_rows: int,
+) -> int:
+    """Update the watermark to bronze's current files and log the load (in the caller's
+    transaction); returns the load's id."""
+    load_id = conn.execute(f"SELECT coalesce(max(load_id), 0) + 1 FROM {SILVER_LOADS}").fetchone()[
+        0
+    ]
+    if plan.mode == FULL:
+        conn.execute(f"DELETE FROM {SILVER_FILES_SEEN}")
+    conn.execute(
+        f"INSERT INTO {SILVER_FILES_SEEN} SELECT source_file, sha256, row_count, ingested_at, $load "
+        f"FROM {BRONZE_FILES} ANTI JOIN {SILVER_FILES_SEEN} USING (source_file)",
+        {"load": load_id},
+    )
+    conn.execute(
+        f"INSERT INTO {SILVER_LOADS} SELECT $load, $at, $mode, $reason, $bronze, $silver, "
+        f"$rejected, (SELECT max(ingested_at) FROM {SILVER_FILES_SEEN})",
+        {
+            "load": load_id,
+            "at": loaded_at,
+            "mode": plan.mode,
+            "reason": plan.reason,
+            "bronze": silver_rows + rejected_rows,
+            "silver": silver_rows,
+            "rejected": rejected_rows,
+        },
+    )
+    return load_id
+
+
+def plan_after_load(
+    conn: duckdb.DuckDBPyConnection, target: str, seen: tuple | None, full_refresh: bool
+) -> tuple[str, str, datetime | None, tuple | None]:
+    """How `target`, a table computed from silver, catches up with it. `seen` is the silver load
+    (id, loaded_at) that `target` last read, None if unknown.
+
+    Returns (mode, reason, since, latest): `full`; `append` when silver only appended rows since,
+    which are those ingested after `since`; or `unchanged`; and the latest silver load (id,
+    loaded_at) to remember once `target` is written (None when unchanged).
+    """
+    loads = conn.execute(
+        f"SELECT load_id, loaded_at, mode, reason, ingested_through FROM {SILVER_LOADS} "
+        "ORDER BY load_id"
+    ).fetchall()
+    latest = (loads[-1][0], loads[-1][1]) if loads else None
+    if full_refresh:
+        return FULL, "full_refresh was requested in the run config", None, latest
+    if not loads:
+        return FULL, f"{SILVER_LOADS} records no silver load", None, latest
+    if seen is None or not table_exists(conn, target):
+        return FULL, f"{target} has not been built yet", None, latest
+    by_key = {(load[0], load[1]): i for i, load in enumerate(loads)}
+    if tuple(seen) not in by_key:
+        return (
+            FULL,
+            f"{SILVER_LOADS} no longer holds silver load {seen[0]}, the one {target} last read "
+            "(silver was recreated)",
+            None,
+            latest,
+        )
+    last = by_key[tuple(seen)]
+    pending = loads[last + 1 :]
+    if not pending:
+        return UNCHANGED, f"silver has not changed since load {seen[0]}", None, None
+    full = [load for load in pending if load[2] == FULL]
+    if full:
+        return FULL, f"silver was rebuilt in full (load {full[-1][0]}: {full[-1][3]})", None, latest
+    since = loads[last][4]
+    if since is None:
+        return FULL, f"silver load {seen[0]} held no bronze rows", None, latest
+    ids = ", ".join(str(load[0]) for load in pending)
+    return APPEND, f"silver appended rows in load(s) {ids}", since, latest
+
+
+def read_watermark(conn: duckdb.DuckDBPyConnection, table: str) -> tuple | None:
+    """The one row of `table`, a table's memory of what it last read: the silver load
+    (`silver_load_id`, `silver_loaded_at`), then its own columns; None before the first write."""
+    if not table_exists(conn, table):
+        return None
+    return conn.execute(f"SELECT * FROM {table}").fetchone()
+
+
+def remember(
+    conn: duckdb.DuckDBPyConnection, table: str, values: tuple | None, extra: str = ""
+) -> None:
+    """Replace the row of the watermark `table` (created with the `extra` columns, "name TYPE,
+    ...", after the silver load's) with `values` (none: forget, so that the next run rebuilds in
+    full); in the caller's transaction."""
+    columns = ", ".join(
+        ["silver_load_id BIGINT", "silver_loaded_at TIMESTAMP", *filter(None, [extra])]
+    )
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+    conn.execute(f"DELETE FROM {table}")
+    if values is not None:
+        conn.execute(f"INSERT INTO {table} VALUES ({', '.join('?' * len(values))})", list(values))
