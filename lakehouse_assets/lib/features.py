@@ -8,14 +8,16 @@ itself (`AT_CUTOFF`) are not stored: each feature table is a view that computes 
 cutoff over the stored columns.
 """
 
+import dataclasses
 import hashlib
 import time
 from datetime import datetime
 
 import dagster as dg
 
-from lakehouse_assets.lib import refresh as watermark
+from lakehouse_assets.lib import refresh
 from lakehouse_assets.lib.metadata import log_progress, table_exists, table_metadata
+from lakehouse_assets.lib.refresh import Refresh, RefreshPlan
 from lakehouse_assets.lib.resources import transaction
 from lakehouse_assets.lib.tables import (
     CUSTOMER_FEATURES,
@@ -157,7 +159,6 @@ LEFT JOIN (
 ) a USING (customer_id)
 """
 
-INCREMENTAL = "incremental"
 # What each feature table last read: the silver load, the cutoff and the definitions' hash.
 WATERMARKS = {
     CUSTOMER_FEATURES: CUSTOMER_FEATURES_WATERMARK,
@@ -225,7 +226,7 @@ def _view_sql(table: str, cutoff: datetime, labelled: bool) -> str:
 WATERMARK_COLUMNS = "cutoff TIMESTAMP, definition VARCHAR"
 
 
-def _write(conn, table: str, mode: str, rows: str, params: dict, cutoff, remembered) -> dict:
+def _write(conn, table: str, mode: Refresh, rows: str, params: dict, cutoff, remembered) -> dict:
     """In one transaction: the stored rows (all of them anew, or in a refresh those of the
     customers to recompute replaced), the view at `cutoff`, and the watermark `remembered`.
     `params` has the label's `horizon_days` for training rows."""
@@ -233,7 +234,7 @@ def _write(conn, table: str, mode: str, rows: str, params: dict, cutoff, remembe
     labelled = "horizon_days" in params
     stored = STORED[table]
     with transaction(conn):
-        if mode == INCREMENTAL:
+        if mode == Refresh.APPEND:
             conn.execute(
                 f"DELETE FROM {stored} WHERE customer_id IN (SELECT customer_id FROM {AFFECTED})"
             )
@@ -244,7 +245,7 @@ def _write(conn, table: str, mode: str, rows: str, params: dict, cutoff, remembe
             create = f"CREATE OR REPLACE TABLE {stored} AS {_stored_sql(rows, labelled)}"
             conn.execute(create, params)
         conn.execute(_view_sql(table, cutoff, labelled))
-        watermark.remember(conn, WATERMARKS[table], remembered, WATERMARK_COLUMNS)
+        refresh.remember(conn, WATERMARKS[table], remembered, WATERMARK_COLUMNS)
     return table_metadata(conn, table)
 
 
@@ -269,27 +270,19 @@ def latest_event(conn):
     return latest
 
 
-def _plan(conn, table: str, cutoff: datetime, definition: str, full_refresh: bool):
-    """(mode, reason, since, previous cutoff, silver load to remember) for a feature table:
-    `full`, `incremental` or `unchanged`."""
-    seen = watermark.read_watermark(conn, WATERMARKS[table])
-    mode, reason, since, latest = watermark.plan_after_load(
-        conn, table, seen and seen[:2], full_refresh
+def _plan(conn, table: str, cutoff: datetime, definition: str, full_refresh: bool) -> RefreshPlan:
+    """How `table` reaches `cutoff`, from its watermark and silver's loads."""
+    row = refresh.read_watermark(conn, WATERMARKS[table])
+    seen = row and refresh.FeatureWatermark(refresh.SilverLoad(*row[:2]), *row[2:])
+    after_load = refresh.plan_after_load(
+        refresh.silver_loads(conn),
+        seen and seen.load,
+        table,
+        table_exists(conn, table),
+        full_refresh,
     )
-    if mode == watermark.FULL:
-        return mode, reason, None, None, latest
-    latest = latest or seen[:2]
-    if not table_exists(conn, STORED[table]):
-        return watermark.FULL, f"{STORED[table]} does not exist", None, None, latest
-    previous_cutoff, previous_definition = seen[2:]
-    if previous_definition != definition:
-        return watermark.FULL, "the feature definitions changed", None, None, latest
-    if cutoff < previous_cutoff:
-        return watermark.FULL, f"the cutoff moved back from {previous_cutoff}", None, None, latest
-    if mode == watermark.UNCHANGED and cutoff == previous_cutoff:
-        return mode, f"{reason}, and the cutoff is still {cutoff}", None, None, None
-    moved = f"the cutoff moved from {previous_cutoff} to {cutoff}"
-    return INCREMENTAL, f"{reason}; {moved}", since, previous_cutoff, latest
+    stored_exists = table_exists(conn, STORED[table])
+    return refresh.plan_features(after_load, seen, STORED[table], stored_exists, cutoff, definition)
 
 
 def refresh_features(
@@ -305,40 +298,35 @@ def refresh_features(
     ).hexdigest()[:16]
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {table.split('.')[0]}")  # for the watermark
     with transaction(conn):
-        mode, reason, since, previous_cutoff, latest = _plan(
-            conn, table, cutoff, definition, full_refresh
-        )
+        plan = _plan(conn, table, cutoff, definition, full_refresh)
     silver = SILVER_TRANSACTIONS
-    if mode == INCREMENTAL:
+    if plan.mode == Refresh.APPEND:
         edges = (0, *(-days for days in WINDOW_DAYS), *([horizon_days] if labelled else []))
-        params = {"since": since, "previous_cutoff": previous_cutoff, "cutoff": cutoff}
+        params = {"since": plan.since, "previous_cutoff": plan.previous_cutoff, "cutoff": cutoff}
         conn.execute(_affected_sql(edges), params)
         changed, customers = conn.execute(
             f"SELECT (SELECT count(*) FROM {AFFECTED}), (SELECT count(*) FROM {table})"
         ).fetchone()
         if changed > customers / 2:  # then recomputing all of them costs less
-            mode, reason = watermark.FULL, f"{reason}; {changed:,} of {customers:,} changed"
+            reason = f"{plan.reason}; {changed:,} of {customers:,} changed"
+            plan = dataclasses.replace(plan, mode=Refresh.FULL, reason=reason)
         else:
             conn.execute(AFFECTED_ROWS_SQL)  # their rows, read once
             silver = AFFECTED_ROWS
-    context.log.info(f"{table}: {mode} refresh: {reason}")
+    context.log.info(f"{table}: {plan.mode} refresh: {plan.reason}")
     recomputed = 0
-    if mode != watermark.UNCHANGED:
+    if plan.mode != Refresh.UNCHANGED:
         conn.execute(GAPS_SQL.format(silver=silver), {"cutoff": cutoff})  # temporary tables
         conn.execute(FRESH_SQL.format(silver=silver), {"cutoff": cutoff})
         recomputed = conn.execute(f"SELECT count(*) FROM {FRESH}").fetchone()[0]
         rows = LABELLED_SQL.format(silver=silver) if labelled else f"SELECT * FROM {FRESH}"
         params = {"cutoff": cutoff, "horizon_days": horizon_days} if labelled else {}
-        remembered = latest and (*latest, cutoff, definition)  # None: the next run is full
-        metadata = _write(conn, table, mode, rows, params, cutoff, remembered)
+        # No silver load to remember: none is forgotten, and the next run is full.
+        remembered = plan.remember and (*plan.remember, cutoff, definition)
+        metadata = _write(conn, table, plan.mode, rows, params, cutoff, remembered)
     else:
         metadata = table_metadata(conn, table)
     for temp in (GAPS, FRESH, AFFECTED, AFFECTED_ROWS):
         conn.execute(f"DROP TABLE IF EXISTS {temp}")
-    log_progress(context, f"{table}: {mode}; customers (re)computed:", recomputed, started)
-    return {
-        **metadata,
-        "refresh": mode,
-        "refresh_reason": reason,
-        "customers_recomputed": recomputed,
-    }
+    log_progress(context, f"{table}: {plan.mode}; customers (re)computed:", recomputed, started)
+    return {**metadata, **plan.metadata(recomputed)}

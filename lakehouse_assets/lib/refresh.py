@@ -1,4 +1,6 @@
-"""What silver has seen of bronze, so that silver and gold can refresh only what is new.
+"""Refresh plans: how each table catches up with its input (full, append or unchanged), and why.
+
+What silver has seen of bronze, so that silver, gold and the features can refresh only what is new:
 
 * `silver.bronze_files_seen` (the watermark): the bronze file versions that silver holds, as
   `bronze.ingested_files` listed them (path, SHA-256, row count, ingestion time), and the silver
@@ -14,8 +16,11 @@ time, file, row): then no new row can displace a kept one, and a rebuild would k
 reject the old rows exactly as before. Everything else is a full rebuild, with the reason.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
+from typing import NamedTuple
 
 import duckdb
 
@@ -28,22 +33,65 @@ from lakehouse_assets.lib.tables import (
     SILVER_LOADS,
 )
 
-FULL = "full"
-APPEND = "append"
-UNCHANGED = "unchanged"
 FILES_NAMED = 5  # at most this many file names in a reason
 
 
-@dataclass(frozen=True)
-class SilverPlan:
-    """What a silver run does: `full`, `append` (bronze rows ingested after `since`) or
-    `unchanged`, and why."""
+class Refresh(StrEnum):
+    """How a table is brought up to date with its input."""
 
+    FULL = "full"  # rebuilt from all of its input
+    APPEND = "append"  # only the new input (and, for a table per customer, its customers) read
+    UNCHANGED = "unchanged"  # nothing to do
+
+
+FULL, APPEND, UNCHANGED = Refresh.FULL, Refresh.APPEND, Refresh.UNCHANGED
+
+
+class SilverLoad(NamedTuple):
+    """One load of silver, as a table computed from silver remembers the last it read."""
+
+    load_id: int
+    loaded_at: datetime
+
+
+class LoadRecord(NamedTuple):
+    """A row of `silver.loads`."""
+
+    load_id: int
+    loaded_at: datetime
     mode: str
     reason: str
+    ingested_through: datetime | None
+
+
+class FeatureWatermark(NamedTuple):
+    """What a feature table last read: the silver load, its cutoff and its definitions' hash."""
+
+    load: SilverLoad
+    cutoff: datetime
+    definition: str
+
+
+@dataclass(frozen=True)
+class RefreshPlan:
+    """What a refresh does and why. `since`: in an append, the input rows ingested after it are
+    the new ones. `previous_cutoff`: a feature table's cutoff before this refresh. `remember`:
+    the silver load to record once the table is written (None: record nothing)."""
+
+    mode: Refresh
+    reason: str
     since: datetime | None = None
+    previous_cutoff: datetime | None = None
+    remember: SilverLoad | None = None
     new_files: int = 0
     new_rows: int = 0
+
+    def metadata(self, customers_recomputed: int | None = None) -> dict:
+        """The refresh's metadata, as every layer shows it."""
+        metadata: dict = {"refresh": self.mode.value, "refresh_reason": self.reason}
+        if customers_recomputed is not None:
+            metadata["customers_recomputed"] = customers_recomputed
+        return metadata
 
 
 def create_tables(conn: duckdb.DuckDBPyConnection) -> None:
@@ -70,30 +118,30 @@ def plan_silver(
     expired_future_sql: str,
     now: datetime,
     full_refresh: bool,
-) -> SilverPlan:
+) -> RefreshPlan:
     """Compare bronze's file versions with silver's watermark and decide how to refresh.
 
     `expired_future_sql` counts rows rejected as future events that are no longer in the future
     at `$now` (a rebuild would type them again).
     """
     if full_refresh:
-        return SilverPlan(FULL, "full_refresh was requested in the run config")
+        return RefreshPlan(FULL, "full_refresh was requested in the run config")
     if not all(table_exists(conn, t) for t in silver_tables):
-        return SilverPlan(FULL, "silver has not been built yet")
+        return RefreshPlan(FULL, "silver has not been built yet")
     if not table_exists(conn, SILVER_FILE_ACCEPTANCE):  # a lakehouse built before it existed
-        return SilverPlan(FULL, f"{SILVER_FILE_ACCEPTANCE} has not been built yet")
+        return RefreshPlan(FULL, f"{SILVER_FILE_ACCEPTANCE} has not been built yet")
     seen_rows, seen_files, seen_through = conn.execute(
         f"SELECT coalesce(sum(row_count), 0), count(*), max(ingested_at) FROM {SILVER_FILES_SEEN}"
     ).fetchone()
     if seen_files == 0:
-        return SilverPlan(
+        return RefreshPlan(
             FULL, f"{SILVER_FILES_SEEN} is empty: silver's bronze watermark is unknown"
         )
     silver_rows = sum(
         conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in silver_tables
     )
     if silver_rows != seen_rows:
-        return SilverPlan(
+        return RefreshPlan(
             FULL,
             f"silver holds {silver_rows:,} rows (kept + rejected) but its watermark accounts "
             f"for {seen_rows:,} bronze rows",
@@ -103,7 +151,7 @@ def plan_silver(
         f"SELECT coalesce(sum(row_count), 0) FROM {BRONZE_FILES}"
     ).fetchone()[0]
     if bronze_rows != listed_rows:
-        return SilverPlan(
+        return RefreshPlan(
             FULL,
             f"{BRONZE_TRANSACTIONS} holds {bronze_rows:,} rows but {BRONZE_FILES} lists {listed_rows:,}",
         )
@@ -113,7 +161,7 @@ def plan_silver(
         "OR b.row_count IS DISTINCT FROM s.row_count ORDER BY 1"
     ).fetchall()
     if changed:
-        return SilverPlan(
+        return RefreshPlan(
             FULL,
             f"{len(changed)} file(s) were replaced in bronze since silver saw them: "
             f"{_names(changed)}; rows of theirs that silver kept may be gone, so earlier "
@@ -121,7 +169,7 @@ def plan_silver(
         )
     expired = conn.execute(expired_future_sql, {"now": now}).fetchone()[0]
     if expired:
-        return SilverPlan(
+        return RefreshPlan(
             FULL,
             f"{expired:,} row(s) rejected as future_event_time are no longer in the future",
         )
@@ -130,10 +178,10 @@ def plan_silver(
         "USING (source_file) ORDER BY ingested_at, source_file"
     ).fetchall()
     if not new:
-        return SilverPlan(UNCHANGED, "bronze has no file that silver has not seen")
+        return RefreshPlan(UNCHANGED, "bronze has no file that silver has not seen")
     early = [row for row in new if row[1] <= seen_through]
     if early:
-        return SilverPlan(
+        return RefreshPlan(
             FULL,
             f"new file(s) {_names(early)} were ingested at or before {seen_through}, the latest "
             "ingestion time silver has seen, so their rows may sort before rows silver kept",
@@ -144,12 +192,12 @@ def plan_silver(
         {"since": seen_through},
     ).fetchone()[0]
     if found != new_rows:
-        return SilverPlan(
+        return RefreshPlan(
             FULL,
             f"{BRONZE_TRANSACTIONS} holds {found:,} rows ingested after {seen_through}, but the new files "
             f"list {new_rows:,}",
         )
-    return SilverPlan(
+    return RefreshPlan(
         APPEND,
         f"{len(new)} new file(s) ({_names(new)}), {new_rows:,} rows",
         since=seen_through,
@@ -160,7 +208,7 @@ def plan_silver(
 
 def record_load(
     conn: duckdb.DuckDBPyConnection,
-    plan: SilverPlan,
+    plan: RefreshPlan,
     loaded_at: datetime,
     silver_rows: int,
     rejected_rows: int,
@@ -183,7 +231,7 @@ def record_load(
         {
             "load": load_id,
             "at": loaded_at,
-            "mode": plan.mode,
+            "mode": plan.mode.value,
             "reason": plan.reason,
             "bronze": silver_rows + rejected_rows,
             "silver": silver_rows,
@@ -193,48 +241,89 @@ def record_load(
     return load_id
 
 
-def plan_after_load(
-    conn: duckdb.DuckDBPyConnection, target: str, seen: tuple | None, full_refresh: bool
-) -> tuple[str, str, datetime | None, tuple | None]:
-    """How `target`, a table computed from silver, catches up with it. `seen` is the silver load
-    (id, loaded_at) that `target` last read, None if unknown.
-
-    Returns (mode, reason, since, latest): `full`; `append` when silver only appended rows since,
-    which are those ingested after `since`; or `unchanged`; and the latest silver load (id,
-    loaded_at) to remember once `target` is written (None when unchanged).
-    """
-    loads = conn.execute(
+def silver_loads(conn: duckdb.DuckDBPyConnection) -> list[LoadRecord]:
+    """Every silver load, oldest first (none before silver's first run)."""
+    if not table_exists(conn, SILVER_LOADS):
+        return []
+    rows = conn.execute(
         f"SELECT load_id, loaded_at, mode, reason, ingested_through FROM {SILVER_LOADS} "
         "ORDER BY load_id"
     ).fetchall()
-    latest = (loads[-1][0], loads[-1][1]) if loads else None
+    return [LoadRecord(*row) for row in rows]
+
+
+def plan_after_load(
+    loads: Sequence[LoadRecord],
+    seen: SilverLoad | None,
+    target: str,
+    target_exists: bool,
+    full_refresh: bool,
+) -> RefreshPlan:
+    """How `target`, a table computed from silver, catches up with the silver `loads`, having
+    last read the load `seen` (None if unknown): `full`; `append` when silver only appended rows
+    since, which are those ingested after `since`; or `unchanged`. Remembers the latest load."""
+    latest = SilverLoad(*loads[-1][:2]) if loads else None
     if full_refresh:
-        return FULL, "full_refresh was requested in the run config", None, latest
+        return RefreshPlan(FULL, "full_refresh was requested in the run config", remember=latest)
     if not loads:
-        return FULL, f"{SILVER_LOADS} records no silver load", None, latest
-    if seen is None or not table_exists(conn, target):
-        return FULL, f"{target} has not been built yet", None, latest
-    by_key = {(load[0], load[1]): i for i, load in enumerate(loads)}
-    if tuple(seen) not in by_key:
-        return (
+        return RefreshPlan(FULL, f"{SILVER_LOADS} records no silver load", remember=latest)
+    if seen is None or not target_exists:
+        return RefreshPlan(FULL, f"{target} has not been built yet", remember=latest)
+    by_key = {SilverLoad(*load[:2]): i for i, load in enumerate(loads)}
+    if SilverLoad(*seen) not in by_key:
+        return RefreshPlan(
             FULL,
             f"{SILVER_LOADS} no longer holds silver load {seen[0]}, the one {target} last read "
             "(silver was recreated)",
-            None,
-            latest,
+            remember=latest,
         )
-    last = by_key[tuple(seen)]
+    last = by_key[SilverLoad(*seen)]
     pending = loads[last + 1 :]
     if not pending:
-        return UNCHANGED, f"silver has not changed since load {seen[0]}", None, None
-    full = [load for load in pending if load[2] == FULL]
+        return RefreshPlan(UNCHANGED, f"silver has not changed since load {seen[0]}")
+    full = [load for load in pending if load.mode == FULL]
     if full:
-        return FULL, f"silver was rebuilt in full (load {full[-1][0]}: {full[-1][3]})", None, latest
-    since = loads[last][4]
+        reason = f"silver was rebuilt in full (load {full[-1].load_id}: {full[-1].reason})"
+        return RefreshPlan(FULL, reason, remember=latest)
+    since = loads[last].ingested_through
     if since is None:
-        return FULL, f"silver load {seen[0]} held no bronze rows", None, latest
-    ids = ", ".join(str(load[0]) for load in pending)
-    return APPEND, f"silver appended rows in load(s) {ids}", since, latest
+        return RefreshPlan(FULL, f"silver load {seen[0]} held no bronze rows", remember=latest)
+    ids = ", ".join(str(load.load_id) for load in pending)
+    return RefreshPlan(
+        APPEND, f"silver appended rows in load(s) {ids}", since=since, remember=latest
+    )
+
+
+def plan_features(
+    after_load: RefreshPlan,
+    seen: FeatureWatermark | None,
+    stored: str,
+    stored_exists: bool,
+    cutoff: datetime,
+    definition: str,
+) -> RefreshPlan:
+    """How a feature table reaches `cutoff`, given how silver moved (`after_load`) and what it
+    last read (`seen`): `full`; `append` (recompute the customers that can have changed); or
+    `unchanged` when neither silver nor the cutoff moved."""
+    if after_load.mode == FULL:
+        return after_load
+    assert seen is not None  # plan_after_load plans `full` without a watermark
+    latest = after_load.remember or seen.load
+    if not stored_exists:
+        return RefreshPlan(FULL, f"{stored} does not exist", remember=latest)
+    if seen.definition != definition:
+        return RefreshPlan(FULL, "the feature definitions changed", remember=latest)
+    if cutoff < seen.cutoff:
+        return RefreshPlan(FULL, f"the cutoff moved back from {seen.cutoff}", remember=latest)
+    if after_load.mode == UNCHANGED and cutoff == seen.cutoff:
+        return RefreshPlan(UNCHANGED, f"{after_load.reason}, and the cutoff is still {cutoff}")
+    return RefreshPlan(
+        APPEND,
+        f"{after_load.reason}; the cutoff moved from {seen.cutoff} to {cutoff}",
+        since=after_load.since,
+        previous_cutoff=seen.cutoff,
+        remember=latest,
+    )
 
 
 def read_watermark(conn: duckdb.DuckDBPyConnection, table: str) -> tuple | None:

@@ -357,7 +357,7 @@ def test_features_follow_the_moving_cutoff_like_a_full_rebuild(lakehouse_home, i
     landing.mkdir(parents=True)
     times = sample.column("event_time")
     bounds = ["", "2025-12-10", "2025-12-26", "2025-12-28", "2025-12-30", "3"]
-    modes = ["full", "full", "incremental", "incremental", "incremental"]
+    modes = ["full", "full", "append", "append", "append"]
     for part, (start, stop) in enumerate(zip(bounds, bounds[1:], strict=False)):
         rows = pc.and_(pc.greater_equal(times, start), pc.less(times, stop))
         pq.write_table(sample.filter(rows), landing / f"part_{part}.parquet")
@@ -371,7 +371,7 @@ def test_features_follow_the_moving_cutoff_like_a_full_rebuild(lakehouse_home, i
     write_csv(landing / "late.csv", ["late1,c-late,2025-03-01T10:00:00,5,1",
                                      "late2,C00000001,2025-06-01T10:00:00,7,2"])  # fmt: skip
     refreshed = feature_refreshes(instance)
-    assert {mode for mode, *_ in refreshed.values()} == {"incremental"}
+    assert {mode for mode, *_ in refreshed.values()} == {"append"}
     assert_features_equal_full_refresh(lakehouse_home, instance, tmp_path / "full_late")
     assert feature_refreshes(instance)["scoring_features"][0] == "unchanged"
 

@@ -73,7 +73,7 @@ def test_a_million_transactions_flow_through_every_layer(lakehouse_home, instanc
     # Both feature tables recompute only the customers that can have changed.
     for node in ("customer_features", "scoring_features"):
         meta = refresh.asset_materializations_for_node(node)[0].metadata
-        assert meta["refresh"].value == "incremental", meta["refresh_reason"].value
+        assert meta["refresh"].value == "append", meta["refresh_reason"].value
         assert 1_000 <= meta["customers_recomputed"].value < meta["dagster/row_count"].value / 4
     assert frequency_mismatches(lakehouse_home, refresh) == 0
     assert query(lakehouse_home, "SELECT count(*) FROM gold.churn_scores")[0][0] == features_scored(

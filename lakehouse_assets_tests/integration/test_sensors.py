@@ -32,16 +32,19 @@ SCHEDULES = {schedule.name: schedule for schedule in defs.schedules}
 
 
 class Ticker:
-    """Evaluates `landing_sensor` the way the daemon does: each tick gets the previous cursor."""
+    """Evaluates `landing_sensor` the way the daemon does: each tick gets the previous cursor,
+    on an instance that has materialized nothing (so that no file counts as loaded)."""
 
     def __init__(self, folder: Path):
         self.folder = folder
+        self.instance = dg.DagsterInstance.ephemeral()
         self.cursor: str | None = None
         self.sensor = SENSORS[LANDING_SENSOR]
 
     def tick(self, cursor: str | None = None) -> dg.SensorResult:
         context = dg.build_sensor_context(
             cursor=self.cursor if cursor is None else cursor,
+            instance=self.instance,
             resources={"landing": LandingZone(path=str(self.folder))},
         )
         result = self.sensor(context)

@@ -4,8 +4,9 @@ import time
 
 import dagster as dg
 
-from lakehouse_assets.lib import refresh as watermark
-from lakehouse_assets.lib.metadata import log_progress, table_metadata
+from lakehouse_assets.lib import refresh
+from lakehouse_assets.lib.metadata import log_progress, table_exists, table_metadata
+from lakehouse_assets.lib.refresh import Refresh
 from lakehouse_assets.lib.resources import LakehouseDuckDB, query_one, transaction
 from lakehouse_assets.lib.tables import (
     GOLD_SUMMARY,
@@ -96,37 +97,36 @@ def gold_customer_summary(
     with duckdb.get_connection() as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS gold")
         with transaction(conn):
-            seen = watermark.read_watermark(conn, GOLD_SUMMARY_WATERMARK)
-            mode, reason, since, latest = watermark.plan_after_load(
-                conn, GOLD_SUMMARY, seen, config.full_refresh
+            seen = refresh.read_watermark(conn, GOLD_SUMMARY_WATERMARK)
+            plan = refresh.plan_after_load(
+                refresh.silver_loads(conn),
+                seen and refresh.SilverLoad(*seen),
+                GOLD_SUMMARY,
+                table_exists(conn, GOLD_SUMMARY),
+                config.full_refresh,
             )
-            context.log.info(f"{GOLD_SUMMARY}: {mode} refresh: {reason}")
+            context.log.info(f"{GOLD_SUMMARY}: {plan.mode} refresh: {plan.reason}")
             customers = 0
-            if mode == watermark.FULL:
+            if plan.mode == Refresh.FULL:
                 write_active_days(conn, ALL_ROWS)
                 conn.execute(SUMMARY_SQL)
                 conn.execute(f"DROP TABLE {ACTIVE_DAYS}")
-            elif mode == watermark.APPEND:
-                customers = conn.execute(CHANGED_SQL, {"since": since}).fetchone()[0]
+            elif plan.mode == Refresh.APPEND:
+                customers = conn.execute(CHANGED_SQL, {"since": plan.since}).fetchone()[0]
                 write_active_days(conn, CHANGED_ROWS)
                 conn.execute(DELETE_CHANGED_SQL)
                 conn.execute(INSERT_CHANGED_SQL)
                 conn.execute(f"DROP TABLE {CHANGED}")
                 conn.execute(f"DROP TABLE {ACTIVE_DAYS}")
-            if latest is not None:
-                watermark.remember(conn, GOLD_SUMMARY_WATERMARK, latest)
+            if plan.remember is not None:
+                refresh.remember(conn, GOLD_SUMMARY_WATERMARK, plan.remember)
         metadata = table_metadata(conn, GOLD_SUMMARY)
-    if mode == watermark.FULL:
+    if plan.mode == Refresh.FULL:
         customers = metadata["dagster/row_count"].value
-    log_progress(context, f"{GOLD_SUMMARY}: {mode}; customers (re)computed:", customers, started)
-    return dg.MaterializeResult(
-        metadata={
-            **metadata,
-            "refresh": mode,
-            "refresh_reason": reason,
-            "customers_recomputed": customers,
-        }
+    log_progress(
+        context, f"{GOLD_SUMMARY}: {plan.mode}; customers (re)computed:", customers, started
     )
+    return dg.MaterializeResult(metadata={**metadata, **plan.metadata(customers)})
 
 
 # Checks

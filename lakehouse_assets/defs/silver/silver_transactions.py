@@ -2,7 +2,7 @@
 
 Silver refreshes in proportion to what landed: when bronze only gained files since the last load,
 only their rows are typed, validated and deduplicated (against silver and among themselves) and
-appended; otherwise both tables are rebuilt from all of bronze. `layers/watermark.py` decides
+appended; otherwise both tables are rebuilt from all of bronze. `lib/refresh.py` decides
 which, and records what silver has seen.
 """
 
@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from lakehouse_assets.lib import acceptance
-from lakehouse_assets.lib import refresh as watermark
+from lakehouse_assets.lib import acceptance, refresh
 from lakehouse_assets.lib.metadata import log_progress, markdown_rows, table_metadata
+from lakehouse_assets.lib.refresh import Refresh, RefreshPlan
 from lakehouse_assets.lib.resources import LakehouseDuckDB, LandingZone, query_one, transaction
 from lakehouse_assets.lib.tables import (
     BRONZE_TRANSACTIONS,
@@ -197,8 +197,8 @@ def silver_transactions(
     with duckdb.get_connection() as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS silver")
         with transaction(conn):
-            watermark.create_tables(conn)
-            plan = watermark.plan_silver(
+            refresh.create_tables(conn)
+            plan = refresh.plan_silver(
                 conn,
                 (SILVER_TRANSACTIONS, SILVER_REJECTED),
                 EXPIRED_FUTURE_SQL,
@@ -207,16 +207,16 @@ def silver_transactions(
             )
             context.log.info(f"{SILVER_TRANSACTIONS}: {plan.mode} refresh: {plan.reason}")
             load_id, new_files = 0, []
-            if plan.mode == watermark.UNCHANGED:
+            if plan.mode == Refresh.UNCHANGED:
                 processed = 0
             else:
                 processed = _refresh(context, conn, plan, now, started)
                 added = conn.execute(
                     f"SELECT (SELECT count(*) FROM {SILVER_TRANSACTIONS}), (SELECT count(*) FROM {SILVER_REJECTED})"
                 ).fetchone()
-                load_id = watermark.record_load(conn, plan, now, *added)
+                load_id = refresh.record_load(conn, plan, now, *added)
                 context.log.info(f"{SILVER_LOADS}: recorded load {load_id} ({plan.mode})")
-                full = plan.mode == watermark.FULL
+                full = plan.mode == Refresh.FULL
                 new_files = acceptance.record(conn, TYPED, LATER_COPIES, full, load_id, plan.since)
                 conn.execute(f"DROP TABLE {TYPED}")
                 conn.execute(f"DROP TABLE {LATER_COPIES}")
@@ -238,8 +238,7 @@ def silver_transactions(
     return dg.MaterializeResult(
         metadata={
             **metadata,
-            "refresh": plan.mode,
-            "refresh_reason": plan.reason,
+            **plan.metadata(),
             "silver_load_id": load_id,
             "new_files": len(new_files),
             "new_files_rows": sum(f.rows for f in new_files),
@@ -258,11 +257,11 @@ def silver_transactions(
     )
 
 
-def _refresh(context, conn, plan: watermark.SilverPlan, now: datetime, started: float) -> int:
+def _refresh(context, conn, plan: RefreshPlan, now: datetime, started: float) -> int:
     """Rebuild (`full`) or append (`append`) both tables, in the caller's transaction (the temp
     tables `TYPED` and `LATER_COPIES` stay for the acceptance counts); returns the number of
     bronze rows processed."""
-    full = plan.mode == watermark.FULL
+    full = plan.mode == Refresh.FULL
     bronze = ALL_BRONZE if full else NEW_BRONZE
     params = {"now": now} if full else {"now": now, "since": plan.since}
     processed = conn.execute(typed_sql(bronze), params).fetchone()[0]

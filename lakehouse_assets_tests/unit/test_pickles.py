@@ -1,0 +1,95 @@
+"""`load_verified`: a pickle is unpickled only once its SHA-256 (and, with a key, its signature)
+verifies; a tampered one is refused before any of its code can run."""
+
+import hashlib
+import pickle
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from lakehouse_assets.lib import settings
+from lakehouse_assets.lib.model import signing
+from lakehouse_assets.lib.model.pickles import load_verified
+
+KEY = "unit-test-signing-key"
+RUN_ID = "0123456789abcdef0123456789abcdef"
+
+
+class Planted:
+    """A pickle that, when unpickled, creates the file `marker` (it could do anything)."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def sha256(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+@pytest.fixture
+def model_payload() -> bytes:
+    return pickle.dumps({"coef": [0.5, -1.25], "intercept": 0.1})
+
+
+@pytest.fixture
+def no_key(monkeypatch) -> None:
+    monkeypatch.delenv(settings.SIGNING_KEY_ENV, raising=False)
+
+
+def test_a_pickle_whose_hash_matches_loads(no_key, model_payload):
+    model = load_verified(
+        model_payload, sha256(model_payload), "model.pkl", run_id=RUN_ID, signature=None
+    )
+    assert model == {"coef": [0.5, -1.25], "intercept": 0.1}
+
+
+def test_a_replaced_file_is_refused_before_it_is_unpickled(no_key, model_payload, tmp_path):
+    marker = tmp_path / "pwned"
+    planted = pickle.dumps(Planted(marker))
+    with pytest.raises(dg.Failure) as error:
+        load_verified(planted, sha256(model_payload), "model.pkl", run_id=RUN_ID, signature=None)
+    assert not marker.exists()
+    assert not error.value.allow_retries
+    assert error.value.metadata["actual_sha256"].value == sha256(planted)
+    assert error.value.metadata["expected_sha256"].value == sha256(model_payload)
+    assert "changed after it was logged" in error.value.description
+
+
+def test_a_flipped_byte_is_refused(no_key, model_payload):
+    tampered = bytes([model_payload[0] ^ 1]) + model_payload[1:]
+    with pytest.raises(dg.Failure, match="SHA-256"):
+        load_verified(tampered, sha256(model_payload), "model.pkl", run_id=RUN_ID, signature=None)
+
+
+@pytest.mark.parametrize("expected", [None, ""])
+def test_a_pickle_without_a_recorded_hash_is_refused(no_key, tmp_path, expected):
+    marker = tmp_path / "pwned"
+    planted = pickle.dumps(Planted(marker))
+    with pytest.raises(dg.Failure, match="no recorded SHA-256"):
+        load_verified(planted, expected, "model.pkl", run_id=RUN_ID, signature=None)
+    assert not marker.exists()
+
+
+def test_with_a_key_a_matching_hash_without_a_valid_signature_is_refused(monkeypatch, tmp_path):
+    """Whoever can write to MLflow can set `model_sha256`; only the key holder can sign."""
+    monkeypatch.setenv(settings.SIGNING_KEY_ENV, KEY)
+    marker = tmp_path / "pwned"
+    planted = pickle.dumps(Planted(marker))
+    digest = sha256(planted)
+    forged = signing.sign("not-the-key", digest, RUN_ID)
+    for signature in (None, forged):
+        with pytest.raises(dg.Failure, match="Refusing to unpickle"):
+            load_verified(planted, digest, "model.pkl", run_id=RUN_ID, signature=signature)
+    assert not marker.exists()
+
+
+def test_with_a_key_a_signed_pickle_loads(monkeypatch, model_payload):
+    monkeypatch.setenv(settings.SIGNING_KEY_ENV, KEY)
+    digest = sha256(model_payload)
+    signature = signing.sign(KEY, digest, RUN_ID)
+    model = load_verified(model_payload, digest, "model.pkl", run_id=RUN_ID, signature=signature)
+    assert model["intercept"] == 0.1
