@@ -91,7 +91,7 @@ def test_sample_beats_the_ladder_and_shows_valid_plots(lakehouse_home, instance)
     assert "baseline_recency_brier" not in metadata  # a ranking rule has no probability
     assert metadata["roc_auc"].value > metadata["baseline_recency_roc_auc"].value
     assert metadata["brier"].value <= metadata["baseline_majority_brier"].value
-    # Measured with the defaults (README, "Model quality"), minus a small tolerance.
+    # Measured with the defaults (docs/model-quality.md, "Held-out figures of the defaults"), minus a small tolerance.
     assert metadata["roc_auc"].value >= 0.92  # 0.9277; the recency rule 0.9043
     assert metadata["brier"].value <= 0.095  # 0.0918; the majority baseline 0.2090
 

@@ -48,7 +48,7 @@ def test_sample_materializes_with_every_check_passing(lakehouse_home, instance):
     result = run_graph(instance, DATA)
     assert result.success, failure_messages(result)
     checks = check_results(result)
-    # The sample's one cohort ages between the two snapshots: drift may warn (docs/drift).
+    # The sample's one cohort ages between the two snapshots: drift may warn (docs/model-quality.md, "Asset checks").
     drift = checks.pop(SCORING_FEATURES_DRIFT)
     assert len(checks) == 10 and all(checks.values()), checks
     assert drift is False  # txn_last_180d has a PSI of 0.30 on the sample

@@ -59,7 +59,7 @@ def test_cdnow_log_runs_through_the_whole_graph(lakehouse_home, instance):
     assert scalar(lakehouse_home, "SELECT count(*) FROM gold.customer_summary") == 23_570
     evaluation = result.asset_materializations_for_node("churn_model_evaluation")[0].metadata
     figures = {k: v.value for k, v in evaluation.items() if isinstance(v.value, float)}
-    # Measured with the defaults (README, "Model quality"), minus a small tolerance.
+    # Measured with the defaults (docs/model-quality.md, "Held-out figures of the defaults"), minus a small tolerance.
     assert figures["roc_auc"] >= 0.840  # 0.8448
     assert figures["pr_auc"] >= 0.960  # 0.9648
     assert figures["brier"] <= 0.0900  # 0.0886

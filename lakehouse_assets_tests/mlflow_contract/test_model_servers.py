@@ -143,7 +143,7 @@ def test_credentials_in_the_tracking_uri_never_reach_dagster_events(lakehouse_ho
 def test_mlflow_models_serve_answers_with_the_scores_of_churn_scores(
     lakehouse_home, instance, tmp_path
 ):
-    """The README's serving command on a free loopback port: `/invocations` for two rows of
+    """The serving command of docs/mlflow.md ("Serve it") on a free loopback port: `/invocations` for two rows of
     gold.scoring_features answers their churn probabilities as in gold.churn_scores."""
     result = run_graph(instance)
     assert result.success, failure_messages(result)

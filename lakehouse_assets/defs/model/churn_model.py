@@ -43,7 +43,7 @@ class ChurnModelConfig(dg.Config):
     model_type: Literal["logistic_regression", "random_forest", "hist_gradient_boosting"] = (
         "logistic_regression"
     )
-    """`logistic_regression` (default; chosen by cross-validation, see README "Model choice"),
+    """`logistic_regression` (default; chosen by cross-validation, see docs/model-quality.md),
     `random_forest` or `hist_gradient_boosting`."""
     regularization_c: float = 1.0
     """Inverse L2 strength of the logistic regression."""
@@ -64,7 +64,7 @@ class ChurnModelConfig(dg.Config):
     cutoff of the last version trained the same way: a file that adds a day re-scores
     every customer with the champion but trains nothing. 0 = train whenever the features change.
     Retraining is also due without a champion, after a replaced file moved the cutoff back, and
-    for other parameters, feature definitions or scikit-learn (README, "Retraining")."""
+    for other parameters, feature definitions or scikit-learn (docs/incremental-refresh.md, "Retraining")."""
 
 
 def build_estimator(config: ChurnModelConfig):

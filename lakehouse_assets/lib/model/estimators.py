@@ -1,6 +1,6 @@
 """The default churn estimator: a regularised logistic regression on symmetric-log features.
 
-Chosen by 5-fold stratified cross-validation on the training side only (README, "Model choice"):
+Chosen by 5-fold stratified cross-validation on the training side only (docs/model-quality.md, "How the default was chosen"):
 on CDNOW and on the sample it ranked as well as or better than the random forest and gradient
 boosting, with better-calibrated probabilities, and it fits 25,000 rows in about a second.
 """

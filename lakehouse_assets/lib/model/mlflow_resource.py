@@ -84,7 +84,7 @@ class MlflowTracking(dg.ConfigurableResource):
         if self.require_signed_models and not settings.model_signing_key():
             raise dg.Failure(
                 f"{settings.SIGNING_KEY_ENV} is not set: this deployment profile only trusts "
-                "model pickles signed with it (docs/deployment.md, 'Secrets'). Set it in the "
+                "model pickles signed with it (docs/security.md, 'Secrets'). Set it in the "
                 "environment of the run workers; never in run config.",
                 allow_retries=False,
             )
