@@ -141,7 +141,7 @@ def first_seen_in(conn: duckdb.DuckDBPyConnection, load_id: int) -> list[FileAcc
 
 def latest_load(conn: duckdb.DuckDBPyConnection) -> tuple[int, list[FileAcceptance]]:
     """The latest silver load and the file versions it saw first."""
-    (load,) = conn.execute(f"SELECT coalesce(max(load_id), 0) FROM {SILVER_LOADS}").fetchone()
+    (load,) = conn.execute(f"SELECT coalesce(max(load_id), 0) FROM {SILVER_LOADS}").fetchall()[0]
     return load, first_seen_in(conn, load)
 
 

@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 import duckdb
 
 from lakehouse_assets.lib import settings
+from lakehouse_assets.lib.metadata import scalar
 
 LAKE = "lake"  # the attached catalog's name; `USE lake` lets SQL say `gold.churn_scores`
 EXTENSION_PACKAGES = ("ducklake", "sqlite", "postgres", "httpfs")
@@ -118,7 +119,7 @@ def _open(location: LakeLocation, read_only: bool) -> duckdb.DuckDBPyConnection:
     home = settings.lakehouse_home()
     extensions = home / "duckdb_extensions"
     extensions.mkdir(parents=True, exist_ok=True)
-    config = {
+    config: dict[str, str | bool | int | float | list[str]] = {
         "extension_directory": str(extensions),
         "allow_unsigned_extensions": False,
         "autoinstall_known_extensions": False,
@@ -223,7 +224,7 @@ def connect(catalog: str = "", data_path: str = "") -> duckdb.DuckDBPyConnection
 
 def current_snapshot(conn: duckdb.DuckDBPyConnection) -> int:
     """The id of the lake's latest snapshot, as `conn`'s transaction sees it."""
-    return conn.execute(f"SELECT id FROM {LAKE}.current_snapshot()").fetchone()[0]
+    return scalar(conn, f"SELECT id FROM {LAKE}.current_snapshot()")
 
 
 def set_commit_message(conn: duckdb.DuckDBPyConnection, message: str, extra_json: str) -> None:

@@ -1,6 +1,7 @@
 """Metadata the Dagster UI understands: row count, column schema and a small preview."""
 
 import time
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -10,7 +11,7 @@ PREVIEW_ROWS = 5
 
 def table_metadata(conn: duckdb.DuckDBPyConnection, table: str) -> dict[str, dg.MetadataValue]:
     """`dagster/row_count`, `dagster/column_schema` and a markdown preview of `table`."""
-    rows = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    rows = scalar(conn, f"SELECT count(*) FROM {table}")
     columns = conn.execute(f"DESCRIBE {table}").fetchall()
     schema = dg.TableSchema(
         columns=[dg.TableColumn(name=name, type=str(col_type)) for name, col_type, *_ in columns]
@@ -56,11 +57,20 @@ def table_exists(conn: duckdb.DuckDBPyConnection, table: str, views: bool = True
     """Whether `schema.table` exists in the database (`views=False`: as a table, not a view)."""
     schema, name = table.split(".")
     return (
-        conn.execute(
+        scalar(
+            conn,
             "SELECT count(*) FROM information_schema.tables WHERE table_catalog = "
             "current_database() AND table_schema = $s AND table_name = $t AND "
             "($views OR table_type = 'BASE TABLE')",
             {"s": schema, "t": name, "views": views},
-        ).fetchone()[0]
+        )
         > 0
     )
+
+
+def scalar(conn: duckdb.DuckDBPyConnection, sql: str, params: dict | list | None = None) -> Any:
+    """The first value of the first row of `sql`: what a count or a lookup reads."""
+    row = (conn.execute(sql) if params is None else conn.execute(sql, params)).fetchone()
+    if row is None:
+        raise LookupError(f"no row from: {sql}")
+    return row[0]

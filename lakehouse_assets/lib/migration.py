@@ -17,6 +17,7 @@ from pathlib import Path
 import dagster as dg
 
 from lakehouse_assets.lib import lake, settings
+from lakehouse_assets.lib.metadata import scalar
 
 COMMAND = "python -m lakehouse_assets.migration"
 MIGRATED_SUFFIX = ".pre-ducklake"
@@ -88,10 +89,11 @@ def migrate(source: Path, location: lake.LakeLocation, work: Path) -> dict[str, 
                 columns = ", ".join(
                     f'CAST("{name}" AS {kind}) AS "{name}"' for name, kind in types
                 )  # the source's types, where Parquet changed them
-                copied[f"{schema}.{table}"] = conn.execute(
+                copied[f"{schema}.{table}"] = scalar(
+                    conn,
                     f'CREATE TABLE {schema}."{table}" AS SELECT {columns} FROM read_parquet($path)',
                     {"path": path},
-                ).fetchone()[0]
+                )
             for schema, _, sql in manifest["views"]:
                 conn.execute(
                     f"USE {lake.LAKE}.{schema}"
@@ -113,10 +115,11 @@ def already_migrated(source: Path, location: lake.LakeLocation) -> bool:
     if sqlite is not None and not sqlite.exists():
         return False
     with lake.cursor(location) as conn:
-        found = conn.execute(
+        found = scalar(
+            conn,
             f"SELECT count(*) FROM {lake.LAKE}.snapshots() WHERE commit_message = $m",
             {"m": f"migrated from {source}"},
-        ).fetchone()[0]
+        )
     return found > 0
 
 

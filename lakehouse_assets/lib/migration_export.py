@@ -28,7 +28,8 @@ def export(source: str, folder: Path) -> None:
     views = conn.execute(
         "SELECT schema_name, view_name, sql FROM duckdb_views() WHERE NOT internal ORDER BY ALL"
     ).fetchall()
-    manifest = {"duckdb": duckdb.__version__, "tables": [], "views": views}
+    exported: list[list] = []
+    manifest = {"duckdb": duckdb.__version__, "tables": exported, "views": views}
     for i, (schema, table) in enumerate(tables):
         path = folder / f"{i:03d}.parquet"
         quoted = "'" + str(path).replace("'", "''") + "'"
@@ -36,7 +37,7 @@ def export(source: str, folder: Path) -> None:
         select = ", ".join(exact_column(name, str(kind)) for name, kind, *_ in columns)
         conn.execute(f'COPY (SELECT {select} FROM {schema}."{table}") TO {quoted} (FORMAT parquet)')
         types = [[name, str(kind)] for name, kind, *_ in columns]
-        manifest["tables"].append([schema, table, str(path), types])
+        exported.append([schema, table, str(path), types])
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 

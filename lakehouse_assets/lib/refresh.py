@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import duckdb
 
-from lakehouse_assets.lib.metadata import table_exists
+from lakehouse_assets.lib.metadata import scalar, table_exists
 from lakehouse_assets.lib.tables import (
     BRONZE_FILES,
     BRONZE_TRANSACTIONS,
@@ -132,24 +132,20 @@ def plan_silver(
         return RefreshPlan(FULL, f"{SILVER_FILE_ACCEPTANCE} has not been built yet")
     seen_rows, seen_files, seen_through = conn.execute(
         f"SELECT coalesce(sum(row_count), 0), count(*), max(ingested_at) FROM {SILVER_FILES_SEEN}"
-    ).fetchone()
+    ).fetchall()[0]
     if seen_files == 0:
         return RefreshPlan(
             FULL, f"{SILVER_FILES_SEEN} is empty: silver's bronze watermark is unknown"
         )
-    silver_rows = sum(
-        conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in silver_tables
-    )
+    silver_rows = sum(scalar(conn, f"SELECT count(*) FROM {t}") for t in silver_tables)
     if silver_rows != seen_rows:
         return RefreshPlan(
             FULL,
             f"silver holds {silver_rows:,} rows (kept + rejected) but its watermark accounts "
             f"for {seen_rows:,} bronze rows",
         )
-    bronze_rows = conn.execute(f"SELECT count(*) FROM {BRONZE_TRANSACTIONS}").fetchone()[0]
-    listed_rows = conn.execute(
-        f"SELECT coalesce(sum(row_count), 0) FROM {BRONZE_FILES}"
-    ).fetchone()[0]
+    bronze_rows = scalar(conn, f"SELECT count(*) FROM {BRONZE_TRANSACTIONS}")
+    listed_rows = scalar(conn, f"SELECT coalesce(sum(row_count), 0) FROM {BRONZE_FILES}")
     if bronze_rows != listed_rows:
         return RefreshPlan(
             FULL,
@@ -167,7 +163,7 @@ def plan_silver(
             f"{_names(changed)}; rows of theirs that silver kept may be gone, so earlier "
             "duplicates of them may now be kept",
         )
-    expired = conn.execute(expired_future_sql, {"now": now}).fetchone()[0]
+    expired = scalar(conn, expired_future_sql, {"now": now})
     if expired:
         return RefreshPlan(
             FULL,
@@ -187,10 +183,11 @@ def plan_silver(
             "ingestion time silver has seen, so their rows may sort before rows silver kept",
         )
     new_rows = sum(row[2] for row in new)
-    found = conn.execute(
+    found = scalar(
+        conn,
         f"SELECT count(*) FROM {BRONZE_TRANSACTIONS} WHERE _ingested_at > $since",
         {"since": seen_through},
-    ).fetchone()[0]
+    )
     if found != new_rows:
         return RefreshPlan(
             FULL,
@@ -215,9 +212,7 @@ def record_load(
 ) -> int:
     """Update the watermark to bronze's current files and log the load (in the caller's
     transaction); returns the load's id."""
-    load_id = conn.execute(f"SELECT coalesce(max(load_id), 0) + 1 FROM {SILVER_LOADS}").fetchone()[
-        0
-    ]
+    load_id = scalar(conn, f"SELECT coalesce(max(load_id), 0) + 1 FROM {SILVER_LOADS}")
     if plan.mode == FULL:
         conn.execute(f"DELETE FROM {SILVER_FILES_SEEN}")
     conn.execute(
@@ -332,6 +327,18 @@ def read_watermark(conn: duckdb.DuckDBPyConnection, table: str) -> tuple | None:
     if not table_exists(conn, table):
         return None
     return conn.execute(f"SELECT * FROM {table}").fetchone()
+
+
+def read_load_watermark(conn: duckdb.DuckDBPyConnection, table: str) -> SilverLoad | None:
+    """The silver load that the table whose watermark is `table` last read, if any."""
+    row = read_watermark(conn, table)
+    return SilverLoad(*row[:2]) if row else None
+
+
+def read_feature_watermark(conn: duckdb.DuckDBPyConnection, table: str) -> FeatureWatermark | None:
+    """What the feature table whose watermark is `table` last read, if anything."""
+    row = read_watermark(conn, table)
+    return FeatureWatermark(SilverLoad(*row[:2]), row[2], row[3]) if row else None
 
 
 def remember(

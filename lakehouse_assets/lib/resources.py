@@ -6,6 +6,7 @@ import random
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import dagster as dg
 import duckdb
@@ -82,7 +83,7 @@ class LakehouseDuckDB(dg.ConfigurableResource):
         "= $LAKEHOUSE_DUCKDB_MEMORY_LIMIT, else 1/16 of the machine's memory, at least 1 GiB.",
     )
     threads: int = Field(default=0, description="DuckDB worker threads; 0 = one per core.")
-    _run_lock: object = PrivateAttr(default=None)
+    _run_lock: IO[str] | None = PrivateAttr(default=None)
 
     def location(self) -> lake.LakeLocation:
         return lake.LakeLocation.from_settings(self.catalog, self.data_path)
@@ -97,10 +98,11 @@ class LakehouseDuckDB(dg.ConfigurableResource):
         self.location()
         migration.fail_if_unmigrated()
         path = self.run_lock_path()
+        log = context.log or dg.get_dagster_logger()
         try:
-            self._run_lock = locks.acquire(path, f"Dagster run {context.run_id}", context.log.info)
+            self._run_lock = locks.acquire(path, f"Dagster run {context.run_id}", log.info)
         except OSError as error:  # e.g. ENOLCK: a network volume without flock
-            context.log.warning(
+            log.warning(
                 f"Could not take the run lock {path} ({error}): this run is not kept apart from "
                 "other runs by it (the Dagster queue's duckdb pool still keeps queued runs apart)."
             )
@@ -307,7 +309,8 @@ def rebuild_table(conn, table: str, sql: str, params: dict | None = None, contex
         conn.execute(sql, params or {})
     metadata = table_metadata(conn, table)
     if context is not None:
-        log_progress(context, f"{table}: written,", metadata["dagster/row_count"].value, started)
+        rows = int(metadata["dagster/row_count"].value)  # type: ignore[arg-type]
+        log_progress(context, f"{table}: written,", rows, started)
     return metadata
 
 

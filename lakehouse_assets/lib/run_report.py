@@ -5,6 +5,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -24,12 +25,13 @@ class RunReport(dg.ConfigurableResource):
         if context.instance is None or context.dagster_run is None:
             return
         run_id = context.dagster_run.run_id
+        log = context.log or dg.get_dagster_logger()
         try:
             text = summary(read_run(context.instance, run_id), self.mlflow, run_id)
         except Exception as error:  # the run's outcome stands; only its summary is missing
-            context.log.warning(f"Could not summarize run {run_id}: {error!r}")
+            log.warning(f"Could not summarize run {run_id}: {error!r}")
             return
-        context.log.info(text)
+        log.info(text)
 
 
 @dataclass
@@ -55,7 +57,9 @@ def read_run(instance: dg.DagsterInstance, run_id: str) -> RunEvents:
     run = RunEvents()
     for record in instance.all_logs(run_id, of_type=kinds):
         event = record.dagster_event
-        data = event.event_specific_data
+        if event is None:
+            continue
+        data: Any = event.event_specific_data  # the event's type, checked below, says which
         if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
             materialization = data.materialization
             run.assets[materialization.asset_key.to_user_string()] = materialization.metadata

@@ -223,13 +223,13 @@ def _memory_limit_problem(value: str) -> tuple[str, str] | None:
         return ", with text after the size that DuckDB would ignore", ""
     with duckdb.connect(":memory:") as conn:
         conn.execute("SET memory_limit = '-1'")
-        no_limit = conn.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        no_limit = conn.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
         try:
             conn.execute("SET memory_limit = $v", {"v": value})
         except duckdb.Error as error:
             return "", _first_line(error)
         try:
-            limit = conn.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+            limit = conn.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
             conn.execute("CREATE TABLE probe AS SELECT range AS i FROM range(1000)")
         except duckdb.OutOfMemoryException as error:
             return ", too small for DuckDB to write even a 1,000-row table", _first_line(error)

@@ -96,8 +96,9 @@ def versions_in_bronze(context: dg.SensorEvaluationContext) -> dict[str, str]:
     raw = instance.get_latest_materialization_event(dg.AssetKey("raw_transactions"))
     if bronze is None or raw is None or raw.run_id != bronze.run_id:
         return {}
-    listed = raw.asset_materialization.metadata.get("sha256")
-    return dict(listed.value) if listed is not None else {}
+    materialization = raw.asset_materialization
+    listed = materialization.metadata.get("sha256") if materialization else None
+    return dict(listed.value) if listed is not None else {}  # type: ignore[arg-type]
 
 
 def scan_landing(

@@ -132,7 +132,7 @@ def churn_model_evaluation(
         }
         curves = {"model": probability, "recency rule": recency_score(split.x_test)}
         known = {"model": model_scores, "recency rule": baselines["recency"]}
-        if champion_probability is not None:
+        if champion is not None and champion_probability is not None and champion_scores:
             curves[f"champion v{champion.version}"] = champion_probability
             known[f"champion v{champion.version}"] = champion_scores
         plots = evaluation_plots(model, split, curves, known)  # labels: the AUCs just computed
@@ -151,7 +151,7 @@ def churn_model_evaluation(
     context.log.info(f"{BEATS_BASELINE}: {verdict.reason}")
     rows = {"model": model_scores, "recency rule": baselines["recency"]}
     rows["majority baseline"] = baselines["majority"]
-    if champion_scores:
+    if champion is not None and champion_scores:
         rows[f"champion v{champion.version}"] = champion_scores
     table = ladder_table(rows)
     return dg.MaterializeResult(

@@ -83,7 +83,7 @@ def registered_churn_model(
                 if champion
                 else " (first version)"
             )
-        elif "champion_roc_auc" in evaluation:
+        elif champion is not None and "champion_roc_auc" in evaluation:
             decision = (
                 f"version {version} stays a registered challenger: ROC AUC "
                 f"{evaluation['roc_auc']:.4f} does not beat champion version {champion.version} "

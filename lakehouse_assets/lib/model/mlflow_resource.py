@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from pydantic import Field
@@ -14,6 +15,9 @@ from pydantic import Field
 from lakehouse_assets.lib import locks, settings
 from lakehouse_assets.lib.model.mlflow_errors import mlflow_errors, redact
 from lakehouse_assets.lib.model.mlflow_model import MODEL_FILE
+
+if TYPE_CHECKING:  # mlflow is imported when a run starts, not with the code location
+    from mlflow import MlflowClient
 
 DAGSTER_RUN_TAG = "dagster_run_id"  # the tag dagster-mlflow's `mlflow_tracking` resource sets
 MODEL_ARTIFACT_DIR = "model"
@@ -30,7 +34,7 @@ _stores_ready: set[str] = set()  # local sqlite stores created and migrated by t
 class OpenRun:
     """An MLflow run that is RUNNING for the duration of one step."""
 
-    client: object  # mlflow.MlflowClient
+    client: "MlflowClient"
     run_id: str
     experiment_id: str
     server: str

@@ -11,6 +11,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from lakehouse_assets.lib import lake
 from lakehouse_assets.lib.features import FEATURE_COLUMNS, LABEL
+from lakehouse_assets.lib.metadata import scalar
 from lakehouse_assets.lib.model.dataset import (
     SPLIT,
     create_split,
@@ -62,7 +63,7 @@ def digest(fingerprint: str) -> str:
 def log_training_input(run, location: lake.LakeLocation, snapshot: int, fingerprint: str):
     """Record on `run` (an MLflow run handle) the features' snapshot as its training dataset."""
     source = DuckLakeSource(location.describe(), CUSTOMER_FEATURES, snapshot)
-    dataset = MetaDataset(
+    dataset = MetaDataset(  # type: ignore[abstract]  # abstract in its hints only
         source, name=f"{CUSTOMER_FEATURES}@{snapshot}", digest=digest(fingerprint)
     )
     run.client.log_inputs(
@@ -92,9 +93,11 @@ def training_data(
     snapshot = int(run.data.tags[SNAPSHOT_TAG])
     params = run.data.params
     with lake.connect() as conn:
-        known = conn.execute(
-            f"SELECT count(*) FROM {lake.LAKE}.snapshots() WHERE snapshot_id = $s", {"s": snapshot}
-        ).fetchone()[0]
+        known = scalar(
+            conn,
+            f"SELECT count(*) FROM {lake.LAKE}.snapshots() WHERE snapshot_id = $s",
+            {"s": snapshot},
+        )
         if not known:
             raise LookupError(
                 f"Snapshot {snapshot} of version {version} is no longer in the lake "
