@@ -11,14 +11,10 @@ settings.let_idle_blas_threads_sleep()  # before anything loads numpy, and with 
 
 
 def _exit_without_final_collections() -> None:
-    """In Dagster's own processes (`dagster asset materialize`, a run worker, the code server),
-    freeze every object at exit, so that the interpreter's last garbage collections skip them:
-    walking what Dagster, MLflow, scikit-learn and pandas left took 1.5 to 2.5 s after each run
-    of the main command. What is still alive then (module globals, caches) is not finalized:
-    the pipeline closes its DuckDB connections, files and MLflow runs itself. Other processes
-    that import the package (pytest, a notebook, a script using `load_champion`) are left alone.
-    Registered now, it runs after the exit handlers of what is imported later (last in, first
-    out)."""
+    """In Dagster's own processes, freeze every object at exit, so that the interpreter's last
+    garbage collections skip them (docs/benchmark.md, "Measurements behind the code"). The
+    pipeline closes its connections, files and MLflow runs itself; other importers are left
+    alone."""
     command = Path((getattr(sys, "argv", None) or [""])[0])
     if "dagster" in (command.name, command.parent.name):  # `dagster …` or `python -m dagster …`
         atexit.register(gc.freeze)

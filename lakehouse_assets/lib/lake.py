@@ -3,8 +3,8 @@ folder or on S3), reached through one DuckDB instance per process and its cursor
 
 The DuckDB extensions come from the installed `duckdb-extension-*` packages, installed into a
 project-owned folder with DuckDB's signature check on: never from the network, never into
-`~/.duckdb`. Checking their signatures costs 0.3 to 0.5 s per extension and instance, so each
-process keeps its instances (`MAX_INSTANCES`) and hands out cursors.
+`~/.duckdb`. Checking their signatures is slow, so each process keeps its instances
+(`MAX_INSTANCES`) and hands out cursors.
 """
 
 import importlib.util
@@ -23,7 +23,7 @@ from lakehouse_assets.lib.metadata import scalar
 LAKE = "lake"  # the attached catalog's name; `USE lake` lets SQL say `gold.churn_scores`
 EXTENSION_PACKAGES = ("ducklake", "sqlite", "postgres", "httpfs")
 MAX_INSTANCES = 2
-PARQUET_COMPRESSION = "zstd"  # 50.6 MB against 223 MB with the default at 10M transactions
+PARQUET_COMPRESSION = "zstd"  # a quarter of the default's size (docs/benchmark.md)
 
 
 class LakeUnavailable(RuntimeError):

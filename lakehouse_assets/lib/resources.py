@@ -20,8 +20,7 @@ SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods", ".numbers")
 # DuckDB's memory limit, unless configured: this share of the memory the process may use (the
 # machine's RAM, or a smaller cgroup limit), and at least the floor. The rest is left to the
 # Python process (the model steps), Dagster and whatever else runs on the machine. More did not
-# pay at 10M transactions on 24 GB: up to gold, 1 GiB took 24.7 s and 1.3 GB peak RSS, 1.5 GiB
-# (1/16) 21.3 s and 1.9 GB, 3 GiB (1/8) 23.6 to 36.9 s and 2.1 to 2.2 GB (2 cores, noisy host).
+# pay (docs/benchmark.md, "Measurements behind the code").
 MEMORY_SHARE = 1 / 16
 MEMORY_FLOOR_BYTES = 1024**3
 CGROUP_LIMIT_FILES = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")

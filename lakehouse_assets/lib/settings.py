@@ -346,11 +346,7 @@ def sensor_interval_seconds() -> int:
 
 
 def let_idle_blas_threads_sleep() -> None:
-    """`OPENBLAS_THREAD_TIMEOUT=4`, unless the environment sets it: idle OpenBLAS threads (numpy's
-    and scipy's BLAS, one per core) then sleep at once instead of spinning for about 2^28 CPU
-    cycles after every call. Spinning, they take the cores the step's own thread needs between
-    the calls: on 2 busy cores the 25,000-row logistic regression fit took 3 to 6 s instead of
-    0.15 s. The number of threads, so the split of every sum and the model, stays the same.
-    OpenBLAS reads it once, when it is loaded: this must run before numpy is imported (it is,
-    from `lakehouse_assets/__init__.py`); later it changes nothing."""
+    """`OPENBLAS_THREAD_TIMEOUT=4`, unless the environment sets it: idle OpenBLAS threads then
+    sleep at once instead of spinning, taking the cores the step needs (docs/benchmark.md).
+    OpenBLAS reads it when it is loaded, so this runs before numpy is imported."""
     os.environ.setdefault(OPENBLAS_TIMEOUT_ENV, "4")

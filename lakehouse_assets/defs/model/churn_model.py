@@ -54,11 +54,9 @@ class ChurnModelConfig(dg.Config):
     """Seed of the estimator and of the stratified train/test split."""
     test_size: float = 0.2
     max_train_rows: int = 25_000
-    """Train on a stratified subsample of at most this many rows; 0 = all training rows.
-
-    The default keeps training a few seconds long at any size. At 10,000,000 transactions
-    (794,246 training rows) it costs the random forest 0.003 ROC AUC (0.9045 -> 0.9013); the
-    default sample (800 training rows) is not subsampled. The test split is never subsampled."""
+    """Train on a stratified subsample of at most this many rows (0 = all): training stays a few
+    seconds long at any size, for little ROC AUC (docs/model-quality.md). The test split is
+    never subsampled."""
     retrain_after_days: float = 7.0
     """Keep the champion until the features' cutoff has moved this many days (of data) past the
     cutoff of the last version trained the same way: a file that adds a day re-scores
@@ -70,7 +68,7 @@ class ChurnModelConfig(dg.Config):
 def build_estimator(config: ChurnModelConfig):
     if config.model_type == "logistic_regression":
         return logistic_regression(config.regularization_c, config.random_state)
-    # Imported only for the trees: sklearn.ensemble alone takes 0.3 to 0.5 s to import.
+    # Imported only for the trees: sklearn.ensemble is slow to import.
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 
     if config.model_type == "random_forest":
