@@ -113,7 +113,8 @@ def check_catalog(value: str, setting: str) -> str:
 
 def redacted_catalog(catalog: str) -> str:
     """`catalog` with any `password=...` (libpq key/value) or `user:password@` replaced by ***."""
-    catalog = re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", catalog, flags=re.I)
+    # A quoted libpq value may hold an escaped quote or backslash: 'it\'s'.
+    catalog = re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", catalog, flags=re.I)
     return re.sub(r"(://[^:/@?#]*:)[^@/?#]*@", r"\1***@", catalog)
 
 

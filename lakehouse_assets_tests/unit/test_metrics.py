@@ -57,6 +57,13 @@ def test_top_share_capture_takes_the_highest_scores():
     assert metrics.top_share_capture(y, score[::-1], 0.1) == 0.0
 
 
+def test_the_top_share_is_rounded_up_to_whole_customers():
+    # 10% of 15 customers is 1.5: the top 2 are taken, both churners, of 3.
+    y = np.array([1, 1] + [0] * 12 + [1])
+    score = np.linspace(1.0, 0.0, 15)
+    assert metrics.top_share_capture(y, score, 0.1) == pytest.approx(2 / 3)
+
+
 def test_a_constant_score_captures_exactly_the_share():
     y = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0])
     assert metrics.top_share_capture(y, np.full(10, 0.3), 0.1) == pytest.approx(0.1)

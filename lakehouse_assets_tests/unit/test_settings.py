@@ -309,7 +309,10 @@ def test_a_catalog_password_is_not_in_the_message(lakehouse_home, monkeypatch):
 @pytest.mark.parametrize(
     ("catalog", "redacted"),
     [
-        ("postgres:dbname=lake password=s3cret host=db", "postgres:dbname=lake password=*** host=db"),
+        (
+            "postgres:dbname=lake password=s3cret host=db",
+            "postgres:dbname=lake password=*** host=db",
+        ),
         ("postgres:PASSWORD = 's3 cret' host=db", "postgres:PASSWORD = *** host=db"),
         ("postgres:postgresql://lake:s3cret@db/lake", "postgres:postgresql://lake:***@db/lake"),
         ("sqlite:/srv/catalog.sqlite", "sqlite:/srv/catalog.sqlite"),
@@ -360,3 +363,8 @@ def test_the_s3_endpoint_prefers_the_s3_specific_variable(monkeypatch):
     assert settings.s3_endpoint() == "http://minio:9000"
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://seaweed:8333")
     assert settings.s3_endpoint() == "http://seaweed:8333"
+
+
+def test_a_quoted_password_with_an_escaped_quote_is_redacted_whole():
+    catalog = "postgres:dbname=lake password='it\\'s a secret' host=db"
+    assert settings.redacted_catalog(catalog) == "postgres:dbname=lake password=*** host=db"

@@ -39,7 +39,8 @@ def is_signed(sha256: str, run_id: str, signature: str | None) -> bool:
 
 
 def status() -> str:
-    """What the UI metadata says about provenance: `signed (tag model_signature)` or `unsigned`."""
+    """What the UI metadata says about provenance: `signed (HMAC-SHA256, tag model_signature)` or
+    `unsigned`."""
     return (
         f"signed (HMAC-SHA256, tag {SIGNATURE_TAG})" if settings.model_signing_key() else UNSIGNED
     )
