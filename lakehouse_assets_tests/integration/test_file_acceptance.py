@@ -9,8 +9,8 @@ from lakehouse_assets.defs.silver.silver_transactions import (
     SilverConfig,
 )
 from lakehouse_assets.lib.acceptance import FileAcceptance, header_hint, hints
-from lakehouse_assets_tests.integration.test_layers import DATA, table_state, write_csv
 from lakehouse_assets_tests.support.helpers import (
+    DATA,
     NO_SEED,
     check_results,
     failure_messages,
@@ -18,6 +18,8 @@ from lakehouse_assets_tests.support.helpers import (
     query,
     run_graph,
     scalar,
+    table_state,
+    write_csv,
 )
 
 UP_TO_SILVER = dg.AssetSelection.groups("raw", "bronze", "silver")

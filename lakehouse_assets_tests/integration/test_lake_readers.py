@@ -12,8 +12,7 @@ import dagster as dg
 from lakehouse_assets.defs.features.customer_features import FeaturesConfig
 from lakehouse_assets.defs.gold.gold_customer_summary import GoldConfig
 from lakehouse_assets.defs.silver.silver_transactions import SilverConfig
-from lakehouse_assets_tests.integration.test_layers import write_csv
-from lakehouse_assets_tests.support.helpers import NO_SEED, failure_messages, run_graph
+from lakehouse_assets_tests.support.helpers import NO_SEED, failure_messages, run_graph, write_csv
 
 # Each read is one statement, so one snapshot. Bronze's two tables commit together, and so do
 # silver's three (the watermark lists the bronze rows silver has read). Bronze itself commits

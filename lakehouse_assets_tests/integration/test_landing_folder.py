@@ -6,8 +6,7 @@ import pytest
 
 from lakehouse_assets.lib.resources import LandingZone
 from lakehouse_assets.lib.settings import LANDING_ENV
-from lakehouse_assets_tests.integration.test_layers import DATA, write_csv
-from lakehouse_assets_tests.support.helpers import failure_messages, run_graph
+from lakehouse_assets_tests.support.helpers import DATA, failure_messages, run_graph, write_csv
 
 RAW = dg.AssetSelection.assets("raw_transactions")
 

@@ -11,37 +11,19 @@ import pytest
 from lakehouse_assets.lib.model.drift import SCORING_FEATURES_DRIFT
 from lakehouse_assets.lib.sample import SAMPLE_FILE_NAME
 from lakehouse_assets_tests.support.helpers import (
+    DATA,
     NO_SEED,
+    TABLES,
+    UP_TO_GOLD,
     check_results,
     failure_messages,
     query,
     run_graph,
     scalar,
     step_starts,
+    table_state,
+    write_csv,
 )
-
-DATA = dg.AssetSelection.groups("raw", "bronze", "silver", "gold", "features")
-UP_TO_GOLD = dg.AssetSelection.groups("raw", "bronze", "silver", "gold")
-TABLES = (
-    "bronze.transactions",
-    "silver.transactions",
-    "silver.rejected_transactions",
-    "gold.customer_summary",
-    "gold.customer_features",
-)
-
-
-def table_state(home: Path, tables: tuple[str, ...] = TABLES) -> dict[str, tuple]:
-    """Row count and an order-independent content hash of each table."""
-    return {
-        t: query(home, f"SELECT count(*), sum(hash(t)::HUGEINT) FROM {t} AS t")[0] for t in tables
-    }
-
-
-def write_csv(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text.strip() + "\n")
-    return path
 
 
 def test_sample_materializes_with_every_check_passing(lakehouse_home, instance):

@@ -15,7 +15,6 @@ from lakehouse_assets.lib.features import FEATURE_COLUMNS, LABEL
 from lakehouse_assets.lib.model.training_data import SNAPSHOT_TAG, digest
 from lakehouse_assets.lib.profiles import build_resources
 from lakehouse_assets.lib.settings import mlflow_tracking_uri
-from lakehouse_assets_tests.integration.test_layers import write_csv
 from lakehouse_assets_tests.support.helpers import (
     MODEL,
     NO_SEED,
@@ -25,6 +24,7 @@ from lakehouse_assets_tests.support.helpers import (
     mlflow_uris,
     run_graph,
     scalar,
+    write_csv,
 )
 
 RETRAIN = dg.RunConfig(

@@ -217,3 +217,27 @@ def mlflow_uris(uri: str):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+DATA = dg.AssetSelection.groups("raw", "bronze", "silver", "gold", "features")
+UP_TO_GOLD = dg.AssetSelection.groups("raw", "bronze", "silver", "gold")
+TABLES = (
+    "bronze.transactions",
+    "silver.transactions",
+    "silver.rejected_transactions",
+    "gold.customer_summary",
+    "gold.customer_features",
+)
+
+
+def table_state(home: Path, tables: tuple[str, ...] = TABLES) -> dict[str, tuple]:
+    """Row count and an order-independent content hash of each table."""
+    return {
+        t: query(home, f"SELECT count(*), sum(hash(t)::HUGEINT) FROM {t} AS t")[0] for t in tables
+    }
+
+
+def write_csv(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text.strip() + "\n")
+    return path
