@@ -8,74 +8,37 @@ from lakehouse_assets.lib import refresh
 from lakehouse_assets.lib.metadata import log_progress, table_exists, table_metadata
 from lakehouse_assets.lib.refresh import Refresh
 from lakehouse_assets.lib.resources import LakehouseDuckDB, query_one, transaction
+from lakehouse_assets.lib.sql import sql
 from lakehouse_assets.lib.tables import (
     GOLD_SUMMARY,
     GOLD_SUMMARY_WATERMARK,
     SILVER_TRANSACTIONS,
 )
 
-ACTIVE_DAYS = "active_days"
-CUSTOMER_DAYS = "customer_days"
-
-
-def write_active_days(conn, rows: str = "") -> None:
-    """The temporary table `ACTIVE_DAYS`: each customer's number of days with a purchase
-    (`rows`: a clause that keeps some customers' silver rows). Counted in two statements, from
-    one row per customer and day: DuckDB 1.5.5 did not spill `count(DISTINCT day)` in the
-    summary's aggregation, nor the two-level count in one statement, and ran out of memory at
-    100M transactions with a 1.5 GiB limit."""
-    conn.execute(
-        f"CREATE OR REPLACE TEMP TABLE {CUSTOMER_DAYS} AS SELECT customer_id, "
-        f"event_time::DATE AS day FROM {SILVER_TRANSACTIONS} {rows} GROUP BY ALL"
-    )
-    conn.execute(
-        f"CREATE OR REPLACE TEMP TABLE {ACTIVE_DAYS} AS SELECT customer_id, "
-        f"count(*) AS active_days FROM {CUSTOMER_DAYS} GROUP BY customer_id"
-    )
-    conn.execute(f"DROP TABLE {CUSTOMER_DAYS}")
-
-
-def summary_select(rows: str = "") -> str:
-    """Each customer's summary from silver and `ACTIVE_DAYS` (`rows` as for `write_active_days`)."""
-    return f"""
-WITH per_customer AS (
-    SELECT
-        customer_id,
-        min(event_time) AS first_purchase_at,
-        max(event_time) AS last_purchase_at,
-        count(*) AS transaction_count,
-        sum(amount) AS total_amount,
-        avg(amount) AS avg_amount,
-        max(amount) AS max_amount,
-        sum(quantity) AS total_quantity,
-        avg(quantity) AS avg_quantity
-    FROM {SILVER_TRANSACTIONS} {rows}
-    GROUP BY customer_id
+# The silver rows the summary reads, as the view `silver_rows`: all of them, or in an append
+# the rows of `changed_customers` (gold/changed_customers.sql), the customers with new rows.
+SILVER_ROWS = "silver_rows"
+ALL_ROWS_SQL = f"CREATE OR REPLACE TEMP VIEW {SILVER_ROWS} AS SELECT * FROM {SILVER_TRANSACTIONS}"
+CHANGED_ROWS_SQL = (
+    f"CREATE OR REPLACE TEMP VIEW {SILVER_ROWS} AS "
+    f"SELECT * FROM {SILVER_TRANSACTIONS} SEMI JOIN changed_customers USING (customer_id)"
 )
-SELECT customer_id, first_purchase_at, last_purchase_at, transaction_count, active_days,
-    total_amount, avg_amount, max_amount, total_quantity, avg_quantity
-FROM per_customer
-JOIN {ACTIVE_DAYS} USING (customer_id)
-"""
 
 
-ALL_ROWS = ""
-SUMMARY_SQL = f"CREATE OR REPLACE TABLE {GOLD_SUMMARY} AS {summary_select()}"
-# Incremental: the customers with silver rows ingested after the load gold last summarized,
-# their old rows deleted, and their summary recomputed from all their silver rows.
-CHANGED = "changed_customers"
-CHANGED_ROWS = f"SEMI JOIN {CHANGED} USING (customer_id)"
-CHANGED_SQL = f"""
-CREATE TEMP TABLE {CHANGED} AS
-SELECT DISTINCT customer_id FROM {SILVER_TRANSACTIONS} WHERE _ingested_at > $since
-"""
-DELETE_CHANGED_SQL = (
-    f"DELETE FROM {GOLD_SUMMARY} WHERE customer_id IN (SELECT customer_id FROM {CHANGED})"
-)
-INSERT_CHANGED_SQL = f"""
-INSERT INTO {GOLD_SUMMARY} BY NAME
-{summary_select(CHANGED_ROWS)}
-"""
+def write_summary_rows(conn) -> None:
+    """The view `customer_summary_rows` over `silver_rows`, after the temp table `active_days`
+    it joins: counted in two statements (customer_days.sql says why)."""
+    conn.execute(sql("gold/customer_days"))
+    conn.execute(sql("gold/active_days"))
+    conn.execute("DROP TABLE customer_days")
+    conn.execute(sql("gold/summary"))
+
+
+def drop_summary_rows(conn) -> None:
+    """Drop what `write_summary_rows` and the `silver_rows` view left on `conn`."""
+    conn.execute("DROP VIEW customer_summary_rows")
+    conn.execute("DROP TABLE active_days")
+    conn.execute(f"DROP VIEW {SILVER_ROWS}")
 
 
 class GoldConfig(dg.Config):
@@ -97,10 +60,9 @@ def gold_customer_summary(
     with duckdb.get_connection() as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS gold")
         with transaction(conn):
-            seen = refresh.read_watermark(conn, GOLD_SUMMARY_WATERMARK)
             plan = refresh.plan_after_load(
                 refresh.silver_loads(conn),
-                seen and refresh.SilverLoad(*seen),
+                refresh.read_load_watermark(conn, GOLD_SUMMARY_WATERMARK),
                 GOLD_SUMMARY,
                 table_exists(conn, GOLD_SUMMARY),
                 config.full_refresh,
@@ -108,21 +70,24 @@ def gold_customer_summary(
             context.log.info(f"{GOLD_SUMMARY}: {plan.mode} refresh: {plan.reason}")
             customers = 0
             if plan.mode == Refresh.FULL:
-                write_active_days(conn, ALL_ROWS)
-                conn.execute(SUMMARY_SQL)
-                conn.execute(f"DROP TABLE {ACTIVE_DAYS}")
+                conn.execute(ALL_ROWS_SQL)
+                write_summary_rows(conn)
+                conn.execute(sql("gold/write_summary"))
+                drop_summary_rows(conn)
             elif plan.mode == Refresh.APPEND:
-                customers = conn.execute(CHANGED_SQL, {"since": plan.since}).fetchone()[0]
-                write_active_days(conn, CHANGED_ROWS)
-                conn.execute(DELETE_CHANGED_SQL)
-                conn.execute(INSERT_CHANGED_SQL)
-                conn.execute(f"DROP TABLE {CHANGED}")
-                conn.execute(f"DROP TABLE {ACTIVE_DAYS}")
+                changed = conn.execute(sql("gold/changed_customers"), {"since": plan.since})
+                customers = changed.fetchone()[0]
+                conn.execute(CHANGED_ROWS_SQL)
+                write_summary_rows(conn)
+                conn.execute(sql("gold/delete_changed"))
+                conn.execute(sql("gold/append_summary"))
+                drop_summary_rows(conn)
+                conn.execute("DROP TABLE changed_customers")
             if plan.remember is not None:
                 refresh.remember(conn, GOLD_SUMMARY_WATERMARK, plan.remember)
         metadata = table_metadata(conn, GOLD_SUMMARY)
     if plan.mode == Refresh.FULL:
-        customers = metadata["dagster/row_count"].value
+        customers = int(metadata["dagster/row_count"].value)  # type: ignore[arg-type]
     log_progress(
         context, f"{GOLD_SUMMARY}: {plan.mode}; customers (re)computed:", customers, started
     )

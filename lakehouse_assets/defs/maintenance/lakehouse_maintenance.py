@@ -17,15 +17,9 @@ from lakehouse_assets.lib.model.mlflow_errors import retry_only_transient
 from lakehouse_assets.lib.model.mlflow_resource import MlflowTracking
 from lakehouse_assets.lib.model.training_data import SNAPSHOT_TAG
 from lakehouse_assets.lib.resources import LakehouseDuckDB
+from lakehouse_assets.lib.sql import sql
 
-METADATA = f"__ducklake_metadata_{lake.LAKE}"
-FILES_SQL = f"""
-SELECT count(*), coalesce(sum(file_size_bytes), 0) FROM (
-    SELECT file_size_bytes FROM {METADATA}.ducklake_data_file
-    UNION ALL
-    SELECT file_size_bytes FROM {METADATA}.ducklake_delete_file
-)
-"""
+FILES_SQL = sql("maintenance/lake_files")  # the catalog's tables, for the lake attached as `lake`
 
 
 class MaintenanceConfig(dg.Config):

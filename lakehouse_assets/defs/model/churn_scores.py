@@ -20,30 +20,15 @@ from lakehouse_assets.lib.model.retries import mlflow_retry_policy
 from lakehouse_assets.lib.model.scoring import churn_probability
 from lakehouse_assets.lib.resources import LakehouseDuckDB, query_one, rebuild_table
 from lakehouse_assets.lib.run_report import RunReport
+from lakehouse_assets.lib.sql import sql
 from lakehouse_assets.lib.tables import CHURN_SCORES, SCORING_FEATURES
 
 STAGING = "scored_customers"
 BATCH_ROWS = 200_000
 TOP_AT_RISK = 20
 
-SCORES_SQL = f"""
-CREATE OR REPLACE TABLE {CHURN_SCORES} AS
-SELECT
-    customer_id,
-    churn_probability,
-    ntile(10) OVER (ORDER BY churn_probability DESC, customer_id) AS risk_decile,
-    $model_version AS model_version,
-    $features_as_of::TIMESTAMP AS features_as_of,
-    $scored_at::TIMESTAMP AS scored_at
-FROM {STAGING}
-ORDER BY churn_probability DESC, customer_id
-"""
-
-DECILES_SQL = f"""
-SELECT risk_decile, count(*) AS customers, min(churn_probability) AS min_probability,
-    avg(churn_probability) AS mean_probability, max(churn_probability) AS max_probability
-FROM {CHURN_SCORES} GROUP BY risk_decile ORDER BY risk_decile
-"""
+SCORES_SQL = sql("scores/churn_scores")  # reads STAGING
+DECILES_SQL = sql("scores/deciles")
 
 
 @dg.asset(

@@ -15,6 +15,7 @@ from lakehouse_assets.lib import acceptance, refresh
 from lakehouse_assets.lib.metadata import log_progress, markdown_rows, table_metadata
 from lakehouse_assets.lib.refresh import Refresh, RefreshPlan
 from lakehouse_assets.lib.resources import LakehouseDuckDB, LandingZone, query_one, transaction
+from lakehouse_assets.lib.sql import sql
 from lakehouse_assets.lib.tables import (
     BRONZE_TRANSACTIONS,
     SILVER_LOADS,
@@ -22,150 +23,20 @@ from lakehouse_assets.lib.tables import (
     SILVER_TRANSACTIONS,
 )
 
-TYPED = "typed_transactions"
+TYPED = "typed_transactions"  # temp tables that typed.sql and (new_)later_copies.sql create
 LATER_COPIES = "later_copies"
-LINEAGE = "_source_file, _source_row, _ingested_at"
+# The format of typed.sql's fast event_time parse (parse_event_time.sql), for the pandas benchmark.
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%S"
-# The bronze rows a run reads: all of them, or (appending) those ingested after `$since`.
-ALL_BRONZE = BRONZE_TRANSACTIONS
-NEW_BRONZE = f"(SELECT * FROM {BRONZE_TRANSACTIONS} WHERE _ingested_at > $since)"
-# The common ISO form without offset is parsed by a fast strptime; anything else (offsets, dates,
-# spaces) by the general TIMESTAMPTZ cast, in UTC.
-EVENT_TIME_SQL = f"""coalesce(
-    try_strptime(event_time, '{ISO_FORMAT}'),
-    try_cast(trim(event_time) AS TIMESTAMPTZ)::TIMESTAMP
-)"""
-
-
-def identity(alias: str = "") -> list[str]:
-    """A transaction's identity: its transaction_id, else its whole record."""
-    t = f"{alias}." if alias else ""
-    rest = ("customer_id", "event_time", "amount", "quantity")
-    return [f"{t}transaction_id"] + [f"CASE WHEN {t}transaction_id IS NULL THEN {t}{c} END" for c in rest]  # fmt: skip
-
-
-IDENTITY = ", ".join(identity())
-SAME_IDENTITY = " AND ".join(
-    f"{mine} IS NOT DISTINCT FROM {theirs}"
-    for mine, theirs in zip(identity("s"), identity("n"), strict=True)
+# The bronze rows a run reads, as `new_bronze`: all of them (a view, no copy), or in an append
+# those ingested after `$since`, copied into a temp table: a view cannot hold the parameter, the
+# new files' rows are few, and typed.sql and rejected.sql then read them once from the lake.
+NEW_BRONZE = "new_bronze"
+ALL_BRONZE_SQL = f"CREATE OR REPLACE TEMP VIEW {NEW_BRONZE} AS SELECT * FROM {BRONZE_TRANSACTIONS}"
+NEW_BRONZE_SQL = (
+    f"CREATE OR REPLACE TEMP TABLE {NEW_BRONZE} AS "
+    f"SELECT * FROM {BRONZE_TRANSACTIONS} WHERE _ingested_at > $since"
 )
-
-
-def typed_sql(bronze: str) -> str:
-    """1. Every bronze row of `bronze` typed once, with the reason it is invalid (NULL when
-    valid). Values are trimmed first (trim also drops Unicode spaces such as U+00A0, which casts
-    do not)."""
-    return f"""
-CREATE TEMP TABLE {TYPED} AS
-WITH parsed AS (
-    SELECT
-        {LINEAGE},
-        nullif(trim(customer_id), '') AS customer_id,
-        {EVENT_TIME_SQL} AS event_time,
-        try_cast(trim(amount) AS DOUBLE) AS amount,
-        nullif(trim(quantity), '') IS NOT NULL AS has_quantity,
-        try_cast(trim(quantity) AS DOUBLE) AS quantity_number,
-        nullif(trim(transaction_id), '') AS transaction_id
-    FROM {bronze}
-),
-typed AS (
-    SELECT * EXCLUDE (quantity_number),
-        CASE WHEN quantity_number >= 0 AND quantity_number = floor(quantity_number)
-             THEN try_cast(quantity_number AS INTEGER) END AS quantity
-    FROM parsed
-)
-SELECT {LINEAGE}, transaction_id, customer_id, event_time, amount, quantity,
-    CASE
-        WHEN customer_id IS NULL THEN 'missing_customer_id'
-        WHEN event_time IS NULL THEN 'bad_event_time'
-        WHEN event_time > $now THEN 'future_event_time'
-        WHEN amount IS NULL OR NOT isfinite(amount) OR amount < 0 THEN 'bad_amount'
-        WHEN has_quantity AND quantity IS NULL THEN 'bad_quantity'
-    END AS invalid_reason
-FROM typed
-"""
-
-
-# 2. Later copies: valid rows whose identity an earlier valid row (by ingestion time, file,
-# row) already has. Only rows whose transaction_id repeats (NULL included) can be copies.
-LATER_COPIES_SQL = f"""
-CREATE TEMP TABLE {LATER_COPIES} AS
-WITH repeated AS (
-    SELECT transaction_id
-    FROM {TYPED}
-    WHERE invalid_reason IS NULL
-    GROUP BY ALL
-    HAVING count(*) > 1
-)
-SELECT _source_file, _source_row
-FROM {TYPED} t
-SEMI JOIN repeated r ON t.transaction_id IS NOT DISTINCT FROM r.transaction_id
-WHERE invalid_reason IS NULL
-QUALIFY row_number() OVER (
-    PARTITION BY {IDENTITY} ORDER BY _ingested_at, _source_file, _source_row
-) > 1
-"""
-
-# 2'. Appending: the same rule over the new valid rows and the silver rows that share an
-# identity with one of them. Silver rows sort first (the watermark guarantees it) and are
-# unique, so every later copy found is a new row.
-NEW_LATER_COPIES_SQL = f"""
-CREATE TEMP TABLE {LATER_COPIES} AS
-WITH new_rows AS (
-    SELECT {LINEAGE}, transaction_id, customer_id, event_time, amount, quantity
-    FROM {TYPED}
-    WHERE invalid_reason IS NULL
-),
-kept_twins AS (
-    SELECT s.{LINEAGE.replace(", ", ", s.")}, s.transaction_id, s.customer_id, s.event_time,
-        s.amount, s.quantity
-    FROM {SILVER_TRANSACTIONS} s
-    SEMI JOIN new_rows n ON {SAME_IDENTITY}
-),
-candidates AS (
-    SELECT * FROM new_rows
-    UNION ALL
-    SELECT * FROM kept_twins
-)
-SELECT _source_file, _source_row
-FROM candidates
-QUALIFY row_number() OVER (
-    PARTITION BY {IDENTITY} ORDER BY _ingested_at, _source_file, _source_row
-) > 1
-"""
-
-# 3. Valid rows that are not later copies.
-KEPT_SQL = f"""
-SELECT transaction_id, customer_id, event_time, amount, quantity, {LINEAGE}
-FROM {TYPED}
-ANTI JOIN {LATER_COPIES} USING (_source_file, _source_row)
-WHERE invalid_reason IS NULL
-"""
-
-
-def rejected_sql(bronze: str) -> str:
-    """4. Invalid rows and later copies of `bronze`, with their text as landed."""
-    return f"""
-WITH reasons AS (
-    SELECT _source_file, _source_row, invalid_reason AS reason
-    FROM {TYPED}
-    WHERE invalid_reason IS NOT NULL
-    UNION ALL
-    SELECT _source_file, _source_row, 'duplicate' AS reason
-    FROM {LATER_COPIES}
-)
-SELECT b._source_file, b._source_row, b._ingested_at, r.reason,
-    b.transaction_id, b.customer_id, b.event_time, b.amount, b.quantity
-FROM {bronze} b
-JOIN reasons r USING (_source_file, _source_row)
-"""
-
-
-# Rows rejected as future events that are no longer in the future: a rebuild would keep them.
-EXPIRED_FUTURE_SQL = f"""
-SELECT count(*) FROM {SILVER_REJECTED}
-WHERE reason = 'future_event_time' AND {EVENT_TIME_SQL} <= $now
-"""
+EXPIRED_FUTURE_SQL = sql("silver/expired_future")
 
 
 class SilverConfig(dg.Config):
@@ -196,6 +67,7 @@ def silver_transactions(
     started = time.perf_counter()
     with duckdb.get_connection() as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS silver")
+        conn.execute(sql("silver/parse_event_time"))  # the macro EXPIRED_FUTURE_SQL and typed use
         with transaction(conn):
             refresh.create_tables(conn)
             plan = refresh.plan_silver(
@@ -218,8 +90,7 @@ def silver_transactions(
                 context.log.info(f"{SILVER_LOADS}: recorded load {load_id} ({plan.mode})")
                 full = plan.mode == Refresh.FULL
                 new_files = acceptance.record(conn, TYPED, LATER_COPIES, full, load_id, plan.since)
-                conn.execute(f"DROP TABLE {TYPED}")
-                conn.execute(f"DROP TABLE {LATER_COPIES}")
+                _drop_temporaries(conn, full)
         rejected = dict(
             conn.execute(
                 f"SELECT reason, count(*) FROM {SILVER_REJECTED} GROUP BY reason ORDER BY reason"
@@ -262,28 +133,38 @@ def _refresh(context, conn, plan: RefreshPlan, now: datetime, started: float) ->
     tables `TYPED` and `LATER_COPIES` stay for the acceptance counts); returns the number of
     bronze rows processed."""
     full = plan.mode == Refresh.FULL
-    bronze = ALL_BRONZE if full else NEW_BRONZE
-    params = {"now": now} if full else {"now": now, "since": plan.since}
-    processed = conn.execute(typed_sql(bronze), params).fetchone()[0]
+    if full:
+        conn.execute(ALL_BRONZE_SQL)
+    else:
+        conn.execute(NEW_BRONZE_SQL, {"since": plan.since})
+    processed = conn.execute(sql("silver/typed"), {"now": now}).fetchone()[0]
     log_progress(context, f"{SILVER_TRANSACTIONS}: typed and validated", processed, started)
-    copies = conn.execute(LATER_COPIES_SQL if full else NEW_LATER_COPIES_SQL).fetchone()[0]
+    copies_sql = sql("silver/later_copies" if full else "silver/new_later_copies")
+    copies = conn.execute(copies_sql).fetchone()[0]
     log_progress(
         context, f"{SILVER_TRANSACTIONS}: {copies:,} later copies found in", processed, started
     )
+    conn.execute(sql("silver/kept"))
+    conn.execute(sql("silver/rejected"))
     if full:
-        rows = conn.execute(
-            f"CREATE OR REPLACE TABLE {SILVER_TRANSACTIONS} AS {KEPT_SQL}"
-        ).fetchone()[0]
-        conn.execute(f"CREATE OR REPLACE TABLE {SILVER_REJECTED} AS {rejected_sql(bronze)}")
+        rows = conn.execute(sql("silver/write_transactions")).fetchone()[0]
+        conn.execute(sql("silver/write_rejected"))
     else:
-        rows = conn.execute(f"INSERT INTO {SILVER_TRANSACTIONS} BY NAME {KEPT_SQL}").fetchone()[0]
-        conn.execute(
-            f"INSERT INTO {SILVER_REJECTED} BY NAME {rejected_sql(bronze)}", {"since": plan.since}
-        )
+        rows = conn.execute(sql("silver/append_transactions")).fetchone()[0]
+        conn.execute(sql("silver/append_rejected"))
     log_progress(
         context, f"{SILVER_TRANSACTIONS}: {'written' if full else 'appended'},", rows, started
     )
     return processed
+
+
+def _drop_temporaries(conn, full: bool) -> None:
+    """Drop what `_refresh` created on `conn` (temp objects live as long as the connection)."""
+    conn.execute("DROP VIEW kept_transactions")
+    conn.execute("DROP VIEW rejected_rows")
+    conn.execute(f"DROP TABLE {TYPED}")
+    conn.execute(f"DROP TABLE {LATER_COPIES}")
+    conn.execute(f"DROP {'VIEW' if full else 'TABLE'} {NEW_BRONZE}")
 
 
 # Checks

@@ -14,6 +14,7 @@ import pandas as pd
 
 from lakehouse_assets.lib.features import FEATURE_COLUMNS, LABEL
 from lakehouse_assets.lib.resources import LakehouseDuckDB
+from lakehouse_assets.lib.sql import sql
 from lakehouse_assets.lib.tables import CUSTOMER_FEATURES
 
 
@@ -41,7 +42,7 @@ def features_fingerprint(conn, snapshot: int | None = None) -> str:
     return f"{rows}:{digest}"
 
 
-HASH_BUCKETS = 1_000_000
+HASH_BUCKETS = 1_000_000  # split.sql's buckets
 
 
 def feature_frame(columns, copy: bool = True) -> pd.DataFrame:
@@ -60,38 +61,16 @@ SPLIT_METHOD = "md5-side/md5-stratified-sample"  # part of churn_model's trainin
 
 
 def md5_lower_64(text: str) -> str:
-    """SQL for DuckDB's `md5_number_lower(text)`, the split's hash: the same UBIGINT (the upper
-    64 bits of `md5_number`, i.e. the digest's last eight bytes read little-endian). The macro
-    gets it by casting the 128-bit number to a string of 128 bits and back, about 7 times
-    slower: 0.75 s instead of 0.1 s per million customer ids."""
+    """SQL for DuckDB's `md5_number_lower(text)`, the split's hash as split.sql writes it: the
+    same UBIGINT (the upper 64 bits of `md5_number`, i.e. the digest's last eight bytes read
+    little-endian). The macro gets it by casting the 128-bit number to a string of 128 bits and
+    back, about 7 times slower: 0.75 s instead of 0.1 s per million customer ids."""
     return f"(md5_number({text}) >> 64)::UBIGINT"
 
 
-# Every customer's side, and whether it is in the training sample: at most $max_rows of the
-# training side (0 = all), drawn per label class in proportion to its size (stratified) by a
-# second seeded hash. Computed in DuckDB, so only the rows a step needs reach Python.
-SPLIT_SQL = f"""
-CREATE OR REPLACE TEMP TABLE {SPLIT} AS
-WITH sides AS (
-    SELECT customer_id, {LABEL},
-        {md5_lower_64("customer_id || '/' || $seed")} % {HASH_BUCKETS} < $cut AS in_test,
-        {md5_lower_64("customer_id || '/sample/' || $seed")} AS draw
-    FROM {{features}}
-),
-ranked AS (
-    SELECT *,
-        row_number() OVER (PARTITION BY in_test, {LABEL} ORDER BY draw, customer_id) AS rank,
-        count(*) OVER (PARTITION BY in_test, {LABEL}) AS class_rows,
-        count(*) OVER (PARTITION BY in_test) AS side_rows
-    FROM sides
-)
-SELECT customer_id, {LABEL}, in_test,
-    in_test OR $max_rows = 0 OR side_rows <= $max_rows OR rank <= CASE
-        WHEN {LABEL} = 1 THEN round($max_rows * class_rows / side_rows)
-        ELSE $max_rows - round($max_rows * (side_rows - class_rows) / side_rows)  -- sums to max
-    END AS in_sample
-FROM ranked
-"""
+# The features split.sql reads, as the view `split_features`: the table, or a snapshot of it.
+SPLIT_FEATURES = "split_features"
+SPLIT_SQL = sql("model/split")  # every customer's side, and whether it is in the training sample
 
 
 def load_split(
@@ -133,11 +112,15 @@ def load_split(
 
 
 def create_split(conn, test_size: float, seed: int, max_rows: int, snapshot: int | None) -> None:
-    """The temporary table `SPLIT`: every customer's side and whether it is sampled."""
+    """The temporary table `SPLIT`: every customer's side and whether it is sampled. The view it
+    reads is generated: a view cannot hold a parameter, so the snapshot is a literal."""
+    features = f"SELECT * FROM {features_at(snapshot)}"
+    conn.execute(f"CREATE OR REPLACE TEMP VIEW {SPLIT_FEATURES} AS {features}")
     conn.execute(
-        SPLIT_SQL.replace("{features}", features_at(snapshot)),
+        SPLIT_SQL,
         {"seed": str(seed), "cut": round(test_size * HASH_BUCKETS), "max_rows": max_rows},
     )
+    conn.execute(f"DROP VIEW {SPLIT_FEATURES}")
 
 
 def _no_rows() -> dict[str, np.ndarray]:

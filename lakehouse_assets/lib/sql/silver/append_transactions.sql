@@ -1,0 +1,3 @@
+-- kept_transactions appended to silver.transactions.
+INSERT INTO silver.transactions BY NAME
+SELECT * FROM kept_transactions
