@@ -12,7 +12,7 @@ its layer, and loads the tables the next asset reads (only the columns it needs)
 Same work as the pipeline's layers, idiomatic vectorised pandas (no loop over rows or customers):
 bronze reads every landed file as text with its lineage; silver types, validates, rejects with a
 reason and drops later copies (first by ingestion time, file, row); gold summarizes each customer;
-`customer_features` computes the 30 features of `GAPS_SQL` + `FRESH_SQL` at cutoff =
+`customer_features` computes the 30 features of `features/gaps.sql` + `features/fresh.sql` at cutoff =
 latest event - horizon, and the label. Unlike the pipeline it is not incremental (every run
 rebuilds every table) and keeps no file ledger (`bronze.ingested_files`) or silver load history.
 Differences by definition: ages here are exact fractional seconds, where the SQL counts whole
@@ -93,7 +93,7 @@ def bronze_transactions(context: dg.AssetExecutionContext, landing: LandingZone)
 
 
 def typed(bronze: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
-    """Every bronze row typed, with the reason it is invalid (None when valid): `typed_sql`."""
+    """Every bronze row typed, with the reason it is invalid (None when valid): `silver/typed.sql`."""
     customer_id = _nonempty(bronze["customer_id"])
     text_time = bronze["event_time"]
     event_time = pd.to_datetime(text_time, format=ISO_FORMAT, errors="coerce")
@@ -177,7 +177,7 @@ def silver_transactions(
 )
 def gold_customer_summary(silver_transactions: pd.DataFrame) -> pd.DataFrame:
     """One row per customer: first and last purchase, transactions, active days, amounts and
-    quantities (`summary_select`)."""
+    quantities (`gold/summary.sql`)."""
     s = silver_transactions.assign(day=silver_transactions["event_time"].dt.normalize())
     summary = s.groupby("customer_id", sort=False).agg(
         first_purchase_at=("event_time", "min"),
@@ -198,7 +198,7 @@ def gold_customer_summary(silver_transactions: pd.DataFrame) -> pd.DataFrame:
 
 def features_at(silver: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
     """The 30 features of every customer with a purchase at or before `cutoff`, from those
-    purchases only: `GAPS_SQL`, `FRESH_SQL` and `AT_CUTOFF`."""
+    purchases only: `features/gaps.sql`, `features/fresh.sql` and `AT_CUTOFF`."""
     p = silver.loc[silver["event_time"] <= cutoff, PURCHASE_COLUMNS]
     customer, customers = pd.factorize(p["customer_id"])  # group by integer codes
     age = (cutoff - p["event_time"]).dt.total_seconds().to_numpy() / SECONDS_PER_DAY
