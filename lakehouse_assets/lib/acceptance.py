@@ -8,11 +8,11 @@ from datetime import datetime
 import duckdb
 
 from lakehouse_assets.lib.metadata import markdown_rows
+from lakehouse_assets.lib.sql import sql
 from lakehouse_assets.lib.tables import (
     BRONZE_FILES,
     SILVER_FILE_ACCEPTANCE,
     SILVER_LOADS,
-    SILVER_REJECTED,
 )
 
 WARN_REJECTED_SHARE = 0.10  # a new file with more rejected rows than this gets a warning
@@ -25,52 +25,6 @@ CREATE TABLE IF NOT EXISTS {SILVER_FILE_ACCEPTANCE} (
     rejected BIGINT, invalid BIGINT,
     rejects STRUCT(reason VARCHAR, rows BIGINT, first_row BIGINT, example VARCHAR)[]
 )
-"""
-
-# The value that made a row fail, as landed.
-EXAMPLE_SQL = """CASE reason
-    WHEN 'bad_amount' THEN amount
-    WHEN 'bad_quantity' THEN quantity
-    WHEN 'missing_customer_id' THEN coalesce(customer_id, '')
-    WHEN 'duplicate' THEN coalesce(transaction_id, concat_ws(' ', customer_id, event_time, amount))
-    ELSE event_time
-END"""
-
-
-def stats_sql(typed: str, copies: str, rejected: str) -> str:
-    """Per file of the rows a silver load processed (`typed`, its later copies `copies`, the
-    rejected rows `rejected`): rows, accepted, rejected, invalid and the rejects by reason."""
-    return f"""
-CREATE OR REPLACE TEMP TABLE file_stats AS
-WITH typed AS (
-    SELECT _source_file AS source_file, count(*) AS rows,
-        count(*) FILTER (WHERE invalid_reason IS NOT NULL) AS invalid
-    FROM {typed}
-    GROUP BY ALL
-),
-copies AS (
-    SELECT _source_file AS source_file, count(*) AS duplicates FROM {copies} GROUP BY ALL
-),
-reasons AS (
-    SELECT _source_file AS source_file, reason, count(*) AS rows, min(_source_row) AS first_row,
-        arg_min(coalesce({EXAMPLE_SQL}, ''), _source_row) AS example
-    FROM {rejected}
-    GROUP BY ALL
-),
-listed AS (
-    SELECT source_file,
-        list(struct_pack(reason, rows, first_row, example) ORDER BY rows DESC, reason) AS rejects
-    FROM reasons
-    GROUP BY ALL
-)
-SELECT t.source_file, f.sha256, t.rows,
-    t.rows - t.invalid - coalesce(c.duplicates, 0) AS accepted,
-    t.invalid + coalesce(c.duplicates, 0) AS rejected, t.invalid,
-    coalesce(l.rejects, []) AS rejects
-FROM typed t
-LEFT JOIN copies c USING (source_file)
-LEFT JOIN listed l USING (source_file)
-LEFT JOIN {BRONZE_FILES} f USING (source_file)
 """
 
 
@@ -100,19 +54,14 @@ class FileAcceptance:
 
 
 def record(
-    conn: duckdb.DuckDBPyConnection,
-    typed: str,
-    copies: str,
-    full: bool,
-    load_id: int,
-    since: datetime | None,
+    conn: duckdb.DuckDBPyConnection, full: bool, load_id: int, since: datetime | None
 ) -> list[FileAcceptance]:
-    """Record the acceptance of every file version the silver load `load_id` processed (in the
-    caller's transaction; a full load re-counts every file, keeping when each was first seen);
-    returns the file versions this load saw first, most rejected first."""
+    """Record the acceptance of every file version the silver load `load_id` processed, from its
+    temp tables `typed_transactions` and `later_copies` (in the caller's transaction; a full load
+    re-counts every file, keeping when each was first seen); returns the file versions this load
+    saw first, most rejected first."""
     conn.execute(CREATE_SQL)
-    rejected = SILVER_REJECTED if full else f"(SELECT * FROM {SILVER_REJECTED} WHERE _ingested_at > $since)"  # fmt: skip
-    conn.execute(stats_sql(typed, copies, rejected), {} if full else {"since": since})
+    conn.execute(sql("silver/file_stats"), {"since": None if full else since})
     if full:
         conn.execute(
             "CREATE OR REPLACE TEMP TABLE previous_acceptance AS "

@@ -52,7 +52,7 @@ def test_the_drift_sample_depends_on_the_content_not_the_row_order(monkeypatch):
     conn.register("frame", frame)
     conn.execute("CREATE TABLE features AS SELECT * FROM frame")
     conn.execute("CREATE TABLE shuffled AS SELECT * FROM frame ORDER BY random()")
-    sample, again = drift._sample(conn, "features"), drift._sample(conn, "shuffled")
+    sample, again = drift.sample_features(conn, "features"), drift.sample_features(conn, "shuffled")
     for c in FEATURE_COLUMNS:  # the same rows; PSI does not depend on their order
         assert len(sample[c]) == 3_000
         assert np.array_equal(np.sort(sample[c]), np.sort(again[c])), c

@@ -22,7 +22,8 @@ REJECTED_COLUMNS = (
 
 @pytest.fixture
 def conn():
-    """bronze's file list and silver's rejected rows; `typed` and `copies` as a load left them.
+    """bronze's file list and silver's rejected rows; `typed_transactions` and `later_copies`
+    as a load left them.
 
     a.csv: 4 rows, row 3 with a decimal comma, row 4 a copy of row 1; b.csv: 2 good rows."""
     conn = duckdb.connect()
@@ -37,12 +38,12 @@ def conn():
         "('a.csv', 4, 'duplicate', 't1', 'c1', '2025-01-01', '10', '1', $at)",
         {"at": FIRST_LOAD},
     )
-    conn.execute("CREATE TABLE typed (_source_file VARCHAR, invalid_reason VARCHAR)")
+    conn.execute("CREATE TABLE typed_transactions (_source_file VARCHAR, invalid_reason VARCHAR)")
     conn.execute(
-        "INSERT INTO typed VALUES ('a.csv', NULL), ('a.csv', NULL), ('a.csv', 'bad_amount'), "
+        "INSERT INTO typed_transactions VALUES ('a.csv', NULL), ('a.csv', NULL), ('a.csv', 'bad_amount'), "
         "('a.csv', NULL), ('b.csv', NULL), ('b.csv', NULL)"
     )
-    conn.execute("CREATE TABLE copies AS SELECT 'a.csv' AS _source_file")
+    conn.execute("CREATE TABLE later_copies AS SELECT 'a.csv' AS _source_file")
     yield conn
     conn.close()
 
@@ -56,15 +57,15 @@ def add_file_c(conn) -> None:
         "('c.csv', 2, 'missing_customer_id', 't8', NULL, '2025-02-02', '6', '1', $at)",
         {"at": SECOND_LOAD},
     )
-    conn.execute("DELETE FROM typed")
-    conn.execute("DELETE FROM copies")
+    conn.execute("DELETE FROM typed_transactions")
+    conn.execute("DELETE FROM later_copies")
     conn.execute(
-        "INSERT INTO typed VALUES ('c.csv', 'missing_customer_id'), ('c.csv', 'missing_customer_id')"
+        "INSERT INTO typed_transactions VALUES ('c.csv', 'missing_customer_id'), ('c.csv', 'missing_customer_id')"
     )
 
 
 def test_a_full_load_counts_every_file(conn):
-    files = acceptance.record(conn, "typed", "copies", True, 1, None)
+    files = acceptance.record(conn, True, 1, None)
     assert [f.source_file for f in files] == ["a.csv", "b.csv"]  # most rejected first
     a, b = files
     assert (a.rows, a.accepted, a.rejected, a.invalid) == (4, 2, 2, 1)
@@ -80,15 +81,15 @@ def test_a_full_load_counts_every_file(conn):
 
 
 def test_a_full_rebuild_keeps_when_each_file_was_first_seen(conn):
-    acceptance.record(conn, "typed", "copies", True, 1, None)
-    assert acceptance.record(conn, "typed", "copies", True, 2, None) == []
+    acceptance.record(conn, True, 1, None)
+    assert acceptance.record(conn, True, 2, None) == []
     assert [f.source_file for f in acceptance.first_seen_in(conn, 1)] == ["a.csv", "b.csv"]
 
 
 def test_an_appending_load_counts_only_the_rows_ingested_since(conn):
-    acceptance.record(conn, "typed", "copies", True, 1, None)
+    acceptance.record(conn, True, 1, None)
     add_file_c(conn)
-    [c] = acceptance.record(conn, "typed", "copies", False, 2, FIRST_LOAD)
+    [c] = acceptance.record(conn, False, 2, FIRST_LOAD)
     assert (c.source_file, c.rows, c.accepted, c.rejected, c.invalid) == ("c.csv", 2, 0, 2, 2)
     assert c.rejects == [
         {"reason": "missing_customer_id", "rows": 2, "first_row": 1, "example": ""}
@@ -97,9 +98,9 @@ def test_an_appending_load_counts_only_the_rows_ingested_since(conn):
 
 
 def test_the_latest_load_and_the_files_without_a_valid_row(conn):
-    acceptance.record(conn, "typed", "copies", True, 1, None)
+    acceptance.record(conn, True, 1, None)
     add_file_c(conn)
-    acceptance.record(conn, "typed", "copies", False, 2, FIRST_LOAD)
+    acceptance.record(conn, False, 2, FIRST_LOAD)
     conn.execute(f"CREATE TABLE {SILVER_LOADS} AS SELECT unnest([1, 2]) AS load_id")
     load, files = acceptance.latest_load(conn)
     assert load == 2 and [f.source_file for f in files] == ["c.csv"]

@@ -89,7 +89,7 @@ def silver_transactions(
                 load_id = refresh.record_load(conn, plan, now, *added)
                 context.log.info(f"{SILVER_LOADS}: recorded load {load_id} ({plan.mode})")
                 full = plan.mode == Refresh.FULL
-                new_files = acceptance.record(conn, TYPED, LATER_COPIES, full, load_id, plan.since)
+                new_files = acceptance.record(conn, full, load_id, plan.since)
                 _drop_temporaries(conn, full)
         rejected = dict(
             conn.execute(
