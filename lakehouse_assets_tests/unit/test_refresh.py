@@ -213,3 +213,32 @@ def test_silver_rebuilds_when_its_rows_do_not_match_its_watermark(conn):
     conn.execute(f"DELETE FROM {SILVER_TRANSACTIONS}")
     rebuilt = plan(conn)
     assert rebuilt.mode is Refresh.FULL and "watermark accounts for 2" in rebuilt.reason
+
+
+def test_silver_rebuilds_before_its_first_build_and_without_acceptance_counts(conn):
+    conn.execute(f"DROP TABLE {SILVER_FILE_ACCEPTANCE}")
+    assert "silver.file_acceptance has not been built yet" in plan(conn).reason
+    conn.execute(f"DROP TABLE {SILVER_REJECTED}")
+    assert plan(conn).reason == "silver has not been built yet"
+
+
+def test_silver_rebuilds_when_its_watermark_is_empty(conn):
+    conn.execute("DELETE FROM silver.bronze_files_seen")
+    rebuilt = plan(conn)
+    assert rebuilt.mode is Refresh.FULL and "watermark is unknown" in rebuilt.reason
+
+
+def test_silver_rebuilds_when_bronze_rows_do_not_match_its_file_list(conn):
+    conn.execute(f"DELETE FROM {BRONZE_TRANSACTIONS} WHERE id = 0")
+    rebuilt = plan(conn)
+    assert rebuilt.mode is Refresh.FULL and "holds 1 rows but bronze.ingested_files lists 2" in (
+        rebuilt.reason
+    )
+
+
+def test_silver_rebuilds_when_new_rows_do_not_match_the_new_files(conn):
+    land(conn, "b.csv", "sha-b", T0 + timedelta(hours=1), 3)
+    conn.execute(f"UPDATE {BRONZE_FILES} SET row_count = 4 WHERE source_file = 'b.csv'")
+    conn.execute(f"INSERT INTO {BRONZE_TRANSACTIONS} VALUES (9, ?)", [T0])  # keeps the total
+    rebuilt = plan(conn)
+    assert rebuilt.mode is Refresh.FULL and "but the new files list 4" in rebuilt.reason
