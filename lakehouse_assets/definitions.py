@@ -1,11 +1,30 @@
 """The code location: the assets, checks, jobs, sensors and schedules found in `defs/`, with the
 resources and the executor that run them."""
 
+import importlib
+import warnings
 from pathlib import Path
 
 import dagster as dg
 
 from lakehouse_assets.lib.profiles import build_resources
+
+PACKAGE = Path(__file__).parent
+
+
+def load_defs_folder() -> dg.Definitions:
+    """Every definition in `lakehouse_assets/defs/`, loaded as `dg.load_from_defs_folder` loads a
+    project's, but found from the package itself: installed from a wheel, it has no
+    pyproject.toml above it for `load_from_defs_folder` to read."""
+    tree = dg.ComponentTree(
+        defs_module=importlib.import_module("lakehouse_assets.defs"),
+        project_root=PACKAGE.parent,
+        code_location_name="lakehouse_assets",
+    )
+    with warnings.catch_warnings():  # as load_from_defs_folder: its internals are in preview
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return tree.build_defs()
 
 
 def build_definitions(executor: dg.ExecutorDefinition = dg.in_process_executor) -> dg.Definitions:
@@ -13,7 +32,7 @@ def build_definitions(executor: dg.ExecutorDefinition = dg.in_process_executor) 
     another in the run's own process: a process per step would cost more than most steps
     themselves. The Celery and Kubernetes locations (`lakehouse_assets.deploy`) pass their own."""
     return dg.Definitions.merge(
-        dg.load_from_defs_folder(path_within_project=Path(__file__).parent),
+        load_defs_folder(),
         dg.Definitions(resources=build_resources(), executor=executor),
     )
 

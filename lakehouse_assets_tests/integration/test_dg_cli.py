@@ -3,6 +3,7 @@ root: the assets, checks, jobs and sensors of `lakehouse_assets/defs/`, with the
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,3 +59,30 @@ def test_dg_list_defs(tmp_path):
         "mlflow",
         "run_report",
     }
+
+
+def test_the_package_loads_without_the_project_around_it(tmp_path):
+    """As installed from a wheel: the package alone, no pyproject.toml above it, still loads
+    every definition of its defs folder."""
+    shutil.copytree(
+        REPO_ROOT / "lakehouse_assets",
+        tmp_path / "site" / "lakehouse_assets",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    probe = (
+        "import lakehouse_assets as la; g = la.defs.resolve_asset_graph(); "
+        "print(la.__file__, len(g.get_all_asset_keys()), len(g.asset_check_keys))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    env["LAKEHOUSE_HOME"] = str(tmp_path / "lakehouse")
+    completed = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
+    assert completed.returncode == 0, completed.stderr
+    path, assets, checks = completed.stdout.split()
+    assert path == str(tmp_path / "site" / "lakehouse_assets" / "__init__.py")
+    assert (int(assets), int(checks)) == (
+        len(ASSETS),
+        len(defs.resolve_asset_graph().asset_check_keys),
+    )
+    assert "Warning" not in completed.stderr, completed.stderr
