@@ -10,6 +10,7 @@ cutoff over the stored columns.
 
 import dataclasses
 import hashlib
+import re
 import time
 from datetime import datetime
 
@@ -19,7 +20,6 @@ from lakehouse_assets.lib import refresh
 from lakehouse_assets.lib.metadata import log_progress, table_exists, table_metadata
 from lakehouse_assets.lib.refresh import Refresh, RefreshPlan
 from lakehouse_assets.lib.resources import transaction
-from lakehouse_assets.lib.sql import files as sql_files
 from lakehouse_assets.lib.sql import sql
 from lakehouse_assets.lib.tables import (
     CUSTOMER_FEATURES,
@@ -99,13 +99,28 @@ STORED = {CUSTOMER_FEATURES: CUSTOMER_FEATURES_STORED, SCORING_FEATURES: SCORING
 LAYOUT = "stored columns, and a view at the cutoff"  # in the definitions' hash
 
 
+# The files that compute feature values and the label; the others only choose which customers
+# a refresh recomputes, which changes no value.
+DEFINING_FILES = (
+    "features/gaps",
+    "features/fresh",
+    "features/returning_customers",
+    "features/labelled",
+)
+
+
 def definition_hash(horizon_days: int | None) -> str:
-    """The features' definitions as a hash: every file of lib/sql/features, the `AT_CUTOFF`
-    expressions, the horizon and the `LAYOUT`, so that editing any of them forces a full
-    rebuild of the feature tables."""
-    files = "".join(sql(name) for name in sql_files("features"))
-    text = f"{files}{AT_CUTOFF}{horizon_days}{LAYOUT}"
+    """The features' definitions as a hash: the statements of `DEFINING_FILES` (without their
+    comments and layout, which change no value), the `AT_CUTOFF` expressions, the horizon and
+    the `LAYOUT`, so that changing any of them forces a full rebuild of the feature tables."""
+    statements = "\n".join(_statement_only(sql(name)) for name in DEFINING_FILES)
+    text = f"{statements}{AT_CUTOFF}{horizon_days}{LAYOUT}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _statement_only(text: str) -> str:
+    """`text` without `--` comments, and with every run of whitespace as one space."""
+    return " ".join(re.sub(r"--[^\n]*", "", text).split())
 
 
 def _stored_sql(source: str, labelled: bool) -> str:
@@ -163,15 +178,10 @@ def _write(conn, table: str, mode: Refresh, labelled: bool, cutoff, remembered) 
     return table_metadata(conn, table)
 
 
-def training_snapshot(conn) -> tuple:
-    """(cutoff, hash of the definitions and horizon) that `gold.customer_features` was last
-    computed with, from its watermark (written with it); (None, None) when none is recorded."""
-    table = WATERMARKS[CUSTOMER_FEATURES]
-    row = (
-        table_exists(conn, table)
-        and conn.execute(f"SELECT cutoff, definition FROM {table}").fetchone()
-    )
-    return tuple(row) if row else (None, None)
+def training_snapshot(conn) -> refresh.FeatureWatermark | None:
+    """What `gold.customer_features` was last computed with (its cutoff and the hash of its
+    definitions and horizon), from its watermark; None when none is recorded."""
+    return refresh.read_feature_watermark(conn, WATERMARKS[CUSTOMER_FEATURES])
 
 
 def latest_event(conn):

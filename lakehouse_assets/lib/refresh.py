@@ -63,6 +63,10 @@ class LoadRecord(NamedTuple):
     reason: str
     ingested_through: datetime | None
 
+    @property
+    def load(self) -> SilverLoad:
+        return SilverLoad(self.load_id, self.loaded_at)
+
 
 class FeatureWatermark(NamedTuple):
     """What a feature table last read: the silver load, its cutoff and its definitions' hash."""
@@ -257,14 +261,14 @@ def plan_after_load(
     """How `target`, a table computed from silver, catches up with the silver `loads`, having
     last read the load `seen` (None if unknown): `full`; `append` when silver only appended rows
     since, which are those ingested after `since`; or `unchanged`. Remembers the latest load."""
-    latest = SilverLoad(*loads[-1][:2]) if loads else None
+    latest = loads[-1].load if loads else None
     if full_refresh:
         return RefreshPlan(FULL, "full_refresh was requested in the run config", remember=latest)
     if not loads:
         return RefreshPlan(FULL, f"{SILVER_LOADS} records no silver load", remember=latest)
     if seen is None or not target_exists:
         return RefreshPlan(FULL, f"{target} has not been built yet", remember=latest)
-    by_key = {SilverLoad(*load[:2]): i for i, load in enumerate(loads)}
+    by_key = {load.load: i for i, load in enumerate(loads)}
     if SilverLoad(*seen) not in by_key:
         return RefreshPlan(
             FULL,
@@ -303,7 +307,7 @@ def plan_features(
     if after_load.mode == FULL:
         return after_load
     assert seen is not None  # plan_after_load plans `full` without a watermark
-    latest = after_load.remember or seen.load
+    latest = seen.load if after_load.remember is None else after_load.remember
     if not stored_exists:
         return RefreshPlan(FULL, f"{stored} does not exist", remember=latest)
     if seen.definition != definition:

@@ -273,13 +273,21 @@ def test_the_files_agree_with_the_python_that_runs_them():
         assert "{" not in sql(name), f"{name}.sql is templated"
 
 
-def test_the_definition_hash_covers_every_feature_file(monkeypatch):
+def test_the_definition_hash_follows_what_computes_values_only(monkeypatch):
     before = features.definition_hash(90)
     assert features.definition_hash(None) != before  # the horizon is in it
     for name in files("features"):
-        edited = {name: sql(name) + "\n-- edited"}
-        monkeypatch.setattr(features, "sql", lambda n, edited=edited: edited.get(n) or sql(n))
-        assert features.definition_hash(90) != before, name
+        edits = {
+            "statement": sql(name).replace("SELECT", "SELECT DISTINCT", 1),
+            "comment and layout": "-- reworded\n" + sql(name).replace("\n", "\n  "),
+        }
+        for edit, text in edits.items():
+            monkeypatch.setattr(
+                features, "sql", lambda n, name=name, text=text: text if n == name else sql(n)
+            )
+            changed = features.definition_hash(90) != before
+            defines = name in features.DEFINING_FILES and edit == "statement"
+            assert changed == defines, (name, edit)
     monkeypatch.undo()
     assert features.definition_hash(90) == before
 

@@ -115,7 +115,9 @@ def churn_model(
         with duckdb.get_connection() as conn:
             snapshot = lake.current_snapshot(conn)  # every read below is of this snapshot
             fingerprint = features_fingerprint(conn, snapshot)
-            cutoff, definition = training_snapshot(conn)
+            features = training_snapshot(conn)
+        cutoff = features.cutoff if features else None
+        definition = features.definition if features else None
         key = training_key(fingerprint, config)
         client = mlflow.client()
         versions = trusted_versions(mlflow, client)

@@ -30,6 +30,6 @@ def sample_features(conn, table: str) -> dict[str, np.ndarray]:
     of the rows (the feature tables are written unsorted, and a refresh reorders them)."""
     return conn.execute(
         f"SELECT {', '.join(FEATURE_COLUMNS)} FROM {table} WHERE customer_id IN "
-        f"(SELECT customer_id FROM {table} ORDER BY hash(customer_id), customer_id "
-        f"LIMIT {SAMPLE_ROWS})"
+        f"(SELECT customer_id FROM {table} ORDER BY hash(customer_id), customer_id LIMIT $rows)",
+        {"rows": SAMPLE_ROWS},
     ).fetchnumpy()
