@@ -382,7 +382,7 @@ def write_sample(landing: Path, events: int, customers: int, samples: Path | Non
     started = time.perf_counter()
     if not any(target.glob("*.parquet")):
         target.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "lakehouse_assets.lib.sample", "--events", str(events),
+        command = [sys.executable, "-m", "lakehouse_assets.sample", "--events", str(events),
                    "--customers", str(customers), "--out", str(target)]  # fmt: skip
         with (target.parent / f"sample_{events}.log").open("w") as log:
             if subprocess.run(command, stdout=log, stderr=log).returncode != 0:

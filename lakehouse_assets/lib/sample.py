@@ -215,6 +215,3 @@ def main(argv: list[str] | None = None) -> None:
     path = write_sample(args.out, args.events, args.customers, args.seed)
     print(f"wrote {args.events:,} transactions for {args.customers:,} customers to {path}")
 
-
-if __name__ == "__main__":
-    main()

@@ -239,7 +239,7 @@ def test_features_see_nothing_after_the_cutoff(lakehouse_home, instance):
 def test_sample_command_is_reproducible(tmp_path):
     for out in ("one", "two"):
         subprocess.run(
-            [sys.executable, "-m", "lakehouse_assets.lib.sample", "--events", "5000", "--customers", "400",
+            [sys.executable, "-m", "lakehouse_assets.sample", "--events", "5000", "--customers", "400",
              "--out", str(tmp_path / out)],
             check=True, capture_output=True,
         )  # fmt: skip
