@@ -214,4 +214,3 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     path = write_sample(args.out, args.events, args.customers, args.seed)
     print(f"wrote {args.events:,} transactions for {args.customers:,} customers to {path}")
-

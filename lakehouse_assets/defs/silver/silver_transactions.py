@@ -27,13 +27,13 @@ TYPED = "typed_transactions"  # temp tables that typed.sql and (new_)later_copie
 LATER_COPIES = "later_copies"
 # The format of typed.sql's fast event_time parse (parse_event_time.sql), for the pandas benchmark.
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%S"
-# The bronze rows a run reads, as `new_bronze`: all of them (a view, no copy), or in an append
+# The bronze rows a run reads, as `bronze_rows`: all of them (a view, no copy), or in an append
 # those ingested after `$since`, copied into a temp table: a view cannot hold the parameter, the
 # new files' rows are few, and typed.sql and rejected.sql then read them once from the lake.
-NEW_BRONZE = "new_bronze"
-ALL_BRONZE_SQL = f"CREATE OR REPLACE TEMP VIEW {NEW_BRONZE} AS SELECT * FROM {BRONZE_TRANSACTIONS}"
-NEW_BRONZE_SQL = (
-    f"CREATE OR REPLACE TEMP TABLE {NEW_BRONZE} AS "
+BRONZE_ROWS = "bronze_rows"
+ALL_BRONZE_SQL = f"CREATE OR REPLACE TEMP VIEW {BRONZE_ROWS} AS SELECT * FROM {BRONZE_TRANSACTIONS}"
+NEW_BRONZE_ROWS_SQL = (
+    f"CREATE OR REPLACE TEMP TABLE {BRONZE_ROWS} AS "
     f"SELECT * FROM {BRONZE_TRANSACTIONS} WHERE _ingested_at > $since"
 )
 EXPIRED_FUTURE_SQL = sql("silver/expired_future")
@@ -136,7 +136,7 @@ def _refresh(context, conn, plan: RefreshPlan, now: datetime, started: float) ->
     if full:
         conn.execute(ALL_BRONZE_SQL)
     else:
-        conn.execute(NEW_BRONZE_SQL, {"since": plan.since})
+        conn.execute(NEW_BRONZE_ROWS_SQL, {"since": plan.since})
     processed = conn.execute(sql("silver/typed"), {"now": now}).fetchone()[0]
     log_progress(context, f"{SILVER_TRANSACTIONS}: typed and validated", processed, started)
     copies_sql = sql("silver/later_copies" if full else "silver/new_later_copies")
@@ -164,7 +164,7 @@ def _drop_temporaries(conn, full: bool) -> None:
     conn.execute("DROP VIEW rejected_rows")
     conn.execute(f"DROP TABLE {TYPED}")
     conn.execute(f"DROP TABLE {LATER_COPIES}")
-    conn.execute(f"DROP {'VIEW' if full else 'TABLE'} {NEW_BRONZE}")
+    conn.execute(f"DROP {'VIEW' if full else 'TABLE'} {BRONZE_ROWS}")
 
 
 # Checks

@@ -1,5 +1,5 @@
 -- The view rejected_rows: the invalid rows of typed_transactions and the later_copies, with their
--- text as landed (from new_bronze), as silver.rejected_transactions holds them.
+-- text as landed (from bronze_rows), as silver.rejected_transactions holds them.
 CREATE OR REPLACE TEMP VIEW rejected_rows AS
 WITH reasons AS (
     SELECT
@@ -26,5 +26,5 @@ SELECT
     landed.event_time,
     landed.amount,
     landed.quantity
-FROM new_bronze AS landed
+FROM bronze_rows AS landed
 INNER JOIN reasons USING (_source_file, _source_row)

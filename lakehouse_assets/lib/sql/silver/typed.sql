@@ -1,6 +1,6 @@
--- typed_transactions: every row of new_bronze typed once, with the reason it is invalid (NULL
+-- typed_transactions: every row of bronze_rows typed once, with the reason it is invalid (NULL
 -- when valid). Values are trimmed first (trim also drops Unicode spaces such as U+00A0, which
--- casts do not). Reads new_bronze and the macro parse_event_time; $now: the run's start.
+-- casts do not). Reads bronze_rows and the macro parse_event_time; $now: the run's start.
 CREATE TEMP TABLE typed_transactions AS
 WITH parsed AS (
     SELECT
@@ -13,7 +13,7 @@ WITH parsed AS (
         nullif(trim(quantity), '') IS NOT NULL AS has_quantity,
         try_cast(trim(quantity) AS DOUBLE) AS quantity_number,
         nullif(trim(transaction_id), '') AS transaction_id
-    FROM new_bronze
+    FROM bronze_rows
 ),
 
 typed AS (
