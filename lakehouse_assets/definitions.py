@@ -30,10 +30,13 @@ def load_defs_folder() -> dg.Definitions:
 def build_definitions(executor: dg.ExecutorDefinition = dg.in_process_executor) -> dg.Definitions:
     """The code location, with `executor` running its steps. By default they run one after
     another in the run's own process: a process per step would cost more than most steps
-    themselves. The Celery and Kubernetes locations (`lakehouse_assets.deploy`) pass their own."""
+    themselves. The Celery and Kubernetes locations (`lakehouse_assets.deploy`) pass their own;
+    their steps each set the resources up in a process of their own, so the run lock, which
+    would make them wait for each other, is off (the `duckdb` pool keeps lake writers apart)."""
+    one_process = executor is dg.in_process_executor
     return dg.Definitions.merge(
         load_defs_folder(),
-        dg.Definitions(resources=build_resources(), executor=executor),
+        dg.Definitions(resources=build_resources(run_lock=one_process), executor=executor),
     )
 
 

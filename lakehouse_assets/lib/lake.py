@@ -78,7 +78,7 @@ def extension_file(package: str) -> Path:
     return found[0]
 
 
-def _quote(text: str) -> str:
+def quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -91,15 +91,15 @@ def _s3_secret_sql() -> str:
         ("SESSION_TOKEN", "AWS_SESSION_TOKEN"),
     ):
         if os.environ.get(name):
-            options.append(f"{option} {_quote(os.environ[name])}")
+            options.append(f"{option} {quote(os.environ[name])}")
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if region:
-        options.append(f"REGION {_quote(region)}")
+        options.append(f"REGION {quote(region)}")
     endpoint = settings.s3_endpoint()
     if endpoint:
         parsed = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
         options += [
-            f"ENDPOINT {_quote(parsed.netloc)}",
+            f"ENDPOINT {quote(parsed.netloc)}",
             "URL_STYLE 'path'",
             f"USE_SSL {'true' if parsed.scheme == 'https' else 'false'}",
         ]
@@ -130,7 +130,7 @@ def _open(location: LakeLocation, read_only: bool) -> duckdb.DuckDBPyConnection:
     conn = duckdb.connect(":memory:", config=config)
     try:
         for package in EXTENSION_PACKAGES:
-            conn.execute(f"INSTALL {_quote(str(extension_file(package)))}")
+            conn.execute(f"INSTALL {quote(str(extension_file(package)))}")
         if _s3_configured():  # else a persistent DuckDB secret, if any, applies
             conn.execute("LOAD httpfs")
             conn.execute(_s3_secret_sql())
@@ -145,13 +145,13 @@ def _open(location: LakeLocation, read_only: bool) -> duckdb.DuckDBPyConnection:
                 )
             options.append("READ_ONLY")
         else:
-            options.append(f"DATA_PATH {_quote(location.data_path)}")
+            options.append(f"DATA_PATH {quote(location.data_path)}")
             if sqlite is not None:
                 sqlite.parent.mkdir(parents=True, exist_ok=True)
                 options.append("META_JOURNAL_MODE 'WAL'")  # readers go on while a run commits
             if not location.data_path.startswith("s3://"):
                 Path(location.data_path).mkdir(parents=True, exist_ok=True)
-        attach = f"ATTACH {_quote('ducklake:' + location.catalog)} AS {LAKE}"
+        attach = f"ATTACH {quote('ducklake:' + location.catalog)} AS {LAKE}"
         try:
             conn.execute(f"{attach} ({', '.join(options)})" if options else attach)
         except duckdb.Error as error:
@@ -168,7 +168,7 @@ def _open(location: LakeLocation, read_only: bool) -> duckdb.DuckDBPyConnection:
         conn.execute(f"USE {LAKE}")
         if not read_only:
             conn.execute(
-                f"CALL {LAKE}.set_option('parquet_compression', {_quote(PARQUET_COMPRESSION)})"
+                f"CALL {LAKE}.set_option('parquet_compression', {quote(PARQUET_COMPRESSION)})"
             )
     except BaseException:
         conn.close()

@@ -24,25 +24,27 @@ from lakehouse_assets.lib.resources import LakehouseDuckDB, LandingZone
 from lakehouse_assets.lib.run_report import RunReport
 
 
-def local_resources() -> dict:
+def local_resources(run_lock: bool = True) -> dict:
     """Paths resolved from the environment when a run starts, with local defaults."""
     mlflow = MlflowTracking()
     return {
-        "duckdb": LakehouseDuckDB(),
+        "duckdb": LakehouseDuckDB(run_lock=run_lock),
         "landing": LandingZone(),
         "mlflow": mlflow,
         "run_report": RunReport(mlflow=mlflow),
     }
 
 
-def prod_resources() -> dict:
+def prod_resources(run_lock: bool = True) -> dict:
     """Required environment variables, no local fallbacks."""
     mlflow = MlflowTracking(
         tracking_uri=dg.EnvVar(settings.TRACKING_URI_ENV), require_signed_models=True
     )
     return {
         "duckdb": LakehouseDuckDB(
-            catalog=dg.EnvVar(settings.CATALOG_ENV), data_path=dg.EnvVar(settings.DATA_PATH_ENV)
+            catalog=dg.EnvVar(settings.CATALOG_ENV),
+            data_path=dg.EnvVar(settings.DATA_PATH_ENV),
+            run_lock=run_lock,
         ),
         "landing": LandingZone(path=dg.EnvVar(settings.LANDING_ENV)),
         "mlflow": mlflow,
@@ -50,7 +52,7 @@ def prod_resources() -> dict:
     }
 
 
-PROFILES: dict[str, Callable[[], dict]] = {"local": local_resources, "prod": prod_resources}
+PROFILES: dict[str, Callable[..., dict]] = {"local": local_resources, "prod": prod_resources}
 
 
 def profile_name() -> str:
@@ -63,6 +65,7 @@ def profile_name() -> str:
     return name
 
 
-def build_resources(profile: str | None = None) -> dict:
-    """Resources of `profile`, by default the one `$LAKEHOUSE_ENV` names."""
-    return PROFILES[profile or profile_name()]()
+def build_resources(profile: str | None = None, run_lock: bool = True) -> dict:
+    """Resources of `profile`, by default the one `$LAKEHOUSE_ENV` names; `run_lock`: whether
+    the duckdb resource holds the run lock (docs/deployment.md)."""
+    return PROFILES[profile or profile_name()](run_lock=run_lock)

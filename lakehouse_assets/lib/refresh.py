@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 import duckdb
 
+from lakehouse_assets.lib import buckets
 from lakehouse_assets.lib.metadata import scalar, table_exists
 from lakehouse_assets.lib.tables import (
     BRONZE_FILES,
@@ -122,8 +123,10 @@ def plan_silver(
     expired_future_sql: str,
     now: datetime,
     full_refresh: bool,
+    bucketing: buckets.Bucketing,
 ) -> RefreshPlan:
     """Compare bronze's file versions with silver's watermark and decide how to refresh.
+    A change of `bucketing` (the bucket count, or DuckDB's hash) rebuilds in full.
 
     `expired_future_sql` counts rows rejected as future events that are no longer in the future
     at `$now` (a rebuild would type them again).
@@ -134,6 +137,9 @@ def plan_silver(
         return RefreshPlan(FULL, "silver has not been built yet")
     if not table_exists(conn, SILVER_FILE_ACCEPTANCE):  # a lakehouse built before it existed
         return RefreshPlan(FULL, f"{SILVER_FILE_ACCEPTANCE} has not been built yet")
+    bucket_change = buckets.change(buckets.stored(conn), bucketing)
+    if bucket_change:
+        return RefreshPlan(FULL, bucket_change)
     seen_rows, seen_files, seen_through = conn.execute(
         f"SELECT coalesce(sum(row_count), 0), count(*), max(ingested_at) FROM {SILVER_FILES_SEEN}"
     ).fetchall()[0]

@@ -82,10 +82,27 @@ class LakehouseDuckDB(dg.ConfigurableResource):
         "= $LAKEHOUSE_DUCKDB_MEMORY_LIMIT, else 1/16 of the machine's memory, at least 1 GiB.",
     )
     threads: int = Field(default=0, description="DuckDB worker threads; 0 = one per core.")
+    buckets: int = Field(
+        default=0,
+        description="Customer buckets the heavy data steps split into, each a step of its own; "
+        "0 = $LAKEHOUSE_BUCKETS, else 1.",
+    )
+    run_lock: bool = Field(
+        default=True,
+        description="Hold the run lock ($LAKEHOUSE_HOME/lakehouse.lock) while set up. The "
+        "Celery and Kubernetes locations turn it off: there each step sets the resource up in "
+        "its own process, and the `duckdb` pool keeps lake writers apart.",
+    )
     _run_lock: IO[str] | None = PrivateAttr(default=None)
 
     def location(self) -> lake.LakeLocation:
         return lake.LakeLocation.from_settings(self.catalog, self.data_path)
+
+    def bucket_count(self) -> int:
+        """The bucket count: the `buckets` field, else `$LAKEHOUSE_BUCKETS`, else 1."""
+        if self.buckets:
+            return settings.check_buckets(self.buckets, "the duckdb resource's buckets")
+        return settings.buckets()
 
     def run_lock_path(self) -> Path:
         return settings.lakehouse_home() / "lakehouse.lock"
@@ -95,7 +112,10 @@ class LakehouseDuckDB(dg.ConfigurableResource):
         run lock (waiting for another run to end)."""
         self.resolved_memory_limit()
         self.location()
+        self.bucket_count()
         migration.fail_if_unmigrated()
+        if not self.run_lock:
+            return
         path = self.run_lock_path()
         log = context.log or dg.get_dagster_logger()
         try:

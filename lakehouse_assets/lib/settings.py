@@ -30,6 +30,8 @@ PROFILE_ENV = "LAKEHOUSE_ENV"
 RETRY_DELAY_ENV = "LAKEHOUSE_MLFLOW_RETRY_DELAY_SECONDS"
 SENSOR_INTERVAL_ENV = "LAKEHOUSE_SENSOR_INTERVAL_SECONDS"
 SIGNING_KEY_ENV = "LAKEHOUSE_MODEL_SIGNING_KEY"
+BUCKETS_ENV = "LAKEHOUSE_BUCKETS"
+MAX_BUCKETS = 1024
 OPENBLAS_TIMEOUT_ENV = "OPENBLAS_THREAD_TIMEOUT"  # OpenBLAS's own, set (unless set) at import
 
 DEFAULT_PROFILE = "local"
@@ -341,6 +343,27 @@ def sensor_interval_seconds() -> int:
             f"(e.g. {SENSOR_INTERVAL_ENV}=30)"
         )
     return seconds
+
+
+def buckets() -> int:
+    """`$LAKEHOUSE_BUCKETS` (default 1): into how many customer buckets the heavy data steps
+    split their work, each bucket a step of its own (docs/deployment.md, "Several workers")."""
+    raw = os.environ.get(BUCKETS_ENV, "").strip() or "1"
+    return check_buckets(raw, f"${BUCKETS_ENV}")
+
+
+def check_buckets(raw: int | str, setting: str) -> int:
+    """`raw` as a bucket count, or a SettingError naming `setting`."""
+    try:
+        count = int(raw)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_BUCKETS:
+        raise SettingError(
+            f"{setting} must be a whole number of buckets from 1 to {MAX_BUCKETS}, got {raw!r} "
+            f"(e.g. {BUCKETS_ENV}=4)"
+        )
+    return count
 
 
 # -- set when the package is imported

@@ -9,6 +9,7 @@ SILVER_REJECTED = "silver.rejected_transactions"
 SILVER_FILES_SEEN = "silver.bronze_files_seen"
 SILVER_LOADS = "silver.loads"
 SILVER_FILE_ACCEPTANCE = "silver.file_acceptance"
+SILVER_BUCKETING = "silver.bucketing"
 GOLD_SUMMARY = "gold.customer_summary"
 GOLD_SUMMARY_WATERMARK = "gold.customer_summary_watermark"
 CUSTOMER_FEATURES = "gold.customer_features"
@@ -28,6 +29,7 @@ WRITTEN_BY = {
     SILVER_FILES_SEEN: "silver_transactions",
     SILVER_LOADS: "silver_transactions",
     SILVER_FILE_ACCEPTANCE: "silver_transactions",
+    SILVER_BUCKETING: "silver_transactions",
     GOLD_SUMMARY: "gold_customer_summary",
     GOLD_SUMMARY_WATERMARK: "gold_customer_summary",
     CUSTOMER_FEATURES: "customer_features",

@@ -122,7 +122,7 @@ def test_without_a_champion_scoring_fails_at_once_and_names_the_model(lakehouse_
         instance, DATA_AND_SCORING_FEATURES | dg.AssetSelection.assets("churn_scores")
     )
     assert not result.success
-    assert step_starts(result, "churn_scores") == 1
+    assert step_starts(result, "churn_scores.plan_churn_scores") == 1
     message = failure_messages(result)
     assert f"Registered model '{MODEL}'" in message and "'champion'" in message, message
 
@@ -152,7 +152,7 @@ def test_a_tampered_champion_is_refused_by_load_champion_and_by_scoring(lakehous
     result = run_graph(instance, dg.AssetSelection.assets("churn_scores"))
     assert not result.success
     assert "Refusing to unpickle" in failure_messages(result)
-    assert step_starts(result, "churn_scores") == 1
+    assert step_starts(result, "churn_scores.bucket_of_churn_scores[bucket_0]") == 1
 
 
 def shift_recent_amounts(landing: Path, factor: float) -> None:

@@ -298,4 +298,4 @@ def test_a_first_build_out_of_order_names_the_asset_to_materialize_first(lakehou
     result = run_graph(instance, dg.AssetSelection.assets("gold_customer_summary"))
     assert not result.success
     assert "does not exist yet: materialize silver_transactions" in failure_messages(result)
-    assert step_starts(result, "gold_customer_summary") == 1
+    assert step_starts(result, "gold_customer_summary.plan_gold_customer_summary") == 1

@@ -90,9 +90,10 @@ def failure_messages(result: dg.ExecuteInProcessResult) -> str:
 
 
 def step_starts(result: dg.ExecuteInProcessResult, step: str) -> int:
-    """How many times `step` started (1 + retries)."""
+    """How many times `step` started (1 + retries). A bucketed asset's steps are named
+    `<asset>.<op>[<bucket>]`: pass the one meant (e.g. `churn_scores.bucket_of_churn_scores[bucket_0]`)."""
     starts = (dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_RESTARTED)
-    return sum(1 for e in result.events_for_node(step) if e.event_type in starts)
+    return sum(1 for e in result.all_events if e.step_key == step and e.event_type in starts)
 
 
 def home_location(home: Path) -> lake.LakeLocation:

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 import duckdb
 import pytest
 
-from lakehouse_assets.lib import refresh
+from lakehouse_assets.lib import buckets, refresh
 from lakehouse_assets.lib.refresh import (
     FeatureWatermark,
     LoadRecord,
@@ -157,14 +157,16 @@ def conn():
     land(conn, "a.csv", "sha-a", T0, 2)
     conn.execute(f"INSERT INTO {SILVER_TRANSACTIONS} VALUES (1)")
     conn.execute(f"INSERT INTO {SILVER_REJECTED} VALUES (2, NULL)")
-    seen = refresh.plan_silver(conn, SILVER_TABLES, EXPIRED_SQL, NOW, False)
+    seen = refresh.plan_silver(conn, SILVER_TABLES, EXPIRED_SQL, NOW, False, BUCKETING)
     assert seen.mode is Refresh.FULL
     refresh.record_load(conn, seen, T0, 1, 1)
+    buckets.record(conn, BUCKETING)
     yield conn
     conn.close()
 
 
 SILVER_TABLES = (SILVER_TRANSACTIONS, SILVER_REJECTED)
+BUCKETING = buckets.Bucketing(1, 1234)
 
 
 def land(conn, name: str, sha: str, at: datetime, rows: int) -> None:
@@ -174,8 +176,8 @@ def land(conn, name: str, sha: str, at: datetime, rows: int) -> None:
     )
 
 
-def plan(conn, full_refresh=False, now=NOW) -> RefreshPlan:
-    return refresh.plan_silver(conn, SILVER_TABLES, EXPIRED_SQL, now, full_refresh)
+def plan(conn, full_refresh=False, now=NOW, bucketing=BUCKETING) -> RefreshPlan:
+    return refresh.plan_silver(conn, SILVER_TABLES, EXPIRED_SQL, now, full_refresh, bucketing)
 
 
 def test_silver_unchanged_without_new_files(conn):
@@ -242,3 +244,14 @@ def test_silver_rebuilds_when_new_rows_do_not_match_the_new_files(conn):
     conn.execute(f"INSERT INTO {BRONZE_TRANSACTIONS} VALUES (9, ?)", [T0])  # keeps the total
     rebuilt = plan(conn)
     assert rebuilt.mode is Refresh.FULL and "but the new files list 4" in rebuilt.reason
+
+
+def test_silver_rebuilds_when_the_bucket_count_or_the_hash_changes(conn):
+    assert plan(conn).mode is Refresh.UNCHANGED
+    recount = plan(conn, bucketing=buckets.Bucketing(4, 1234))
+    assert recount.mode is Refresh.FULL
+    assert recount.reason.startswith("the bucket count changed from 1 to 4")
+    rehash = plan(conn, bucketing=buckets.Bucketing(1, 99))
+    assert rehash.mode is Refresh.FULL and "hash function changed" in rehash.reason
+    conn.execute("DROP TABLE silver.bucketing")
+    assert "no customer bucket yet" in plan(conn).reason

@@ -1,13 +1,11 @@
 """Gold layer: one summary row per customer, recomputed only for customers with new silver rows."""
 
-import time
-
 import dagster as dg
 
-from lakehouse_assets.lib import refresh
-from lakehouse_assets.lib.metadata import log_progress, table_exists, table_metadata
-from lakehouse_assets.lib.refresh import Refresh
-from lakehouse_assets.lib.resources import LakehouseDuckDB, query_one, transaction
+from lakehouse_assets.lib import fanout, refresh
+from lakehouse_assets.lib.metadata import table_exists, table_metadata
+from lakehouse_assets.lib.refresh import Refresh, RefreshPlan
+from lakehouse_assets.lib.resources import LakehouseDuckDB, query_one
 from lakehouse_assets.lib.sql import sql
 from lakehouse_assets.lib.tables import (
     GOLD_SUMMARY,
@@ -15,13 +13,15 @@ from lakehouse_assets.lib.tables import (
     SILVER_TRANSACTIONS,
 )
 
-# The silver rows the summary reads, as the view `silver_rows`: all of them, or in an append
-# the rows of `changed_customers` (gold/changed_customers.sql), the customers with new rows.
+# The silver rows a bucket's summary reads, as the view `silver_rows`: the bucket's rows
+# (`silver_in_bucket`, as of the plan's snapshot), or in an append those of `changed_customers`
+# (gold/changed_customers.sql), the bucket's customers with new rows.
+SILVER_IN_BUCKET = "silver_in_bucket"
 SILVER_ROWS = "silver_rows"
-ALL_ROWS_SQL = f"CREATE OR REPLACE TEMP VIEW {SILVER_ROWS} AS SELECT * FROM {SILVER_TRANSACTIONS}"
+ALL_ROWS_SQL = f"CREATE OR REPLACE TEMP VIEW {SILVER_ROWS} AS SELECT * FROM {SILVER_IN_BUCKET}"
 CHANGED_ROWS_SQL = (
     f"CREATE OR REPLACE TEMP VIEW {SILVER_ROWS} AS "
-    f"SELECT * FROM {SILVER_TRANSACTIONS} SEMI JOIN changed_customers USING (customer_id)"
+    f"SELECT * FROM {SILVER_IN_BUCKET} SEMI JOIN changed_customers USING (customer_id)"
 )
 
 
@@ -46,52 +46,61 @@ class GoldConfig(dg.Config):
     """Recompute every customer's summary, not only those with new silver rows."""
 
 
-@dg.asset(deps=["silver_transactions"], group_name="gold", kinds={"duckdb"}, pool="duckdb")
-def gold_customer_summary(
-    context: dg.AssetExecutionContext, config: GoldConfig, duckdb: LakehouseDuckDB
-) -> dg.MaterializeResult:
-    """`gold.customer_summary`: one row per customer in silver: first and last purchase,
-    transaction count, active days, total, average and largest amount, quantities.
-
-    Incremental: after silver appended rows, only the customers with new rows are recomputed
-    (their rows replaced in one transaction); after silver was rebuilt in full, or with
-    `full_refresh`, every customer is. The metadata `refresh` says which."""
-    started = time.perf_counter()
-    with duckdb.get_connection() as conn:
-        conn.execute("CREATE SCHEMA IF NOT EXISTS gold")
-        with transaction(conn):
-            plan = refresh.plan_after_load(
-                refresh.silver_loads(conn),
-                refresh.read_load_watermark(conn, GOLD_SUMMARY_WATERMARK),
-                GOLD_SUMMARY,
-                table_exists(conn, GOLD_SUMMARY),
-                config.full_refresh,
-            )
-            context.log.info(f"{GOLD_SUMMARY}: {plan.mode} refresh: {plan.reason}")
-            customers = 0
-            if plan.mode == Refresh.FULL:
-                conn.execute(ALL_ROWS_SQL)
-                write_summary_rows(conn)
-                conn.execute(sql("gold/write_summary"))
-                drop_summary_rows(conn)
-            elif plan.mode == Refresh.APPEND:
-                changed = conn.execute(sql("gold/changed_customers"), {"since": plan.since})
-                customers = changed.fetchone()[0]
-                conn.execute(CHANGED_ROWS_SQL)
-                write_summary_rows(conn)
-                conn.execute(sql("gold/delete_changed"))
-                conn.execute(sql("gold/append_summary"))
-                drop_summary_rows(conn)
-                conn.execute("DROP TABLE changed_customers")
-            if plan.remember is not None:
-                refresh.remember(conn, GOLD_SUMMARY_WATERMARK, plan.remember)
-        metadata = table_metadata(conn, GOLD_SUMMARY)
-    if plan.mode == Refresh.FULL:
-        customers = int(metadata["dagster/row_count"].value)  # type: ignore[arg-type]
-    log_progress(
-        context, f"{GOLD_SUMMARY}: {plan.mode}; customers (re)computed:", customers, started
+def _plan(context, conn, config: GoldConfig) -> tuple[RefreshPlan, dict]:
+    plan = refresh.plan_after_load(
+        refresh.silver_loads(conn),
+        refresh.read_load_watermark(conn, GOLD_SUMMARY_WATERMARK),
+        GOLD_SUMMARY,
+        table_exists(conn, GOLD_SUMMARY),
+        config.full_refresh,
     )
-    return dg.MaterializeResult(metadata={**metadata, **plan.metadata(customers)})
+    return plan, {}
+
+
+def _piece(context, conn, task: fanout.BucketTask) -> fanout.Piece:
+    """The summaries of the bucket's customers (all, or those with new rows)."""
+    conn.execute(
+        f"CREATE OR REPLACE TEMP VIEW {SILVER_IN_BUCKET} AS {task.at_snapshot(SILVER_TRANSACTIONS)}"
+    )
+    if task.plan.mode == Refresh.FULL:
+        conn.execute(ALL_ROWS_SQL)
+    else:
+        conn.execute(sql("gold/changed_customers"), {"since": task.plan.since})
+        conn.execute(CHANGED_ROWS_SQL)
+    write_summary_rows(conn)
+    piece = fanout.write_piece(conn, task, "SELECT * FROM customer_summary_rows")
+    drop_summary_rows(conn)
+    return piece
+
+
+def _commit(context, conn, planned: fanout.Planned, pieces: list[fanout.Piece]) -> dict:
+    plan = planned.plan
+    if plan.mode != Refresh.UNCHANGED:
+        fanout.commit_pieces(conn, GOLD_SUMMARY, plan.mode, pieces)
+    if plan.remember is not None:
+        refresh.remember(conn, GOLD_SUMMARY_WATERMARK, plan.remember)
+    metadata = table_metadata(conn, GOLD_SUMMARY)
+    customers = sum(p.customers for p in pieces)
+    return {**metadata, **plan.metadata(customers)}
+
+
+gold_customer_summary = fanout.bucketed_asset(
+    name="gold_customer_summary",
+    table=GOLD_SUMMARY,
+    upstream=["silver_transactions"],
+    group_name="gold",
+    description="""`gold.customer_summary`: one row per customer in silver: first and last
+    purchase, transaction count, active days, total, average and largest amount, quantities.
+
+    Computed bucket by bucket (`$LAKEHOUSE_BUCKETS`), committed as one snapshot. Incremental:
+    after silver appended rows, only the customers with new rows are recomputed (their rows
+    replaced); after silver was rebuilt in full, or with `full_refresh`, every customer is. The
+    metadata `refresh` says which.""",
+    config_class=GoldConfig,
+    plan=_plan,
+    piece=_piece,
+    commit=_commit,
+)
 
 
 # Checks

@@ -8,18 +8,17 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 
-from lakehouse_assets.lib import lake
+from lakehouse_assets.lib import fanout, lake
 from lakehouse_assets.lib.features import FEATURE_COLUMNS
-from lakehouse_assets.lib.metadata import log_progress, markdown_table
+from lakehouse_assets.lib.metadata import log_progress, markdown_table, table_metadata
 from lakehouse_assets.lib.model import signing
 from lakehouse_assets.lib.model.champion import load_verified_model, require_champion
 from lakehouse_assets.lib.model.dataset import feature_frame
 from lakehouse_assets.lib.model.mlflow_errors import retry_only_transient
-from lakehouse_assets.lib.model.mlflow_resource import MlflowTracking
 from lakehouse_assets.lib.model.retries import mlflow_retry_policy
 from lakehouse_assets.lib.model.scoring import churn_probability
-from lakehouse_assets.lib.resources import LakehouseDuckDB, query_one, rebuild_table
-from lakehouse_assets.lib.run_report import RunReport
+from lakehouse_assets.lib.refresh import Refresh, RefreshPlan
+from lakehouse_assets.lib.resources import LakehouseDuckDB, query_one
 from lakehouse_assets.lib.sql import sql
 from lakehouse_assets.lib.tables import CHURN_SCORES, SCORING_FEATURES
 
@@ -31,76 +30,81 @@ SCORES_SQL = sql("scores/churn_scores")  # reads STAGING
 DECILES_SQL = sql("scores/deciles")
 
 
-@dg.asset(
-    deps=["scoring_features", "registered_churn_model"],
-    group_name="model",
-    kinds={"scikitlearn", "duckdb"},
-    retry_policy=mlflow_retry_policy(),
-    pool="duckdb",
-)
-def churn_scores(
-    context: dg.AssetExecutionContext,
-    duckdb: LakehouseDuckDB,
-    mlflow: MlflowTracking,
-    run_report: RunReport,  # noqa: ARG001 (required so that the run ends with its summary)
-) -> dg.MaterializeResult:
-    """`gold.churn_scores`: the current `champion` version (its pickle verified against the
-    version's SHA-256, and with a signing key its signature, before it is unpickled) scores every customer of `gold.scoring_features`:
-    `churn_probability`, `risk_decile` (1 = the 10% most at risk), `model_version`,
-    `features_as_of` and `scored_at`. Scored in batches, so memory stays bounded; written in one
-    transaction. Fails at once when the registered model has no champion."""
+def _plan(context, conn, config) -> tuple[RefreshPlan, dict]:
+    """The champion that scores every bucket, the features' cutoff, and the scoring time."""
+    mlflow = context.resources.mlflow
     with retry_only_transient("churn_scores"):
-        client = mlflow.client()
-        champion = require_champion(mlflow, client)
-        with tempfile.TemporaryDirectory() as tmp:
-            model = load_verified_model(mlflow, client, champion, Path(tmp))
-        return _write_scores(context, duckdb, model, champion)
-
-
-def _write_scores(context, duckdb: LakehouseDuckDB, model, champion) -> dg.MaterializeResult:
-    """Score every scoring customer with `model`, then replace the table in one transaction."""
+        champion = require_champion(mlflow, mlflow.client())
     context.log.info(f"Scoring {SCORING_FEATURES} with champion version {champion.version}")
+    features_as_of = conn.execute(f"SELECT max(features_as_of) FROM {SCORING_FEATURES}").fetchone()[
+        0
+    ]
+    extra = {
+        "champion": champion,
+        "features_as_of": features_as_of,
+        "scored_at": datetime.now(UTC).replace(tzinfo=None),
+    }
+    return RefreshPlan(
+        Refresh.FULL, f"champion version {champion.version} scores every customer"
+    ), extra
+
+
+def _piece(context, conn, task: fanout.BucketTask) -> fanout.Piece:
+    """Verify and load the champion, then score the bucket's customers in batches."""
+    mlflow = context.resources.mlflow
+    champion = task.extra["champion"]
+    with retry_only_transient("churn_scores"), tempfile.TemporaryDirectory() as tmp:
+        model = load_verified_model(mlflow, mlflow.client(), champion, Path(tmp))
     started = time.perf_counter()
-    with duckdb.get_connection() as conn:
-        features_as_of = conn.execute(
-            f"SELECT max(features_as_of) FROM {SCORING_FEATURES}"
-        ).fetchone()[0]
-        scored = _score_in_batches(context, conn, model, started)
-        params = {
-            "model_version": champion.version,
-            "features_as_of": features_as_of,
-            "scored_at": datetime.now(UTC).replace(tzinfo=None),
-        }
-        metadata = rebuild_table(conn, CHURN_SCORES, SCORES_SQL, params)
-        conn.execute(f"DROP TABLE {STAGING}")
-        deciles = markdown_table(conn.execute(DECILES_SQL))
-        top = markdown_table(
-            conn.execute(
-                f"SELECT customer_id, churn_probability, risk_decile FROM {CHURN_SCORES} "
-                f"ORDER BY churn_probability DESC, customer_id LIMIT {TOP_AT_RISK}"
-            )
-        )
-        mean_probability = conn.execute(
-            f"SELECT avg(churn_probability) FROM {CHURN_SCORES}"
-        ).fetchone()[0]
-    log_progress(context, f"{CHURN_SCORES}: scored", scored, started)
-    return dg.MaterializeResult(
-        metadata={
-            **metadata,
-            "model_version": champion.version,
-            "mlflow_run_id": champion.run_id,
-            "provenance": signing.status(),
-            "features_as_of": dg.MetadataValue.text(str(features_as_of)),
-            "mean_churn_probability": float(mean_probability or 0.0),
-            "churn_probability_by_decile": dg.MetadataValue.md(deciles),
-            "most_at_risk": dg.MetadataValue.md(top),
-        }
+    features = task.at_snapshot(SCORING_FEATURES, f"customer_id, {', '.join(FEATURE_COLUMNS)}")
+    _score_in_batches(context, conn, model, features, started)
+    piece = fanout.write_piece(conn, task, f"SELECT * FROM {STAGING}")
+    conn.execute(f"DROP TABLE {STAGING}")
+    return piece
+
+
+def _commit(context, conn, planned: fanout.Planned, pieces: list[fanout.Piece]) -> dict:
+    """Rank every scored customer into risk deciles and replace the table."""
+    extra = planned.extra
+    champion = extra["champion"]
+    files = [p.path for p in pieces]
+    conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE {STAGING} AS SELECT * FROM read_parquet($files, "
+        "hive_partitioning => false)",
+        {"files": files},
     )
+    params = {
+        "model_version": champion.version,
+        "features_as_of": extra["features_as_of"],
+        "scored_at": extra["scored_at"],
+    }
+    fanout.replace_partitioned(conn, CHURN_SCORES, SCORES_SQL, params)
+    conn.execute(f"DROP TABLE {STAGING}")
+    deciles = markdown_table(conn.execute(DECILES_SQL))
+    top = markdown_table(
+        conn.execute(
+            f"SELECT customer_id, churn_probability, risk_decile FROM {CHURN_SCORES} "
+            f"ORDER BY churn_probability DESC, customer_id LIMIT {TOP_AT_RISK}"
+        )
+    )
+    mean_probability = conn.execute(
+        f"SELECT avg(churn_probability) FROM {CHURN_SCORES}"
+    ).fetchone()[0]
+    return {
+        **table_metadata(conn, CHURN_SCORES),
+        "model_version": champion.version,
+        "mlflow_run_id": champion.run_id,
+        "provenance": signing.status(),
+        "features_as_of": dg.MetadataValue.text(str(extra["features_as_of"])),
+        "mean_churn_probability": float(mean_probability or 0.0),
+        "churn_probability_by_decile": dg.MetadataValue.md(deciles),
+        "most_at_risk": dg.MetadataValue.md(top),
+    }
 
 
-def _score_in_batches(context, conn, model, started: float) -> int:
-    """Stream the scoring features `BATCH_ROWS` at a time into the temporary table `STAGING`
-    (customer_id, churn_probability); returns the rows scored."""
+def _score_in_batches(context, conn, model, features_sql: str, started: float) -> int:
+    """Stream the rows of `features_sql` `BATCH_ROWS` at a time into the temporary table
+    `STAGING` (customer_id, churn_probability); returns the rows scored."""
     conn.execute(
         f"CREATE OR REPLACE TEMP TABLE {STAGING} (customer_id VARCHAR, churn_probability DOUBLE)"
     )
@@ -108,9 +112,7 @@ def _score_in_batches(context, conn, model, started: float) -> int:
     reader.execute(f"USE {lake.LAKE}")  # a new cursor starts in DuckDB's `memory` database
     reader.execute("SET python_enable_replacements = false")
     try:
-        batches = reader.sql(
-            f"SELECT customer_id, {', '.join(FEATURE_COLUMNS)} FROM {SCORING_FEATURES}"
-        ).to_arrow_reader(BATCH_ROWS)
+        batches = reader.sql(features_sql).to_arrow_reader(BATCH_ROWS)
         scored = 0
         for batch in batches:
             columns = {
@@ -129,6 +131,27 @@ def _score_in_batches(context, conn, model, started: float) -> int:
     finally:
         reader.close()
     return scored
+
+
+churn_scores = fanout.bucketed_asset(
+    name="churn_scores",
+    table=CHURN_SCORES,
+    upstream=["scoring_features", "registered_churn_model"],
+    group_name="model",
+    description="""`gold.churn_scores`: the current `champion` version (its pickle verified
+    against the version's SHA-256, and with a signing key its signature, before it is
+    unpickled) scores every customer of `gold.scoring_features`: `churn_probability`,
+    `risk_decile` (1 = the 10% most at risk), `model_version`, `features_as_of` and
+    `scored_at`. Scored bucket by bucket (each bucket verifies the champion) in batches, so
+    memory stays bounded; written in one transaction. Fails at once when the registered model
+    has no champion.""",
+    plan=_plan,
+    piece=_piece,
+    commit=_commit,
+    resource_keys=frozenset({"mlflow", "run_report"}),  # run_report: the run ends with its summary
+    retry_policy=mlflow_retry_policy(),
+    kinds=frozenset({"scikitlearn", "duckdb"}),
+)
 
 
 # Checks

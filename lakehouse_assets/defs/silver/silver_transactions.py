@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from lakehouse_assets.lib import acceptance, refresh
+from lakehouse_assets.lib import acceptance, buckets, refresh
 from lakehouse_assets.lib.metadata import log_progress, markdown_rows, table_metadata
 from lakehouse_assets.lib.refresh import Refresh, RefreshPlan
 from lakehouse_assets.lib.resources import LakehouseDuckDB, LandingZone, query_one, transaction
@@ -50,7 +50,9 @@ def silver_transactions(
 ) -> dg.MaterializeResult:
     """`silver.transactions`: typed (`event_time` TIMESTAMP in UTC, `amount` DOUBLE, `quantity`
     INTEGER), validated and deduplicated (on `transaction_id`, else on the whole record; the
-    first copy by ingestion time, file and row is kept).
+    first copy by ingestion time, file and row is kept). Each row's `bucket` (hash of
+    `customer_id` mod `$LAKEHOUSE_BUCKETS`) splits the customer-level steps after it; the table is
+    partitioned by it.
 
     Every bronze row that does not reach silver is in `silver.rejected_transactions` with its
     lineage and a `reason`: missing_customer_id, bad_event_time, future_event_time, bad_amount,
@@ -66,6 +68,7 @@ def silver_transactions(
     now = datetime.now(UTC).replace(tzinfo=None)
     started = time.perf_counter()
     with duckdb.get_connection() as conn:
+        bucketing = buckets.current(conn, duckdb.bucket_count())
         conn.execute("CREATE SCHEMA IF NOT EXISTS silver")
         conn.execute(sql("silver/parse_event_time"))  # the macro EXPIRED_FUTURE_SQL and typed use
         with transaction(conn):
@@ -76,13 +79,15 @@ def silver_transactions(
                 EXPIRED_FUTURE_SQL,
                 now,
                 config.full_refresh,
+                bucketing,
             )
             context.log.info(f"{SILVER_TRANSACTIONS}: {plan.mode} refresh: {plan.reason}")
             load_id, new_files = 0, []
             if plan.mode == Refresh.UNCHANGED:
                 processed = 0
             else:
-                processed = _refresh(context, conn, plan, now, started)
+                processed = _refresh(context, conn, plan, now, bucketing.buckets, started)
+                buckets.record(conn, bucketing)
                 added = conn.execute(
                     f"SELECT (SELECT count(*) FROM {SILVER_TRANSACTIONS}), (SELECT count(*) FROM {SILVER_REJECTED})"
                 ).fetchone()
@@ -128,7 +133,7 @@ def silver_transactions(
     )
 
 
-def _refresh(context, conn, plan: RefreshPlan, now: datetime, started: float) -> int:
+def _refresh(context, conn, plan: RefreshPlan, now: datetime, count: int, started: float) -> int:
     """Rebuild (`full`) or append (`append`) both tables, in the caller's transaction (the temp
     tables `TYPED` and `LATER_COPIES` stay for the acceptance counts); returns the number of
     bronze rows processed."""
@@ -137,7 +142,7 @@ def _refresh(context, conn, plan: RefreshPlan, now: datetime, started: float) ->
         conn.execute(ALL_BRONZE_SQL)
     else:
         conn.execute(NEW_BRONZE_ROWS_SQL, {"since": plan.since})
-    processed = conn.execute(sql("silver/typed"), {"now": now}).fetchone()[0]
+    processed = conn.execute(sql("silver/typed"), {"now": now, "buckets": count}).fetchone()[0]
     log_progress(context, f"{SILVER_TRANSACTIONS}: typed and validated", processed, started)
     copies_sql = sql("silver/later_copies" if full else "silver/new_later_copies")
     copies = conn.execute(copies_sql).fetchone()[0]
@@ -147,11 +152,10 @@ def _refresh(context, conn, plan: RefreshPlan, now: datetime, started: float) ->
     conn.execute(sql("silver/kept"))
     conn.execute(sql("silver/rejected"))
     if full:
-        rows = conn.execute(sql("silver/write_transactions")).fetchone()[0]
-        conn.execute(sql("silver/write_rejected"))
-    else:
-        rows = conn.execute(sql("silver/append_transactions")).fetchone()[0]
-        conn.execute(sql("silver/append_rejected"))
+        conn.execute(sql("silver/write_transactions"))
+        conn.execute(f"ALTER TABLE {SILVER_TRANSACTIONS} SET PARTITIONED BY ({buckets.COLUMN})")
+    rows = conn.execute(sql("silver/append_transactions")).fetchone()[0]
+    conn.execute(sql("silver/write_rejected" if full else "silver/append_rejected"))
     log_progress(
         context, f"{SILVER_TRANSACTIONS}: {'written' if full else 'appended'},", rows, started
     )

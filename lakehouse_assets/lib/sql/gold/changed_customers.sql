@@ -1,6 +1,6 @@
--- changed_customers: the customers with silver.transactions rows ingested after $since, the
+-- changed_customers: the customers with silver_in_bucket rows ingested after $since, the
 -- load gold last summarized.
-CREATE TEMP TABLE changed_customers AS
+CREATE OR REPLACE TEMP TABLE changed_customers AS
 SELECT DISTINCT customer_id
-FROM silver.transactions
+FROM silver_in_bucket
 WHERE _ingested_at > $since

@@ -9,7 +9,8 @@ SELECT
     typed.quantity,
     typed._source_file,
     typed._source_row,
-    typed._ingested_at
+    typed._ingested_at,
+    typed.bucket
 FROM typed_transactions AS typed
 ANTI JOIN later_copies USING (_source_file, _source_row)
 WHERE typed.invalid_reason IS NULL

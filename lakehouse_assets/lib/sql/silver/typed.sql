@@ -1,6 +1,7 @@
 -- typed_transactions: every row of bronze_rows typed once, with the reason it is invalid (NULL
 -- when valid). Values are trimmed first (trim also drops Unicode spaces such as U+00A0, which
--- casts do not). Reads bronze_rows and the macro parse_event_time; $now: the run's start.
+-- casts do not). Reads bronze_rows and the macro parse_event_time; $now: the run's start;
+-- $buckets: the customer bucket count (bucket = hash(customer_id) mod $buckets).
 CREATE TEMP TABLE typed_transactions AS
 WITH parsed AS (
     SELECT
@@ -41,5 +42,6 @@ SELECT
         WHEN event_time > $now THEN 'future_event_time'
         WHEN amount IS NULL OR NOT isfinite(amount) OR amount < 0 THEN 'bad_amount'
         WHEN has_quantity AND quantity IS NULL THEN 'bad_quantity'
-    END AS invalid_reason
+    END AS invalid_reason,
+    (hash(customer_id) % $buckets)::INTEGER AS bucket
 FROM typed

@@ -1,0 +1,147 @@
+"""Past one machine (issue 22): the lake's catalog on PostgreSQL and its files on SeaweedFS, the
+graph up to gold run by the Celery location with 4 buckets on two Celery workers (separate
+processes, as on separate machines). Both workers run bucket steps, and every table equals the
+in-process, one-bucket build of the same landing folder."""
+
+import contextlib
+import os
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from lakehouse_assets.lib import lake
+from lakehouse_assets.lib.resources import LakehouseDuckDB, LandingZone
+from lakehouse_assets.lib.sample import write_sample
+from lakehouse_assets_tests.integration.test_fanout import (
+    UP_TO_GOLD,
+    assert_same_tables_as,
+)
+from lakehouse_assets_tests.support.helpers import (
+    NO_SEED,
+    failure_messages,
+    home_location,
+    run_graph,
+)
+from lakehouse_assets_tests.support.processes import clean_env, run_command, server_process
+from lakehouse_assets_tests.support.seaweedfs import seaweedfs_s3
+from lakehouse_assets_tests.support.services import (
+    DEPLOY_DIR,
+    dagster_home,
+    dagster_pg_env,
+    postgres_server,
+    redis_server,
+)
+
+pytestmark = pytest.mark.scale_out
+
+WORKERS = ("worker-a", "worker-b")
+BUCKETS = 4
+DATA_PATH = "s3://lake/lakehouse/"
+BUCKET_STEPS = ".bucket_of_"  # in the step keys of every bucketed asset's bucket steps
+
+
+def _logged(log: Path, text: str) -> bool:
+    return log.exists() and text in log.read_text(errors="replace")
+
+
+def _executed_by(events) -> dict[str, str]:
+    """Step key -> the Celery worker that executed it (the worker reports it)."""
+    found = {}
+    for event in events:
+        if event.is_dagster_event and event.dagster_event_type.value == "ENGINE_EVENT":
+            data = event.dagster_event.engine_event_data.metadata
+            if "Celery worker" in data:
+                found[event.step_key] = data["Celery worker"].value.split("@")[0]
+    return found
+
+
+def test_buckets_on_two_celery_workers_equal_the_one_process_build(
+    tmp_path, lakehouse_home, instance, monkeypatch
+):
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name, raising=False)
+    landing = tmp_path / "landing"
+    write_sample(landing, events=1_000_000, customers=100_000, seed=5)
+    try:
+        with (
+            postgres_server(tmp_path / "pg") as pg,
+            seaweedfs_s3(tmp_path / "seaweedfs", bucket="lake") as s3,
+            redis_server(tmp_path / "redis") as broker,
+        ):
+            pg.create_database("lake")
+            catalog = (
+                f"postgres:dbname=lake host={pg.host} port={pg.port} user={pg.user} "
+                f"password={pg.password}"
+            )
+            home = dagster_home(tmp_path / "dagster_home", pg)
+            env = clean_env(
+                **s3.env(),
+                **dagster_pg_env(pg),
+                DAGSTER_HOME=str(home),
+                LAKEHOUSE_ENV="prod",
+                LAKEHOUSE_HOME=str(lakehouse_home),
+                LAKEHOUSE_CATALOG=catalog,
+                LAKEHOUSE_DATA_PATH=DATA_PATH,
+                LAKEHOUSE_LANDING_DIR=str(landing),
+                LAKEHOUSE_BUCKETS=str(BUCKETS),
+                LAKEHOUSE_MODEL_SIGNING_KEY=os.urandom(16).hex(),
+                MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                DAGSTER_CELERY_BROKER_URL=broker,
+                DAGSTER_CELERY_BACKEND_URL=broker,
+            )
+            with contextlib.ExitStack() as workers:
+                for name in WORKERS:
+                    log = tmp_path / f"{name}.log"
+                    cmd = ["dagster-celery", "worker", "start", "-A", "dagster_celery.app",
+                           "-y", str(DEPLOY_DIR / "celery.yaml"), "-n", name,
+                           "--", "--concurrency=1"]  # fmt: skip
+                    ready = lambda log=log: _logged(log, " ready.")  # noqa: E731
+                    workers.enter_context(
+                        server_process(name, cmd, log, ready, timeout=120, env=env, cwd=tmp_path)
+                    )
+                run_log = tmp_path / "materialize.log"
+                selection = (
+                    "raw_transactions,bronze_transactions,silver_transactions,gold_customer_summary"
+                )
+                materialize = ["dagster", "asset", "materialize", "-m",
+                               "lakehouse_assets.deploy.celery_location", "--select", selection]  # fmt: skip
+                code = run_command(materialize, env, run_log, timeout=900, cwd=tmp_path)
+                assert code == 0, run_log.read_text()[-4000:]
+
+            for name, value in dagster_pg_env(pg).items():
+                monkeypatch.setenv(name, value)
+            with dg.DagsterInstance.from_config(str(home)) as shared:
+                [run] = shared.get_runs()
+                assert run.is_success
+                executed_by = _executed_by(shared.all_logs(run.run_id))
+
+            # Every step ran in a worker, and both workers ran bucket steps.
+            bucket_steps = {k: w for k, w in executed_by.items() if BUCKET_STEPS in k}
+            assert len(bucket_steps) == BUCKETS, executed_by
+            assert set(bucket_steps.values()) == set(WORKERS), bucket_steps
+
+            # The workers wrote their pieces to S3 (the maintenance job deletes them there)...
+            pieces = s3.keys("lakehouse/fanout/gold.customer_summary/")
+            assert len([k for k in pieces if k.endswith("/piece.parquet")]) == BUCKETS, pieces
+            # ...and the lake's tables hold what one process with one bucket builds.
+            one = tmp_path / "one"
+            location = home_location(one)
+            local = {
+                "duckdb": LakehouseDuckDB(
+                    catalog=location.catalog, data_path=location.data_path, buckets=1
+                ),
+                "landing": LandingZone(path=str(landing)),
+            }
+            result = run_graph(instance, UP_TO_GOLD, NO_SEED, local)
+            assert result.success, failure_messages(result)
+            for name, value in s3.env().items():
+                monkeypatch.setenv(name, value)
+            with lake.cursor(lake.LakeLocation(catalog, DATA_PATH), read_only=True) as conn:
+                buckets = conn.execute(
+                    "SELECT DISTINCT bucket FROM gold.customer_summary ORDER BY 1"
+                ).fetchall()
+                assert buckets == [(b,) for b in range(BUCKETS)]
+                assert_same_tables_as(conn, location.catalog)
+    finally:
+        lake.close_all()  # this process's DuckDB instances, attached to the stopped PostgreSQL
