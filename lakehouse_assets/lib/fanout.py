@@ -32,9 +32,25 @@ from lakehouse_assets.lib import buckets, lake
 from lakehouse_assets.lib.metadata import log_progress, table_exists
 from lakehouse_assets.lib.refresh import Refresh, RefreshPlan
 from lakehouse_assets.lib.resources import LakehouseDuckDB, transaction
-from lakehouse_assets.lib.tables import GOLD_SUMMARY, SILVER_TRANSACTIONS
+from lakehouse_assets.lib.tables import (
+    CUSTOMER_FEATURES,
+    CUSTOMER_FEATURES_STORED,
+    GOLD_SUMMARY,
+    SCORING_FEATURES,
+    SCORING_FEATURES_STORED,
+    SILVER_TRANSACTIONS,
+)
 
-BUCKETED_TABLES = (SILVER_TRANSACTIONS, GOLD_SUMMARY)  # the tables with a `bucket` column
+# The tables (and views) with a `bucket` column.
+BUCKETED_TABLES = (
+    SILVER_TRANSACTIONS,
+    GOLD_SUMMARY,
+    CUSTOMER_FEATURES,
+    SCORING_FEATURES,
+    CUSTOMER_FEATURES_STORED,
+    SCORING_FEATURES_STORED,
+)
+SILVER_IN_BUCKET = "silver_in_bucket"  # a bucket's silver rows as of the plan, as SQL reads them
 PIECES_FOLDER = "fanout"  # below the lake's data path: fanout/<table>/<run id>/bucket=<b>/
 PIECE_COMPRESSION = "zstd"  # as the lake's own files (lake.PARQUET_COMPRESSION)
 WIDE_INTEGERS = ("HUGEINT", "UHUGEINT")  # Parquet has no 128-bit integer: stored as BIGINT
@@ -244,7 +260,8 @@ def bucketed_asset(
         )
         yield dg.Output(Planned(refresh_plan, snapshot, count, extra), "planned")
         folder = pieces_folder(duckdb.location(), table, context.run_id)
-        for bucket in range(count):  # also when unchanged: the commit then records the run
+        # Unchanged: one idle bucket step, so that the commit still runs and reports the table.
+        for bucket in range(1 if refresh_plan.mode == Refresh.UNCHANGED else count):
             task = BucketTask(table, refresh_plan, snapshot, bucket, count, folder, extra)
             yield dg.DynamicOutput(task, mapping_key=f"bucket_{bucket}", output_name="tasks")
 

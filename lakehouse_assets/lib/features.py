@@ -11,15 +11,13 @@ cutoff over the stored columns.
 import dataclasses
 import hashlib
 import re
-import time
 from datetime import datetime
 
 import dagster as dg
 
-from lakehouse_assets.lib import refresh
-from lakehouse_assets.lib.metadata import log_progress, table_exists, table_metadata
+from lakehouse_assets.lib import buckets, fanout, refresh
+from lakehouse_assets.lib.metadata import table_exists, table_metadata
 from lakehouse_assets.lib.refresh import Refresh, RefreshPlan
-from lakehouse_assets.lib.resources import transaction
 from lakehouse_assets.lib.sql import sql
 from lakehouse_assets.lib.tables import (
     CUSTOMER_FEATURES,
@@ -65,12 +63,14 @@ AT_CUTOFF = {
     f"greatest(CASE WHEN frequency > 1 THEN max_gap_days ELSE {_TENURE} END, 1)",
 }
 
-# The silver rows that lib/sql/features reads, as the view `silver_rows`: all of silver, or in
-# a refresh `rows_to_recompute`, the rows of the customers in `customers_to_recompute`.
+# The silver rows that lib/sql/features reads, as the view `silver_rows`: all of the bucket's
+# (`silver_in_bucket`), or in a refresh `rows_to_recompute`, the rows of the bucket's customers
+# in `customers_to_recompute`.
 SILVER_ROWS = "silver_rows"
 AFFECTED = "customers_to_recompute"
 AFFECTED_ROWS = "rows_to_recompute"
-ALL_ROWS_SQL = f"CREATE OR REPLACE TEMP VIEW {SILVER_ROWS} AS SELECT * FROM {SILVER_TRANSACTIONS}"
+SILVER_IN_BUCKET = fanout.SILVER_IN_BUCKET
+ALL_ROWS_SQL = f"CREATE OR REPLACE TEMP VIEW {SILVER_ROWS} AS SELECT * FROM {SILVER_IN_BUCKET}"
 AFFECTED_ROWS_SQL = f"CREATE OR REPLACE TEMP VIEW {SILVER_ROWS} AS SELECT * FROM {AFFECTED_ROWS}"
 # The stored columns: fresh.sql (after gaps.sql), and for training rows a view of them with the
 # label (returning_customers.sql, then labelled.sql).
@@ -86,6 +86,7 @@ TEMPORARIES = (
     ("VIEW", SILVER_ROWS),
     ("TABLE", AFFECTED_ROWS),
     ("TABLE", AFFECTED),
+    ("VIEW", SILVER_IN_BUCKET),
 )
 
 # What each feature table last read: the silver load, the cutoff and the definitions' hash.
@@ -138,8 +139,8 @@ def _stored_sql(source: str, labelled: bool) -> str:
 
 def _view_sql(table: str, cutoff: datetime, labelled: bool) -> str:
     """`table` as a view of its stored columns: the features in `FEATURE_COLUMNS` order, those
-    `AT_CUTOFF` computed at `cutoff`, then the purchase span and the label (training) or
-    `features_as_of` (scoring). Unsorted: readers that need an order sort by customer_id.
+    `AT_CUTOFF` computed at `cutoff`, then the purchase span, the label (training) or
+    `features_as_of` (scoring), and the customer's bucket. Unsorted: readers that need an order sort by customer_id.
     Generated, not a file: a view cannot hold a parameter, so the cutoff is a TIMESTAMP
     literal, and the columns follow `FEATURE_COLUMNS`."""
     at = f"TIMESTAMP '{cutoff.isoformat(sep=' ')}'"
@@ -150,32 +151,11 @@ def _view_sql(table: str, cutoff: datetime, labelled: bool) -> str:
     last_column = LABEL if labelled else f"{at} AS features_as_of"
     return (
         f"CREATE OR REPLACE VIEW {table} AS\nSELECT customer_id,\n    {features},\n    "
-        f"{', '.join(PURCHASE_SPAN)}, {last_column}\nFROM {STORED[table]}"
+        f"{', '.join(PURCHASE_SPAN)}, {last_column}, {buckets.COLUMN}\nFROM {STORED[table]}"
     )
 
 
 WATERMARK_COLUMNS = "cutoff TIMESTAMP, definition VARCHAR"
-
-
-def _write(conn, table: str, mode: Refresh, labelled: bool, cutoff, remembered) -> dict:
-    """In one transaction: the stored rows (all of them anew, or in a refresh those of the
-    customers to recompute replaced), the view at `cutoff`, and the watermark `remembered`."""
-    assert cutoff.tzinfo is None, cutoff  # a TIMESTAMP literal would drop the offset
-    stored = STORED[table]
-    rows = _stored_sql(LABELLED if labelled else FRESH, labelled)
-    with transaction(conn):
-        if mode == Refresh.APPEND:
-            conn.execute(
-                f"DELETE FROM {stored} WHERE customer_id IN (SELECT customer_id FROM {AFFECTED})"
-            )
-            conn.execute(f"INSERT INTO {stored} BY NAME {rows}")
-        else:
-            if table_exists(conn, table, views=False):  # written as a table before the view
-                conn.execute(f"DROP TABLE {table}")
-            conn.execute(f"CREATE OR REPLACE TABLE {stored} AS {rows}")
-        conn.execute(_view_sql(table, cutoff, labelled))
-        refresh.remember(conn, WATERMARKS[table], remembered, WATERMARK_COLUMNS)
-    return table_metadata(conn, table)
 
 
 def training_snapshot(conn) -> refresh.FeatureWatermark | None:
@@ -208,54 +188,91 @@ def _plan(conn, table: str, cutoff: datetime, definition: str, full_refresh: boo
     return refresh.plan_features(after_load, seen, STORED[table], stored_exists, cutoff, definition)
 
 
-def refresh_features(
+def plan_refresh(
     context, conn, table: str, cutoff: datetime, full_refresh: bool, horizon_days: int | None
-) -> dict:
-    """Bring `table` to `cutoff` (with labels over `horizon_days` if given): recompute the
-    customers that can have changed, or all of them, and write the table with its watermark in
-    one transaction. Returns the table's metadata and how it was refreshed."""
-    started = time.perf_counter()
-    labelled = horizon_days is not None
+) -> tuple[RefreshPlan, dict]:
+    """How `table` reaches `cutoff` (with labels over `horizon_days` if given), and what its
+    pieces and commit need. An append that would recompute more than half of the customers is
+    planned as a full refresh: recomputing all of them then costs less."""
+    assert cutoff.tzinfo is None, cutoff  # the view's TIMESTAMP literal would drop the offset
     definition = definition_hash(horizon_days)
-    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {table.split('.')[0]}")  # for the watermark
-    with transaction(conn):
-        plan = _plan(conn, table, cutoff, definition, full_refresh)
-    silver_rows = ALL_ROWS_SQL
+    plan = _plan(conn, table, cutoff, definition, full_refresh)
     if plan.mode == Refresh.APPEND:
-        params = {
-            "since": plan.since,
-            "previous_cutoff": plan.previous_cutoff,
-            "cutoff": cutoff,
-            **{f"window_{i}_days": days for i, days in enumerate(WINDOW_DAYS, start=1)},
-            "horizon_days": horizon_days if labelled else 0,  # no label: the cutoff again
-        }
-        conn.execute(sql("features/affected_customers"), params)
+        conn.execute(
+            f"CREATE OR REPLACE TEMP VIEW {SILVER_IN_BUCKET} AS SELECT * FROM {SILVER_TRANSACTIONS}"
+        )
+        conn.execute(
+            sql("features/affected_customers"), _affected_params(plan, cutoff, horizon_days)
+        )
         changed, customers = conn.execute(
             f"SELECT (SELECT count(*) FROM {AFFECTED}), (SELECT count(*) FROM {table})"
         ).fetchone()
-        if changed > customers / 2:  # then recomputing all of them costs less
+        conn.execute(f"DROP TABLE {AFFECTED}")
+        conn.execute(f"DROP VIEW {SILVER_IN_BUCKET}")
+        if changed > customers / 2:
             reason = f"{plan.reason}; {changed:,} of {customers:,} changed"
             plan = dataclasses.replace(plan, mode=Refresh.FULL, reason=reason)
-        else:
-            conn.execute(sql("features/rows_to_recompute"))  # their rows, read once
-            silver_rows = AFFECTED_ROWS_SQL
     context.log.info(f"{table}: {plan.mode} refresh: {plan.reason}")
-    recomputed = 0
-    if plan.mode != Refresh.UNCHANGED:
-        conn.execute(silver_rows)
-        conn.execute(sql("features/gaps"), {"cutoff": cutoff})  # temporary tables
-        conn.execute(sql("features/fresh"), {"cutoff": cutoff})
-        recomputed = conn.execute(f"SELECT count(*) FROM {FRESH}").fetchone()[0]
-        if labelled:
-            horizon = {"cutoff": cutoff, "horizon_days": horizon_days}
-            conn.execute(sql("features/returning_customers"), horizon)
-            conn.execute(sql("features/labelled"))
-        # No silver load to remember: none is forgotten, and the next run is full.
-        remembered = (*plan.remember, cutoff, definition) if plan.remember else None
-        metadata = _write(conn, table, plan.mode, labelled, cutoff, remembered)
-    else:
-        metadata = table_metadata(conn, table)
+    extra = {
+        "table": table,
+        "cutoff": cutoff,
+        "definition": definition,
+        "horizon_days": horizon_days,
+    }
+    return plan, extra
+
+
+def _affected_params(plan: RefreshPlan, cutoff: datetime, horizon_days: int | None) -> dict:
+    return {
+        "since": plan.since,
+        "previous_cutoff": plan.previous_cutoff,
+        "cutoff": cutoff,
+        **{f"window_{i}_days": days for i, days in enumerate(WINDOW_DAYS, start=1)},
+        "horizon_days": horizon_days or 0,  # no label: the cutoff again
+    }
+
+
+def write_piece(context, conn, task: fanout.BucketTask) -> fanout.Piece:
+    """The stored columns of the bucket's customers: all of them, or in an append those that
+    can have changed."""
+    extra = task.extra
+    cutoff, horizon_days = extra["cutoff"], extra["horizon_days"]
+    labelled = horizon_days is not None
+    conn.execute(
+        f"CREATE OR REPLACE TEMP VIEW {SILVER_IN_BUCKET} AS {task.at_snapshot(SILVER_TRANSACTIONS)}"
+    )
+    silver_rows = ALL_ROWS_SQL
+    if task.plan.mode == Refresh.APPEND:
+        params = _affected_params(task.plan, cutoff, horizon_days)
+        conn.execute(sql("features/affected_customers"), params)
+        conn.execute(sql("features/rows_to_recompute"))  # their rows, read once
+        silver_rows = AFFECTED_ROWS_SQL
+    conn.execute(silver_rows)
+    conn.execute(sql("features/gaps"), {"cutoff": cutoff})  # temporary tables
+    conn.execute(sql("features/fresh"), {"cutoff": cutoff})
+    if labelled:
+        horizon = {"cutoff": cutoff, "horizon_days": horizon_days}
+        conn.execute(sql("features/returning_customers"), horizon)
+        conn.execute(sql("features/labelled"))
+    piece = fanout.write_piece(conn, task, _stored_sql(LABELLED if labelled else FRESH, labelled))
     for kind, temp in TEMPORARIES:
         conn.execute(f"DROP {kind} IF EXISTS {temp}")
-    log_progress(context, f"{table}: {plan.mode}; customers (re)computed:", recomputed, started)
-    return {**metadata, **plan.metadata(recomputed)}
+    return piece
+
+
+def commit(context, conn, planned: fanout.Planned, pieces: list[fanout.Piece]) -> dict:
+    """In the commit's transaction: the stored rows (all anew, or the recomputed customers'
+    replaced), the view at the cutoff, and the watermark."""
+    plan, extra = planned.plan, planned.extra
+    table, cutoff = extra["table"], extra["cutoff"]
+    labelled = extra["horizon_days"] is not None
+    if plan.mode != Refresh.UNCHANGED:
+        if plan.mode == Refresh.FULL and table_exists(conn, table, views=False):
+            conn.execute(f"DROP TABLE {table}")  # written as a table before the view
+        fanout.commit_pieces(conn, STORED[table], plan.mode, pieces)
+        conn.execute(_view_sql(table, cutoff, labelled))
+        # No silver load to remember: none is forgotten, and the next run is full.
+        remembered = (*plan.remember, cutoff, extra["definition"]) if plan.remember else None
+        refresh.remember(conn, WATERMARKS[table], remembered, WATERMARK_COLUMNS)
+    recomputed = sum(p.customers for p in pieces)
+    return {**table_metadata(conn, table), **plan.metadata(recomputed)}

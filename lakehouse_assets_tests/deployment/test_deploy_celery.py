@@ -1,7 +1,8 @@
 """The Celery deployment of docs/deployment.md: Redis as broker and result backend, two
 `dagster-celery` workers (deploy/celery.yaml) and the Postgres-backed instance; the whole graph
-is launched by the daemon from deploy/workspace-celery.yaml, every step runs in a worker,
-and the `duckdb` pool still lets one step at a time open the DuckDB file."""
+is launched by the daemon from deploy/workspace-celery.yaml, every step runs in a worker, and
+the `duckdb` pool still lets one lake-writing step (a bucketed asset's commit among them) run at
+a time."""
 
 import contextlib
 from pathlib import Path

@@ -56,7 +56,7 @@ def test_training_and_scoring_features_agree_at_the_same_cutoff(lakehouse_home, 
 def test_the_feature_list_is_the_select_list(lakehouse_home, instance):
     assert run_graph(instance, "*scoring_features").success
     columns = [row[0] for row in query(lakehouse_home, "DESCRIBE gold.scoring_features")]
-    assert columns == ["customer_id", *FEATURE_COLUMNS, *PURCHASE_SPAN, "features_as_of"]
+    assert columns == ["customer_id", *FEATURE_COLUMNS, *PURCHASE_SPAN, "features_as_of", "bucket"]
 
 
 def test_every_customer_is_scored_and_a_refresh_rescores_everyone(lakehouse_home, instance):

@@ -81,9 +81,12 @@ def test_reads_while_a_full_build_and_a_refresh_write_all_succeed(lakehouse_home
     polled = json.loads(out)
     reads = polled["reads"]
     assert polled["errors"] == []
-    for start, end in windows:  # reads went on during each run, every 0.2 s or so
+    # Reads went on during each run: the poller reads every 0.2 s or so when it has a core, and
+    # a reader blocked by the writer would read nothing until the commit. At least one read a
+    # second leaves room for a loaded host (a rate of 2.2/s was seen with two suites at once).
+    for start, end in windows:
         during = [r for r in reads if start <= r[0] <= end]
-        assert len(during) >= (end - start) / 0.4, (len(during), end - start)
+        assert len(during) >= end - start, (len(during), end - start)
     between = 0
     for _, bronze, bronze_files, silver, rejected, seen in reads:
         assert bronze == bronze_files  # bronze's commit is whole

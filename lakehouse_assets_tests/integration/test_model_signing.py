@@ -13,7 +13,7 @@ from mlflow.entities import Param
 
 from lakehouse_assets import load_champion
 from lakehouse_assets.lib.model.signing import SIGNATURE_TAG, sign
-from lakehouse_assets_tests.support.helpers import failure_messages, run_graph
+from lakehouse_assets_tests.support.helpers import failure_messages, run_graph, step_starts
 
 KEY = "test-signing-key-0123456789"
 MODEL = "customer_churn"
@@ -108,7 +108,7 @@ def test_a_champion_the_pipeline_did_not_sign_is_refused_and_never_unpickled(
     assert not scores.success
     assert SIGNATURE_TAG in failure_messages(scores)
     assert f"version {planted} of '{MODEL}'" in failure_messages(scores)
-    assert _starts(scores, "churn_scores") == 1  # final, not retried
+    assert step_starts(scores, "churn_scores.bucket_of_churn_scores[bucket_0]") == 1  # not retried
 
     challenger = run_graph(
         instance,
@@ -118,7 +118,7 @@ def test_a_champion_the_pipeline_did_not_sign_is_refused_and_never_unpickled(
     assert not challenger.success
     message = failure_messages(challenger)
     assert f"version {planted} of '{MODEL}'" in message and SIGNATURE_TAG in message, message
-    assert _starts(challenger, "churn_model_evaluation") == 1
+    assert step_starts(challenger, "churn_model_evaluation") == 1
 
     assert not marker.exists()  # nothing was unpickled
     # The same forged version is loaded, and runs its code, when no key is set: the signature is
@@ -163,11 +163,3 @@ def test_the_prod_profile_requires_the_signing_key(lakehouse_home, instance, mon
     assert not result.success
     events = " ".join(str(e) for e in result.all_events)
     assert "LAKEHOUSE_MODEL_SIGNING_KEY is not set" in events
-
-
-def _starts(result: dg.ExecuteInProcessResult, step: str) -> int:
-    return sum(
-        1
-        for e in result.all_events
-        if e.step_key == step and e.event_type_value in ("STEP_START", "STEP_RESTARTED")
-    )

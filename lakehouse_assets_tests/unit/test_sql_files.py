@@ -176,6 +176,8 @@ def silver_rows(conn, rows: list[tuple]) -> None:
         "amount DOUBLE, quantity INTEGER, _ingested_at TIMESTAMP)"
     )
     conn.executemany("INSERT INTO silver.transactions VALUES ($1, $2, $3, $4, $5)", rows)
+    # What a bucket step reads (here the only bucket): gold's and the features' input.
+    conn.execute("CREATE OR REPLACE VIEW silver_in_bucket AS SELECT * FROM silver.transactions")
 
 
 def test_gold_summarizes_each_customer_and_in_an_append_only_changed_customers(conn):
@@ -190,7 +192,6 @@ def test_gold_summarizes_each_customer_and_in_an_append_only_changed_customers(c
             ("c2", day, 5.0, 2, first),
         ],
     )
-    conn.execute(f"CREATE VIEW {gold.SILVER_IN_BUCKET} AS SELECT * FROM silver.transactions")
     conn.execute(gold.ALL_ROWS_SQL)
     gold.write_summary_rows(conn)
     summary = "SELECT * FROM customer_summary_rows ORDER BY customer_id"

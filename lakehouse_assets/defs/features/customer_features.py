@@ -2,7 +2,9 @@
 
 import dagster as dg
 
-from lakehouse_assets.lib.features import FEATURE_COLUMNS, LABEL, latest_event, refresh_features
+from lakehouse_assets.lib import fanout, features
+from lakehouse_assets.lib.features import FEATURE_COLUMNS, LABEL, latest_event
+from lakehouse_assets.lib.refresh import RefreshPlan
 from lakehouse_assets.lib.resources import LakehouseDuckDB, query_one
 from lakehouse_assets.lib.tables import CUSTOMER_FEATURES
 
@@ -15,49 +17,55 @@ class FeaturesConfig(dg.Config):
     """Recompute every customer's features, not only those that can have changed."""
 
 
-@dg.asset(
-    deps=["gold_customer_summary", "silver_transactions"],
-    group_name="features",
-    kinds={"duckdb"},
-    pool="duckdb",
-)
-def customer_features(
-    context: dg.AssetExecutionContext, config: FeaturesConfig, duckdb: LakehouseDuckDB
-) -> dg.MaterializeResult:
-    """`gold.customer_features`: one row per customer with a purchase at or before the cutoff:
-    30 numeric features (recency, frequency, monetary value, tenure, 30/90/180-day activity,
-    inter-purchase gaps, 90-day trends, and the customer's own rhythm: recency in units of their
-    mean and longest gap, the spread of gaps, the share of purchases and spend in the last
-    90/180 days) from data up to the cutoff only, the first and last purchase, and the label
-    `churned` (1 = no purchase within `horizon_days` after the cutoff). A view: the features
-    that follow the cutoff (recency, tenure, ratios on them) are computed at read time over
-    the stored columns (`gold.customer_features_stored`), of which a refresh recomputes from
-    silver only the customers that can have changed (metadata `refresh`)."""
+def _plan(context, conn, config: FeaturesConfig) -> tuple[RefreshPlan, dict]:
     if config.horizon_days < 1:
         raise dg.Failure(
             f"horizon_days must be at least 1, got {config.horizon_days}", allow_retries=False
         )
-    with duckdb.get_connection() as conn:
-        latest = latest_event(conn)
-        cutoff = conn.execute(
-            "SELECT $latest::TIMESTAMP - to_days($h)", {"latest": latest, "h": config.horizon_days}
-        ).fetchone()[0]
-        context.log.info(
-            f"Feature cutoff {cutoff} (latest event {latest} - {config.horizon_days} days)"
-        )
-        metadata = refresh_features(
-            context, conn, CUSTOMER_FEATURES, cutoff, config.full_refresh, config.horizon_days
-        )
-        churn_rate = conn.execute(f"SELECT avg({LABEL}) FROM {CUSTOMER_FEATURES}").fetchone()[0]
-    return dg.MaterializeResult(
-        metadata={
-            **metadata,
-            "cutoff": dg.MetadataValue.text(str(cutoff)),
-            "horizon_days": config.horizon_days,
-            "churn_rate": float(churn_rate or 0.0),
-            "feature_count": len(FEATURE_COLUMNS),
-        }
+    latest = latest_event(conn)
+    cutoff = conn.execute(
+        "SELECT $latest::TIMESTAMP - to_days($h)", {"latest": latest, "h": config.horizon_days}
+    ).fetchone()[0]
+    context.log.info(
+        f"Feature cutoff {cutoff} (latest event {latest} - {config.horizon_days} days)"
     )
+    return features.plan_refresh(
+        context, conn, CUSTOMER_FEATURES, cutoff, config.full_refresh, config.horizon_days
+    )
+
+
+def _commit(context, conn, planned: fanout.Planned, pieces: list[fanout.Piece]) -> dict:
+    metadata = features.commit(context, conn, planned, pieces)
+    churn_rate = conn.execute(f"SELECT avg({LABEL}) FROM {CUSTOMER_FEATURES}").fetchone()[0]
+    return {
+        **metadata,
+        "cutoff": dg.MetadataValue.text(str(planned.extra["cutoff"])),
+        "horizon_days": planned.extra["horizon_days"],
+        "churn_rate": float(churn_rate or 0.0),
+        "feature_count": len(FEATURE_COLUMNS),
+    }
+
+
+customer_features = fanout.bucketed_asset(
+    name="customer_features",
+    table=CUSTOMER_FEATURES,
+    upstream=["gold_customer_summary", "silver_transactions"],
+    group_name="features",
+    description="""`gold.customer_features`: one row per customer with a purchase at or before
+    the cutoff: 30 numeric features (recency, frequency, monetary value, tenure, 30/90/180-day
+    activity, inter-purchase gaps, 90-day trends, and the customer's own rhythm: recency in
+    units of their mean and longest gap, the spread of gaps, the share of purchases and spend in
+    the last 90/180 days) from data up to the cutoff only, the first and last purchase, and the
+    label `churned` (1 = no purchase within `horizon_days` after the cutoff). A view: the
+    features that follow the cutoff (recency, tenure, ratios on them) are computed at read time
+    over the stored columns (`gold.customer_features_stored`), of which a refresh recomputes
+    from silver only the customers that can have changed (metadata `refresh`), bucket by
+    bucket.""",
+    config_class=FeaturesConfig,
+    plan=_plan,
+    piece=features.write_piece,
+    commit=_commit,
+)
 
 
 # Checks

@@ -2,7 +2,8 @@
 
 import dagster as dg
 
-from lakehouse_assets.lib.features import FEATURE_COLUMNS, latest_event, refresh_features
+from lakehouse_assets.lib import fanout, features
+from lakehouse_assets.lib.features import FEATURE_COLUMNS, latest_event
 from lakehouse_assets.lib.metadata import markdown_rows, table_exists
 from lakehouse_assets.lib.model.drift import (
     PSI_WARNING,
@@ -11,6 +12,7 @@ from lakehouse_assets.lib.model.drift import (
     population_stability_index,
     sample_features,
 )
+from lakehouse_assets.lib.refresh import RefreshPlan
 from lakehouse_assets.lib.resources import LakehouseDuckDB
 from lakehouse_assets.lib.tables import CUSTOMER_FEATURES, SCORING_FEATURES
 
@@ -20,28 +22,35 @@ class ScoringFeaturesConfig(dg.Config):
     """Recompute every customer's features, not only those that can have changed."""
 
 
-@dg.asset(deps=["silver_transactions"], group_name="features", kinds={"duckdb"}, pool="duckdb")
-def scoring_features(
-    context: dg.AssetExecutionContext, config: ScoringFeaturesConfig, duckdb: LakehouseDuckDB
-) -> dg.MaterializeResult:
-    """`gold.scoring_features`: the same 30 features as `gold.customer_features`, from the same
-    SQL, for every customer with history, at cutoff = the latest `event_time` in silver (no
-    label), the first and last purchase, and the cutoff as `features_as_of`: what the champion
-    scores to rank the customers at risk now. A view over `gold.scoring_features_stored`,
-    refreshed like `customer_features`."""
-    with duckdb.get_connection() as conn:
-        cutoff = latest_event(conn)
-        context.log.info(f"Scoring features as of {cutoff} (the latest event in silver)")
-        metadata = refresh_features(
-            context, conn, SCORING_FEATURES, cutoff, config.full_refresh, None
-        )
-    return dg.MaterializeResult(
-        metadata={
-            **metadata,
-            "features_as_of": dg.MetadataValue.text(str(cutoff)),
-            "feature_count": len(FEATURE_COLUMNS),
-        }
-    )
+def _plan(context, conn, config: ScoringFeaturesConfig) -> tuple[RefreshPlan, dict]:
+    cutoff = latest_event(conn)
+    context.log.info(f"Scoring features as of {cutoff} (the latest event in silver)")
+    return features.plan_refresh(context, conn, SCORING_FEATURES, cutoff, config.full_refresh, None)
+
+
+def _commit(context, conn, planned: fanout.Planned, pieces: list[fanout.Piece]) -> dict:
+    return {
+        **features.commit(context, conn, planned, pieces),
+        "features_as_of": dg.MetadataValue.text(str(planned.extra["cutoff"])),
+        "feature_count": len(FEATURE_COLUMNS),
+    }
+
+
+scoring_features = fanout.bucketed_asset(
+    name="scoring_features",
+    table=SCORING_FEATURES,
+    upstream=["silver_transactions"],
+    group_name="features",
+    description="""`gold.scoring_features`: the same 30 features as `gold.customer_features`,
+    from the same SQL, for every customer with history, at cutoff = the latest `event_time` in
+    silver (no label), the first and last purchase, and the cutoff as `features_as_of`: what
+    the champion scores to rank the customers at risk now. A view over
+    `gold.scoring_features_stored`, refreshed like `customer_features`, bucket by bucket.""",
+    config_class=ScoringFeaturesConfig,
+    plan=_plan,
+    piece=features.write_piece,
+    commit=_commit,
+)
 
 
 @dg.asset_check(

@@ -16,7 +16,7 @@ from lakehouse_assets.lib.tables import (
 # The silver rows a bucket's summary reads, as the view `silver_rows`: the bucket's rows
 # (`silver_in_bucket`, as of the plan's snapshot), or in an append those of `changed_customers`
 # (gold/changed_customers.sql), the bucket's customers with new rows.
-SILVER_IN_BUCKET = "silver_in_bucket"
+SILVER_IN_BUCKET = fanout.SILVER_IN_BUCKET
 SILVER_ROWS = "silver_rows"
 ALL_ROWS_SQL = f"CREATE OR REPLACE TEMP VIEW {SILVER_ROWS} AS SELECT * FROM {SILVER_IN_BUCKET}"
 CHANGED_ROWS_SQL = (

@@ -1,5 +1,5 @@
 -- customers_to_recompute: the customers whose features can have changed since the last refresh:
--- those with silver.transactions rows ingested after $since, or with a purchase between the
+-- those with silver_in_bucket rows ingested after $since, or with a purchase between the
 -- previous and the new place of an edge ($previous_cutoff and $cutoff moved by the same days, a
 -- minute either side): the cutoff, the start of each activity window ($window_1_days,
 -- $window_2_days and $window_3_days before it) and the end of the label's horizon
@@ -7,7 +7,7 @@
 -- a window or the horizon.
 CREATE OR REPLACE TEMP TABLE customers_to_recompute AS
 SELECT DISTINCT customer_id
-FROM silver.transactions
+FROM silver_in_bucket
 WHERE
     _ingested_at > $since
     OR event_time BETWEEN $previous_cutoff - INTERVAL 1 MINUTE AND $cutoff + INTERVAL 1 MINUTE
