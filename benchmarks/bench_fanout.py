@@ -77,15 +77,22 @@ def fresh_home(work: Path, name: str, landing_files: list[Path]) -> Path:
     return home
 
 
-def in_process(work: Path, files: list[Path], buckets: list[int], rounds: int) -> dict:
-    """The whole graph per bucket count, alternating; the wall and per-asset times of each run."""
-    runs: dict[int, list[dict]] = {n: [] for n in buckets}
+def in_process(
+    work: Path, files: list[Path], buckets: list[int], rounds: int, before: Path | None
+) -> dict:
+    """The whole graph per bucket count (and with the code in `before`, labelled `before`),
+    alternating; the wall and per-asset times of each run."""
+    variants: list[int | str] = [*(["before"] if before else []), *buckets]
+    runs: dict[int | str, list[dict]] = {n: [] for n in variants}
     for round_ in range(rounds):
-        for n in buckets:
+        for n in variants:
             home = fresh_home(work, f"buckets_{n}", files)
             env = {k: v for k, v in os.environ.items() if k not in CLEARED_ENV}
-            env |= {"LAKEHOUSE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home"),
-                    "LAKEHOUSE_BUCKETS": str(n)}  # fmt: skip
+            env |= {"LAKEHOUSE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home")}
+            if n == "before":
+                env["PYTHONPATH"] = str(before)
+            else:
+                env["LAKEHOUSE_BUCKETS"] = str(n)
             command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m",
                        "lakehouse_assets", "--select", "*"]  # fmt: skip
             wall, cpu, rss, error = run_measured(command, env, home / "materialize.log")
@@ -93,9 +100,9 @@ def in_process(work: Path, files: list[Path], buckets: list[int], rounds: int) -
                 raise SystemExit(error)
             assets = per_asset(step_intervals(home / "dagster_home"))
             runs[n].append({"wall": round(wall, 2), "cpu": round(cpu, 2), "assets": assets})
-            print(f"  round {round_ + 1}, {n} bucket(s): wall {wall:.1f} s, CPU {cpu:.1f} s; "
+            print(f"  round {round_ + 1}, {n}: wall {wall:.1f} s, CPU {cpu:.1f} s; "
                   + ", ".join(f"{a} {assets[a]['seconds']:.1f} s" for a in BUCKETED), flush=True)  # fmt: skip
-    return {str(n): r for n, r in runs.items()}
+    return {str(n): r for n, r in runs.items()}  # JSON keys: "before", "1", "4"
 
 
 def on_celery(work: Path, files: list[Path], workers_list: list[int], buckets: int) -> dict:
@@ -172,7 +179,7 @@ def summary(result: dict) -> list[str]:
     if runs:
         medians = {n: statistics.median(r["wall"] for r in rs) for n, rs in runs.items()}
         lines.append("In process, whole graph (median wall): " + ", ".join(
-            f"{n} bucket(s) {w:.1f} s" for n, w in medians.items()))  # fmt: skip
+            f"{n}: {w:.1f} s" for n, w in medians.items()))  # fmt: skip
         if "1" in medians and "4" in medians:
             ratio = medians["4"] / medians["1"]
             met = "met" if ratio <= TARGET_OVERHEAD else "MISSED"
@@ -200,6 +207,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--buckets", type=int, nargs="*", default=[1, 4])
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--before", type=Path, default=None,
+        help="also run the graph with this checkout's code first (PYTHONPATH), e.g. a worktree "
+        "of the commit before the fan-out",
+    )  # fmt: skip
     parser.add_argument("--celery-workers", type=int, nargs="*", default=[])
     parser.add_argument("--celery-buckets", type=int, default=4)
     parser.add_argument(
@@ -211,12 +223,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     landing = args.work / "sample"
+    shutil.rmtree(landing, ignore_errors=True)
     write_sample(landing, args.events, max(1, args.events // 10), args.samples)
     files = sorted(landing.glob("*.parquet"))
     result: dict = {"events": args.events, "command": "python -m benchmarks.bench_fanout "
                     + " ".join(argv or sys.argv[1:])}  # fmt: skip
     if args.buckets:
-        result["in_process"] = in_process(args.work, files, args.buckets, args.rounds)
+        result["in_process"] = in_process(args.work, files, args.buckets, args.rounds, args.before)
     if args.celery_workers:
         result["celery"] = on_celery(args.work, files, args.celery_workers, args.celery_buckets)
     out = args.work / "fanout.json"

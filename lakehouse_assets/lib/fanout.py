@@ -89,12 +89,11 @@ class BucketTask:
 
 @dataclass(frozen=True)
 class Piece:
-    """A bucket's rows, written as one Parquet file (`rows` may be 0)."""
+    """A bucket's rows, written as one Parquet file: one row per customer (`rows` may be 0)."""
 
     bucket: int
     path: str
     rows: int
-    customers: int
     seconds: float
 
 
@@ -131,16 +130,14 @@ def write_piece(conn: duckdb.DuckDBPyConnection, task: BucketTask, select_sql: s
         f"FROM ({select_sql})) TO {lake.quote(path)} "
         f"(FORMAT parquet, COMPRESSION {PIECE_COMPRESSION})"
     )
-    rows, customers = conn.execute(
-        "SELECT count(*), count(DISTINCT customer_id) FROM read_parquet($path, "
-        "hive_partitioning => false)",
-        {"path": path},
-    ).fetchone()  # type: ignore[misc]
-    return Piece(task.bucket, path, rows, customers, time.perf_counter() - started)
+    (rows,) = conn.execute(
+        "SELECT count(*) FROM read_parquet($path, hive_partitioning => false)", {"path": path}
+    ).fetchone()  # type: ignore[misc]  # from the footer: no data read
+    return Piece(task.bucket, path, rows, time.perf_counter() - started)
 
 
 def commit_pieces(
-    conn: duckdb.DuckDBPyConnection, table: str, mode: Refresh, pieces: list[Piece]
+    conn: duckdb.DuckDBPyConnection, table: str, mode: Refresh, pieces: list[Piece], count: int
 ) -> None:
     """Make `pieces` the table's new rows, in the caller's transaction: `full` recreates the
     table (partitioned by bucket) from them; `append` first deletes their customers' rows.
@@ -154,7 +151,7 @@ def commit_pieces(
         conn.execute(
             f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {read} LIMIT 0", {"files": files}
         )
-        conn.execute(f"ALTER TABLE {table} SET PARTITIONED BY ({buckets.COLUMN})")
+        buckets.partition(conn, table, count)
     else:
         conn.execute(
             f"DELETE FROM {table} WHERE customer_id IN (SELECT customer_id FROM {read})",
@@ -164,12 +161,12 @@ def commit_pieces(
 
 
 def replace_partitioned(
-    conn: duckdb.DuckDBPyConnection, table: str, select_sql: str, params: dict
+    conn: duckdb.DuckDBPyConnection, table: str, select_sql: str, params: dict, count: int
 ) -> None:
     """Replace `table` with the rows of `select_sql` (which has a bucket column), partitioned by
-    bucket, in the caller's transaction."""
+    bucket (`buckets.partition`), in the caller's transaction."""
     conn.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM ({select_sql}) LIMIT 0", params)
-    conn.execute(f"ALTER TABLE {table} SET PARTITIONED BY ({buckets.COLUMN})")
+    buckets.partition(conn, table, count)
     conn.execute(f"INSERT INTO {table} {select_sql}", params)
 
 
@@ -275,7 +272,7 @@ def bucketed_asset(
     def bucket_op(context: dg.OpExecutionContext, task: BucketTask) -> Piece:
         duckdb: LakehouseDuckDB = context.resources.duckdb
         if task.plan.mode == Refresh.UNCHANGED:
-            return Piece(task.bucket, "", 0, 0, 0.0)
+            return Piece(task.bucket, "", 0, 0.0)
         started = time.perf_counter()
         with duckdb.get_connection() as conn:
             written = piece(context, conn, task)

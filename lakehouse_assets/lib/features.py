@@ -269,10 +269,10 @@ def commit(context, conn, planned: fanout.Planned, pieces: list[fanout.Piece]) -
     if plan.mode != Refresh.UNCHANGED:
         if plan.mode == Refresh.FULL and table_exists(conn, table, views=False):
             conn.execute(f"DROP TABLE {table}")  # written as a table before the view
-        fanout.commit_pieces(conn, STORED[table], plan.mode, pieces)
+        fanout.commit_pieces(conn, STORED[table], plan.mode, pieces, planned.buckets)
         conn.execute(_view_sql(table, cutoff, labelled))
         # No silver load to remember: none is forgotten, and the next run is full.
         remembered = (*plan.remember, cutoff, extra["definition"]) if plan.remember else None
         refresh.remember(conn, WATERMARKS[table], remembered, WATERMARK_COLUMNS)
-    recomputed = sum(p.customers for p in pieces)
+    recomputed = sum(p.rows for p in pieces)
     return {**table_metadata(conn, table), **plan.metadata(recomputed)}

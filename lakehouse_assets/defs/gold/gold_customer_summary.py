@@ -76,11 +76,11 @@ def _piece(context, conn, task: fanout.BucketTask) -> fanout.Piece:
 def _commit(context, conn, planned: fanout.Planned, pieces: list[fanout.Piece]) -> dict:
     plan = planned.plan
     if plan.mode != Refresh.UNCHANGED:
-        fanout.commit_pieces(conn, GOLD_SUMMARY, plan.mode, pieces)
+        fanout.commit_pieces(conn, GOLD_SUMMARY, plan.mode, pieces, planned.buckets)
     if plan.remember is not None:
         refresh.remember(conn, GOLD_SUMMARY_WATERMARK, plan.remember)
     metadata = table_metadata(conn, GOLD_SUMMARY)
-    customers = sum(p.customers for p in pieces)
+    customers = sum(p.rows for p in pieces)
     return {**metadata, **plan.metadata(customers)}
 
 

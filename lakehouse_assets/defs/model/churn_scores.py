@@ -78,7 +78,7 @@ def _commit(context, conn, planned: fanout.Planned, pieces: list[fanout.Piece]) 
         "features_as_of": extra["features_as_of"],
         "scored_at": extra["scored_at"],
     }
-    fanout.replace_partitioned(conn, CHURN_SCORES, SCORES_SQL, params)
+    fanout.replace_partitioned(conn, CHURN_SCORES, SCORES_SQL, params, planned.buckets)
     conn.execute(f"DROP TABLE {STAGING}")
     deciles = markdown_table(conn.execute(DECILES_SQL))
     top = markdown_table(

@@ -52,7 +52,7 @@ def silver_transactions(
     INTEGER), validated and deduplicated (on `transaction_id`, else on the whole record; the
     first copy by ingestion time, file and row is kept). Each row's `bucket` (hash of
     `customer_id` mod `$LAKEHOUSE_BUCKETS`) splits the customer-level steps after it; the table is
-    partitioned by it.
+    partitioned by it when there are several.
 
     Every bronze row that does not reach silver is in `silver.rejected_transactions` with its
     lineage and a `reason`: missing_customer_id, bad_event_time, future_event_time, bad_amount,
@@ -153,7 +153,7 @@ def _refresh(context, conn, plan: RefreshPlan, now: datetime, count: int, starte
     conn.execute(sql("silver/rejected"))
     if full:
         conn.execute(sql("silver/write_transactions"))
-        conn.execute(f"ALTER TABLE {SILVER_TRANSACTIONS} SET PARTITIONED BY ({buckets.COLUMN})")
+        buckets.partition(conn, SILVER_TRANSACTIONS, count)
     rows = conn.execute(sql("silver/append_transactions")).fetchone()[0]
     conn.execute(sql("silver/write_rejected" if full else "silver/append_rejected"))
     log_progress(
