@@ -20,7 +20,7 @@ PROBE = "lakehouse-assets bucket probe"
 
 def bucket_sql(column: str = "customer_id", count: str = "$buckets") -> str:
     """SQL of a row's bucket, as silver computes it (typed.sql)."""
-    return f"(hash({column}) % {count})::INTEGER"
+    return f"(hash({column}) % {count}::UBIGINT)::INTEGER"
 
 
 def partition(conn: duckdb.DuckDBPyConnection, table: str, count: int) -> None:

@@ -1,7 +1,8 @@
 -- typed_transactions: every row of bronze_rows typed once, with the reason it is invalid (NULL
 -- when valid). Values are trimmed first (trim also drops Unicode spaces such as U+00A0, which
 -- casts do not). Reads bronze_rows and the macro parse_event_time; $now: the run's start;
--- $buckets: the customer bucket count (bucket = hash(customer_id) mod $buckets).
+-- $buckets: the customer bucket count (bucket = hash(customer_id) mod $buckets), cast to hash's
+-- UBIGINT: an untyped parameter there made this statement take twice as long at 10M rows.
 CREATE TEMP TABLE typed_transactions AS
 WITH parsed AS (
     SELECT
@@ -43,5 +44,5 @@ SELECT
         WHEN amount IS NULL OR NOT isfinite(amount) OR amount < 0 THEN 'bad_amount'
         WHEN has_quantity AND quantity IS NULL THEN 'bad_quantity'
     END AS invalid_reason,
-    (hash(customer_id) % $buckets)::INTEGER AS bucket
+    (hash(customer_id) % $buckets::UBIGINT)::INTEGER AS bucket
 FROM typed
