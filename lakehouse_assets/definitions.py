@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from lakehouse_assets.lib import settings
 from lakehouse_assets.lib.profiles import build_resources
 
 PACKAGE = Path(__file__).parent
@@ -32,11 +33,17 @@ def build_definitions(executor: dg.ExecutorDefinition = dg.in_process_executor) 
     another in the run's own process: a process per step would cost more than most steps
     themselves. The Celery and Kubernetes locations (`lakehouse_assets.deploy`) pass their own;
     their steps each set the resources up in a process of their own, so the run lock, which
-    would make them wait for each other, is off (the `duckdb` pool keeps lake writers apart)."""
+    would make them wait for each other, is off (the `duckdb` pool keeps lake writers apart),
+    and the values steps pass each other go to `$LAKEHOUSE_HOME/dagster_io`, on the volume
+    every step mounts (read when the location loads)."""
     one_process = executor is dg.in_process_executor
+    resources = build_resources(run_lock=one_process)
+    if not one_process:  # what the fan-out's steps pass each other, where every step finds it
+        resources["io_manager"] = dg.FilesystemIOManager(
+            base_dir=str(settings.lakehouse_home() / "dagster_io")
+        )
     return dg.Definitions.merge(
-        load_defs_folder(),
-        dg.Definitions(resources=build_resources(run_lock=one_process), executor=executor),
+        load_defs_folder(), dg.Definitions(resources=resources, executor=executor)
     )
 
 

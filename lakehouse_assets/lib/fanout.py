@@ -53,7 +53,8 @@ BUCKETED_TABLES = (
 SILVER_IN_BUCKET = "silver_in_bucket"  # a bucket's silver rows as of the plan, as SQL reads them
 PIECES_FOLDER = "fanout"  # below the lake's data path: fanout/<table>/<run id>/bucket=<b>/
 PIECE_COMPRESSION = "zstd"  # as the lake's own files (lake.PARQUET_COMPRESSION)
-WIDE_INTEGERS = ("HUGEINT", "UHUGEINT")  # Parquet has no 128-bit integer: stored as BIGINT
+# Parquet has no 128-bit integer (DuckDB would write a DOUBLE): stored as 64-bit.
+WIDE_INTEGERS = {"HUGEINT": "BIGINT", "UHUGEINT": "UBIGINT"}
 
 
 @dataclass(frozen=True)
@@ -99,12 +100,14 @@ class Piece:
 
 @dataclass(frozen=True)
 class Planned:
-    """The plan of a bucketed asset, with what its commit needs besides the pieces."""
+    """The plan of a bucketed asset, with what its commit needs besides the pieces; `guard`:
+    what the asset's guard read at the plan."""
 
     plan: RefreshPlan
     snapshot: int
     buckets: int
     extra: dict[str, Any]
+    guard: Any = None
 
 
 def pieces_folder(location: lake.LakeLocation, table: str, run_id: str) -> str:
@@ -118,7 +121,9 @@ def write_piece(conn: duckdb.DuckDBPyConnection, task: BucketTask, select_sql: s
     started = time.perf_counter()
     columns = conn.execute(f"DESCRIBE {select_sql}").fetchall()
     select = ", ".join(
-        f'"{name}"::BIGINT AS "{name}"' if str(kind) in WIDE_INTEGERS else f'"{name}"'
+        f'"{name}"::{WIDE_INTEGERS[str(kind)]} AS "{name}"'
+        if str(kind) in WIDE_INTEGERS
+        else f'"{name}"'
         for name, kind, *_ in columns
         if name != buckets.COLUMN
     )
@@ -157,7 +162,7 @@ def commit_pieces(
             f"DELETE FROM {table} WHERE customer_id IN (SELECT customer_id FROM {read})",
             {"files": files},
         )
-    conn.execute(f"INSERT INTO {table} SELECT * FROM {read}", {"files": files})
+    conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {read}", {"files": files})
 
 
 def replace_partitioned(
@@ -183,13 +188,19 @@ def remove_pieces(pieces: list[Piece]) -> None:
 
 
 def _check_bucketing(conn: duckdb.DuckDBPyConnection, count: int, asset: str) -> None:
-    """Fail unless silver's rows are bucketed as this run splits the work."""
+    """Fail unless silver's rows are bucketed as this run splits the work, on this DuckDB."""
     if not table_exists(conn, SILVER_TRANSACTIONS):
         conn.execute(f"SELECT 1 FROM {SILVER_TRANSACTIONS}")  # names the asset to materialize
     stored = buckets.stored(conn)
-    if stored is not None and stored.buckets == count:
+    if stored is not None and buckets.change(stored, buckets.current(conn, count)) is None:
         return
-    said = "has no buckets yet" if stored is None else f"is split into {stored.buckets} bucket(s)"
+    said = (
+        "has no buckets yet"
+        if stored is None
+        else f"is split into {stored.buckets} bucket(s) by another DuckDB's hash"
+        if stored.buckets == count
+        else f"is split into {stored.buckets} bucket(s)"
+    )
     raise dg.Failure(
         f"silver.transactions {said}, but this run splits {asset} into {count} "
         f"($LAKEHOUSE_BUCKETS or the duckdb resource's buckets): materialize silver_transactions "
@@ -219,7 +230,9 @@ def bucketed_asset(
     piece: PieceFn,
     commit: CommitFn,
     config_class: type[dg.Config] | None = None,
+    guard: Callable[[duckdb.DuckDBPyConnection], Any] | None = None,
     resource_keys: frozenset[str] = frozenset(),
+    commit_resource_keys: frozenset[str] = frozenset(),
     retry_policy: dg.RetryPolicy | None = None,
     kinds: frozenset[str] = frozenset({"duckdb"}),
 ) -> dg.AssetsDefinition:
@@ -228,8 +241,12 @@ def bucketed_asset(
     `plan(context, conn, config)` returns the refresh plan and what the pieces and the commit
     need (`extra`); `piece` writes a bucket's piece (with `write_piece`);
     `commit(context, conn, planned, pieces)` runs in the commit's transaction and returns the
-    asset's metadata. Every op gets the resources `resource_keys` (besides `duckdb`) and the
-    `retry_policy`."""
+    asset's metadata. Every op gets the resources `resource_keys` (besides `duckdb`), the commit
+    also `commit_resource_keys`, and every op the `retry_policy`.
+
+    `guard(conn)` reads what another run writing the table would change (its watermark, its
+    latest scoring time). The commit reads it again in its transaction and fails, writing
+    nothing, if it changed since the plan: the pieces are then older than the table."""
     config_class = config_class or NoConfig
 
     @dg.op(
@@ -249,13 +266,14 @@ def bucketed_asset(
                 _check_bucketing(conn, count, name)
                 refresh_plan, extra = plan(context, conn, config)
                 snapshot = lake.current_snapshot(conn)
+                guarded = guard(conn) if guard else None
             finally:
                 conn.execute("ROLLBACK")
         context.log.info(
             f"{table}: {refresh_plan.mode} refresh in {count} bucket(s), as of lake snapshot "
             f"{snapshot}: {refresh_plan.reason}"
         )
-        yield dg.Output(Planned(refresh_plan, snapshot, count, extra), "planned")
+        yield dg.Output(Planned(refresh_plan, snapshot, count, extra, guarded), "planned")
         folder = pieces_folder(duckdb.location(), table, context.run_id)
         # Unchanged: one idle bucket step, so that the commit still runs and reports the table.
         for bucket in range(1 if refresh_plan.mode == Refresh.UNCHANGED else count):
@@ -287,7 +305,7 @@ def bucketed_asset(
         out=dg.Out(dg.Nothing),
         pool="duckdb",
         description=f"Commits every bucket's piece to {table} in one DuckLake transaction.",
-        required_resource_keys={"duckdb", *resource_keys},
+        required_resource_keys={"duckdb", *resource_keys, *commit_resource_keys},
         retry_policy=retry_policy,
     )
     def commit_op(context: dg.OpExecutionContext, planned: Planned, pieces: list[Piece]) -> None:
@@ -296,6 +314,13 @@ def bucketed_asset(
         with duckdb.get_connection() as conn:
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {table.split('.')[0]}")
             with transaction(conn):
+                if guard and guard(conn) != planned.guard:
+                    raise dg.Failure(
+                        f"Another run wrote {table} after this run planned it (at lake snapshot "
+                        f"{planned.snapshot}); this run's pieces are older, so nothing was "
+                        "written. Run the asset again to bring it up to date.",
+                        allow_retries=False,
+                    )
                 metadata = commit(context, conn, planned, sorted(pieces, key=lambda p: p.bucket))
         remove_pieces(pieces)
         rows = sum(p.rows for p in pieces)

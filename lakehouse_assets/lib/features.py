@@ -158,6 +158,11 @@ def _view_sql(table: str, cutoff: datetime, labelled: bool) -> str:
 WATERMARK_COLUMNS = "cutoff TIMESTAMP, definition VARCHAR"
 
 
+def guard(table: str):
+    """What another run refreshing `table` changes: its watermark (the fan-out's guard)."""
+    return lambda conn: refresh.read_watermark(conn, WATERMARKS[table])
+
+
 def training_snapshot(conn) -> refresh.FeatureWatermark | None:
     """What `gold.customer_features` was last computed with (its cutoff and the hash of its
     definitions and horizon), from its watermark; None when none is recorded."""

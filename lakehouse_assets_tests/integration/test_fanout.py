@@ -31,17 +31,21 @@ from lakehouse_assets_tests.support.helpers import (
 UP_TO_GOLD = dg.AssetSelection.assets(
     "raw_transactions", "bronze_transactions", "silver_transactions", "gold_customer_summary"
 )
+UP_TO_FEATURES = UP_TO_GOLD | dg.AssetSelection.assets("customer_features", "scoring_features")
+FEATURE_TABLES = ("gold.customer_features", "gold.scoring_features")
 BUCKET_STEP = "gold_customer_summary.bucket_of_gold_customer_summary"
 
 
-def build(instance, home: Path, landing: Path, buckets: int) -> dg.ExecuteInProcessResult:
-    """Materialize up to gold into the lakehouse in `home`, split into `buckets`."""
+def build(
+    instance, home: Path, landing: Path, buckets: int, selection=UP_TO_GOLD
+) -> dg.ExecuteInProcessResult:
+    """Materialize `selection` into the lakehouse in `home`, split into `buckets`."""
     location = home_location(home)
     duckdb = LakehouseDuckDB(
         catalog=location.catalog, data_path=location.data_path, buckets=buckets
     )
     resources = {"duckdb": duckdb, "landing": LandingZone(path=str(landing))}
-    result = run_graph(instance, UP_TO_GOLD, NO_SEED, resources)
+    result = run_graph(instance, selection, NO_SEED, resources)
     assert result.success, failure_messages(result)
     return result
 
@@ -89,14 +93,27 @@ def assert_same_tables_as(conn, catalog: str) -> None:
     assert conn.execute(f"SELECT count(*) FROM {gold}").fetchone()[0] > 0
 
 
+def assert_same_features_as(conn, catalog: str) -> None:
+    """Both feature tables hold the same rows in the lake `conn` reads and in `catalog`'s."""
+    conn.execute("DETACH DATABASE IF EXISTS theirs")
+    conn.execute(f"ATTACH {lake.quote('ducklake:' + catalog)} AS theirs (READ_ONLY)")
+    for table in FEATURE_TABLES:
+        described = conn.execute(f"DESCRIBE {table}").fetchall()
+        columns = [name for name, *_ in described if name != "bucket"]
+        numbers = tuple(name for name, kind, *_ in described if kind == "DOUBLE")
+        mismatches = gold_mismatches_sql(columns, table, f"theirs.{table}", numbers)
+        assert conn.execute(mismatches).fetchone()[0] == 0, table
+        assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0
+
+
 def test_four_buckets_give_the_tables_of_one_also_after_an_append(
     tmp_path, instance, lakehouse_home
 ):
     landing = tmp_path / "landing"
     write_sample(landing / "first.parquet", events=30_000, customers=3_000, seed=7)
     one, four = tmp_path / "one", tmp_path / "four"
-    build(instance, one, landing, 1)
-    result = build(instance, four, landing, 4)
+    build(instance, one, landing, 1, UP_TO_FEATURES)
+    result = build(instance, four, landing, 4, UP_TO_FEATURES)
     assert bucket_steps(result) == [f"{BUCKET_STEP}[bucket_{b}]" for b in range(4)]
     metadata = gold_metadata(result)
     assert metadata["buckets"] == 4 and metadata["refresh"] == "full"
@@ -104,6 +121,8 @@ def test_four_buckets_give_the_tables_of_one_also_after_an_append(
     assert len(per_bucket) == 4 and all(rows > 0 for rows in per_bucket.values())
     assert sum(per_bucket.values()) == metadata["dagster/row_count"]
     assert_same_tables(four, one)
+    with lake_conn(four) as conn:
+        assert_same_features_as(conn, home_location(one).catalog)
     # Each bucket's rows are in files of that bucket only: a bucket step reads only its own.
     files = query(
         four,
@@ -119,11 +138,15 @@ def test_four_buckets_give_the_tables_of_one_also_after_an_append(
         landing / "second.csv",
         ["n1,C00000001,2025-01-01T00:00:00,5,1", "n2,NEW1,2025-01-02T00:00:00,7,1"],
     )
-    build(instance, one, landing, 1)
-    appended = build(instance, four, landing, 4)
+    build(instance, one, landing, 1, UP_TO_FEATURES)
+    appended = build(instance, four, landing, 4, UP_TO_FEATURES)
     assert gold_metadata(appended)["refresh"] == "append"
     assert gold_metadata(appended)["customers_recomputed"] == 2
+    [features] = appended.asset_materializations_for_node("scoring_features")
+    assert features.metadata["refresh"].value == "append"  # a few customers, per bucket
     assert_same_tables(four, one)
+    with lake_conn(four) as conn:
+        assert_same_features_as(conn, home_location(one).catalog)
 
 
 def test_a_new_bucket_count_rebuilds_silver_and_gold_saying_why(tmp_path, instance, lakehouse_home):

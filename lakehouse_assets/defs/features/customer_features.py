@@ -62,6 +62,7 @@ customer_features = fanout.bucketed_asset(
     from silver only the customers that can have changed (metadata `refresh`), bucket by
     bucket.""",
     config_class=FeaturesConfig,
+    guard=features.guard(CUSTOMER_FEATURES),
     plan=_plan,
     piece=features.write_piece,
     commit=_commit,

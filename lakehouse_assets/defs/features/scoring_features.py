@@ -47,6 +47,7 @@ scoring_features = fanout.bucketed_asset(
     the champion scores to rank the customers at risk now. A view over
     `gold.scoring_features_stored`, refreshed like `customer_features`, bucket by bucket.""",
     config_class=ScoringFeaturesConfig,
+    guard=features.guard(SCORING_FEATURES),
     plan=_plan,
     piece=features.write_piece,
     commit=_commit,

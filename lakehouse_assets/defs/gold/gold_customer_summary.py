@@ -97,6 +97,7 @@ gold_customer_summary = fanout.bucketed_asset(
     replaced); after silver was rebuilt in full, or with `full_refresh`, every customer is. The
     metadata `refresh` says which.""",
     config_class=GoldConfig,
+    guard=lambda conn: refresh.read_watermark(conn, GOLD_SUMMARY_WATERMARK),
     plan=_plan,
     piece=_piece,
     commit=_commit,

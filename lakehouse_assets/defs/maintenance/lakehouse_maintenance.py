@@ -69,7 +69,7 @@ def expirable(conn, keep_days: float, protected: set[int]) -> list[int]:
     return [r[0] for r in rows if r[0] not in protected]
 
 
-@dg.op(out=dg.Out(dg.Nothing))
+@dg.op(out=dg.Out(dg.Nothing), pool="duckdb")  # apart from the steps that write or read the lake
 def maintain_lake(
     context: dg.OpExecutionContext,
     config: MaintenanceConfig,

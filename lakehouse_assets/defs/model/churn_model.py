@@ -88,7 +88,7 @@ def build_estimator(config: ChurnModelConfig):
     group_name="model",
     kinds={"scikitlearn", "mlflow"},
     retry_policy=mlflow_retry_policy(),
-    pool="duckdb",  # reads the DuckDB file, which a writer in another run may hold
+    pool="duckdb",  # reads the lake at one snapshot; apart from the steps that write it
 )
 def churn_model(
     context: dg.AssetExecutionContext,
