@@ -107,10 +107,10 @@ def in_process(
 
 def on_celery(work: Path, files: list[Path], workers_list: list[int], buckets: int) -> dict:
     """The data steps up to the features on 1..W Celery workers, lake on PostgreSQL + SeaweedFS."""
-    from lakehouse_assets_tests.support.processes import clean_env, run_command, server_process
+    from lakehouse_assets_tests.support.processes import clean_env, run_command
     from lakehouse_assets_tests.support.seaweedfs import seaweedfs_s3
     from lakehouse_assets_tests.support.services import (
-        DEPLOY_DIR,
+        celery_worker,
         dagster_home,
         dagster_pg_env,
         postgres_server,
@@ -144,14 +144,7 @@ def on_celery(work: Path, files: list[Path], workers_list: list[int], buckets: i
             )  # fmt: skip
             with contextlib.ExitStack() as stack:
                 for i in range(workers):
-                    log = root / f"worker-{i}.log"
-                    cmd = ["dagster-celery", "worker", "start", "-A", "dagster_celery.app", "-y",
-                           str(DEPLOY_DIR / "celery.yaml"), "-n", f"worker-{i}", "--",
-                           "--concurrency=1"]  # fmt: skip
-                    ready = lambda log=log: log.exists() and " ready." in log.read_text()  # noqa: E731
-                    stack.enter_context(
-                        server_process(f"worker-{i}", cmd, log, ready, 120, env=env, cwd=root)
-                    )
+                    stack.enter_context(celery_worker(f"worker-{i}", env, root))
                 command = ["dagster", "asset", "materialize", "-m",
                            "lakehouse_assets.deploy.celery_location", "--select", UP_TO_FEATURES]  # fmt: skip
                 started = time.perf_counter()

@@ -18,11 +18,6 @@ COLUMN = "bucket"
 PROBE = "lakehouse-assets bucket probe"
 
 
-def bucket_sql(column: str = "customer_id", count: str = "$buckets") -> str:
-    """SQL of a row's bucket, as silver computes it (typed.sql)."""
-    return f"(hash({column}) % {count}::UBIGINT)::INTEGER"
-
-
 def partition(conn: duckdb.DuckDBPyConnection, table: str, count: int) -> None:
     """Partition `table` by bucket, so that each bucket's rows are in files of their own; with
     one bucket there is nothing to split, and a partitioned write costs 20-40% more (1-2 s for

@@ -32,24 +32,8 @@ from lakehouse_assets.lib import buckets, lake
 from lakehouse_assets.lib.metadata import log_progress, table_exists
 from lakehouse_assets.lib.refresh import Refresh, RefreshPlan
 from lakehouse_assets.lib.resources import LakehouseDuckDB, transaction
-from lakehouse_assets.lib.tables import (
-    CUSTOMER_FEATURES,
-    CUSTOMER_FEATURES_STORED,
-    GOLD_SUMMARY,
-    SCORING_FEATURES,
-    SCORING_FEATURES_STORED,
-    SILVER_TRANSACTIONS,
-)
+from lakehouse_assets.lib.tables import SILVER_TRANSACTIONS
 
-# The tables (and views) with a `bucket` column.
-BUCKETED_TABLES = (
-    SILVER_TRANSACTIONS,
-    GOLD_SUMMARY,
-    CUSTOMER_FEATURES,
-    SCORING_FEATURES,
-    CUSTOMER_FEATURES_STORED,
-    SCORING_FEATURES_STORED,
-)
 SILVER_IN_BUCKET = "silver_in_bucket"  # a bucket's silver rows as of the plan, as SQL reads them
 PIECES_FOLDER = "fanout"  # below the lake's data path: fanout/<table>/<run id>/bucket=<b>/
 PIECE_COMPRESSION = "zstd"  # as the lake's own files (lake.PARQUET_COMPRESSION)
@@ -75,16 +59,11 @@ class BucketTask:
         return f"{self.folder}{buckets.COLUMN}={self.bucket}/piece.parquet"
 
     def at_snapshot(self, table: str, columns: str = "*") -> str:
-        """SQL reading `table` as of the plan's snapshot, this bucket's rows only. A table
-        without a bucket column has its customers' buckets computed as silver computes them."""
-        bucket = (
-            buckets.COLUMN
-            if table in BUCKETED_TABLES
-            else buckets.bucket_sql(count=str(int(self.buckets)))
-        )
+        """SQL reading `table` (one with a bucket column) as of the plan's snapshot, this
+        bucket's rows only."""
         return (
             f"SELECT {columns} FROM {table} AT (VERSION => {int(self.snapshot)}) "
-            f"WHERE {bucket} = {int(self.bucket)}"
+            f"WHERE {buckets.COLUMN} = {int(self.bucket)}"
         )
 
 

@@ -5,7 +5,6 @@ the `duckdb` pool still lets one lake-writing step (a bucketed asset's commit am
 a time."""
 
 import contextlib
-from pathlib import Path
 
 import dagster as dg
 
@@ -13,6 +12,7 @@ from lakehouse_assets import defs
 from lakehouse_assets_tests.support.processes import run_command, server_process
 from lakehouse_assets_tests.support.services import (
     DEPLOY_DIR,
+    celery_worker,
     dagster_home,
     dagster_pg_env,
     file_texts,
@@ -27,10 +27,6 @@ from lakehouse_assets_tests.support.services import (
 WORKERS = ("worker-a", "worker-b")
 WORKSPACE = DEPLOY_DIR / "workspace-celery.yaml"
 STEP_END = ("STEP_SUCCESS", "STEP_FAILURE")
-
-
-def _logged(log: Path, text: str) -> bool:
-    return log.exists() and text in log.read_text(errors="replace")
 
 
 def _duckdb_pool_steps() -> set[str]:
@@ -77,15 +73,7 @@ def test_graph_runs_on_two_celery_workers_one_duckdb_writer_at_a_time(tmp_path, 
         )
         with contextlib.ExitStack() as workers:
             for name in WORKERS:
-                log = tmp_path / f"{name}.log"
-                cmd = ["dagster-celery", "worker", "start", "-A", "dagster_celery.app",
-                       "-y", str(DEPLOY_DIR / "celery.yaml"), "-n", name,
-                       "--", "--concurrency=1"]  # fmt: skip
-                # celery logs "<name>@<host> ready." once it consumes the queue
-                ready = lambda log=log: _logged(log, " ready.")  # noqa: E731
-                workers.enter_context(
-                    server_process(name, cmd, log, ready, timeout=120, env=env, cwd=tmp_path)
-                )
+                workers.enter_context(celery_worker(name, env, tmp_path))
             daemon_log = tmp_path / "dagster-daemon.log"
             daemon = ["dagster-daemon", "run", "-w", str(WORKSPACE)]
             workers.enter_context(

@@ -5,7 +5,6 @@ in-process, one-bucket build of the same landing folder."""
 
 import contextlib
 import os
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -23,10 +22,10 @@ from lakehouse_assets_tests.support.helpers import (
     home_location,
     run_graph,
 )
-from lakehouse_assets_tests.support.processes import clean_env, run_command, server_process
+from lakehouse_assets_tests.support.processes import clean_env, run_command
 from lakehouse_assets_tests.support.seaweedfs import seaweedfs_s3
 from lakehouse_assets_tests.support.services import (
-    DEPLOY_DIR,
+    celery_worker,
     dagster_home,
     dagster_pg_env,
     postgres_server,
@@ -39,10 +38,6 @@ WORKERS = ("worker-a", "worker-b")
 BUCKETS = 4
 DATA_PATH = "s3://lake/lakehouse/"
 BUCKET_STEPS = ".bucket_of_"  # in the step keys of every bucketed asset's bucket steps
-
-
-def _logged(log: Path, text: str) -> bool:
-    return log.exists() and text in log.read_text(errors="replace")
 
 
 def _executed_by(events) -> dict[str, str]:
@@ -92,14 +87,7 @@ def test_buckets_on_two_celery_workers_equal_the_one_process_build(
             )
             with contextlib.ExitStack() as workers:
                 for name in WORKERS:
-                    log = tmp_path / f"{name}.log"
-                    cmd = ["dagster-celery", "worker", "start", "-A", "dagster_celery.app",
-                           "-y", str(DEPLOY_DIR / "celery.yaml"), "-n", name,
-                           "--", "--concurrency=1"]  # fmt: skip
-                    ready = lambda log=log: _logged(log, " ready.")  # noqa: E731
-                    workers.enter_context(
-                        server_process(name, cmd, log, ready, timeout=120, env=env, cwd=tmp_path)
-                    )
+                    workers.enter_context(celery_worker(name, env, tmp_path))
                 run_log = tmp_path / "materialize.log"
                 selection = (
                     "raw_transactions,bronze_transactions,silver_transactions,gold_customer_summary"
