@@ -56,10 +56,10 @@ class FileAcceptance:
 def record(
     conn: duckdb.DuckDBPyConnection, full: bool, load_id: int, since: datetime | None
 ) -> list[FileAcceptance]:
-    """Record the acceptance of every file version the silver load `load_id` processed, from its
-    temp tables `typed_transactions` and `later_copies` (in the caller's transaction; a full load
-    re-counts every file, keeping when each was first seen); returns the file versions this load
-    saw first, most rejected first."""
+    """Record the acceptance of every file version the silver load `load_id` processed, from the
+    temp views `bronze_rows` and `bronze_files` (bronze as the load read it) and the rejected rows
+    (in the caller's transaction; a full load re-counts every file, keeping when each was first
+    seen); returns the file versions this load saw first, most rejected first."""
     conn.execute(CREATE_SQL)
     conn.execute(sql("silver/file_stats"), {"since": None if full else since})
     if full:

@@ -21,7 +21,7 @@ import contextlib
 import inspect
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +69,15 @@ class BucketTask:
 
 @dataclass(frozen=True)
 class Piece:
-    """A bucket's rows, written as one Parquet file: one row per customer (`rows` may be 0)."""
+    """A bucket's rows, written as one Parquet file (`rows` may be 0); `others`: more files the
+    step wrote for the commit (silver's rejected rows), `counts` what it counted on the way."""
 
     bucket: int
     path: str
     rows: int
     seconds: float
+    others: tuple[str, ...] = ()
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -96,28 +99,38 @@ def pieces_folder(location: lake.LakeLocation, table: str, run_id: str) -> str:
 
 def write_piece(conn: duckdb.DuckDBPyConnection, task: BucketTask, select_sql: str) -> Piece:
     """Write the rows of `select_sql` (with this bucket's number as `bucket`) as the task's
-    piece; 128-bit integers become BIGINT (Parquet would make them DOUBLE)."""
+    piece."""
     started = time.perf_counter()
+    rows = copy_rows(conn, select_sql, task.piece_path, bucket=task.bucket)
+    return Piece(task.bucket, task.piece_path, rows, time.perf_counter() - started)
+
+
+def copy_rows(
+    conn: duckdb.DuckDBPyConnection, select_sql: str, path: str, bucket: int | None = None
+) -> int:
+    """Write the rows of `select_sql` to the Parquet file `path` and return their number; with
+    `bucket`, their bucket column is set to it. 128-bit integers become BIGINT (Parquet would
+    make them DOUBLE)."""
     columns = conn.execute(f"DESCRIBE {select_sql}").fetchall()
     select = ", ".join(
         f'"{name}"::{WIDE_INTEGERS[str(kind)]} AS "{name}"'
         if str(kind) in WIDE_INTEGERS
         else f'"{name}"'
         for name, kind, *_ in columns
-        if name != buckets.COLUMN
+        if bucket is None or name != buckets.COLUMN
     )
-    path = task.piece_path
+    if bucket is not None:
+        select += f", {int(bucket)}::INTEGER AS {buckets.COLUMN}"
     if not path.startswith("s3://"):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn.execute(
-        f"COPY (SELECT {select}, {int(task.bucket)}::INTEGER AS {buckets.COLUMN} "
-        f"FROM ({select_sql})) TO {lake.quote(path)} "
+        f"COPY (SELECT {select} FROM ({select_sql})) TO {lake.quote(path)} "
         f"(FORMAT parquet, COMPRESSION {PIECE_COMPRESSION})"
     )
     (rows,) = conn.execute(
         "SELECT count(*) FROM read_parquet($path, hive_partitioning => false)", {"path": path}
     ).fetchone()  # type: ignore[misc]  # from the footer: no data read
-    return Piece(task.bucket, path, rows, time.perf_counter() - started)
+    return rows
 
 
 def commit_pieces(
@@ -130,18 +143,29 @@ def commit_pieces(
     pieces as they are, but records them by absolute path, so a lake copied or moved elsewhere
     would still read (or miss) the originals."""
     files = [piece.path for piece in sorted(pieces, key=lambda p: p.bucket)]
-    read = "read_parquet($files, hive_partitioning => false)"
-    if mode == Refresh.FULL:
+    if mode == Refresh.APPEND:
         conn.execute(
-            f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {read} LIMIT 0", {"files": files}
-        )
-        buckets.partition(conn, table, count)
-    else:
-        conn.execute(
-            f"DELETE FROM {table} WHERE customer_id IN (SELECT customer_id FROM {read})",
+            f"DELETE FROM {table} WHERE customer_id IN (SELECT customer_id FROM {READ_FILES})",
             {"files": files},
         )
-    conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {read}", {"files": files})
+    insert_files(conn, table, files, replace=mode == Refresh.FULL, count=count)
+
+
+READ_FILES = "read_parquet($files, hive_partitioning => false)"
+
+
+def insert_files(
+    conn: duckdb.DuckDBPyConnection, table: str, files: list[str], replace: bool, count: int
+) -> None:
+    """Insert the rows of the Parquet `files` into `table`, in the caller's transaction; with
+    `replace`, the table is first recreated empty, partitioned by bucket (`buckets.partition`)."""
+    if replace:
+        conn.execute(
+            f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {READ_FILES} LIMIT 0",
+            {"files": files},
+        )
+        buckets.partition(conn, table, count)
+    conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {READ_FILES}", {"files": files})
 
 
 def replace_partitioned(
@@ -158,12 +182,13 @@ def remove_pieces(pieces: list[Piece]) -> None:
     """Delete committed pieces and their emptied folders (on S3, the maintenance job's
     `ducklake_delete_orphaned_files` does it)."""
     for piece in pieces:
-        if piece.path and not piece.path.startswith("s3://"):
-            path = Path(piece.path)
-            path.unlink(missing_ok=True)
-            for folder in (path.parent, path.parent.parent):
-                with contextlib.suppress(OSError):  # not empty: another bucket's piece is left
-                    folder.rmdir()
+        for file in (piece.path, *piece.others):
+            if file and not file.startswith("s3://"):
+                path = Path(file)
+                path.unlink(missing_ok=True)
+                for folder in (path.parent, path.parent.parent):
+                    with contextlib.suppress(OSError):  # not empty: another file is left
+                        folder.rmdir()
 
 
 def _check_bucketing(conn: duckdb.DuckDBPyConnection, count: int, asset: str) -> None:
@@ -214,6 +239,7 @@ def bucketed_asset(
     commit_resource_keys: frozenset[str] = frozenset(),
     retry_policy: dg.RetryPolicy | None = None,
     kinds: frozenset[str] = frozenset({"duckdb"}),
+    reads_buckets: bool = True,
 ) -> dg.AssetsDefinition:
     """The asset `name`, writing `table` through `plan`, one `piece` per bucket and `commit`.
 
@@ -225,7 +251,11 @@ def bucketed_asset(
 
     `guard(conn)` reads what another run writing the table would change (its watermark, its
     latest scoring time). The commit reads it again in its transaction and fails, writing
-    nothing, if it changed since the plan: the pieces are then older than the table."""
+    nothing, if it changed since the plan: the pieces are then older than the table.
+
+    `reads_buckets`: the buckets read silver's bucket column, so the plan first checks that
+    silver is split as this run splits the work (silver itself, which writes the column, does
+    not)."""
     config_class = config_class or NoConfig
 
     @dg.op(
@@ -242,7 +272,8 @@ def bucketed_asset(
         with duckdb.get_connection() as conn:
             conn.execute("BEGIN TRANSACTION")  # the plan and the snapshot id agree
             try:
-                _check_bucketing(conn, count, name)
+                if reads_buckets:
+                    _check_bucketing(conn, count, name)
                 refresh_plan, extra = plan(context, conn, config)
                 snapshot = lake.current_snapshot(conn)
                 guarded = guard(conn) if guard else None

@@ -219,15 +219,16 @@ def record_load(
     loaded_at: datetime,
     silver_rows: int,
     rejected_rows: int,
+    bronze_files: str = BRONZE_FILES,
 ) -> int:
-    """Update the watermark to bronze's current files and log the load (in the caller's
-    transaction); returns the load's id."""
+    """Update the watermark to the files of `bronze_files` (bronze's list as the load read it)
+    and log the load (in the caller's transaction); returns the load's id."""
     load_id = scalar(conn, f"SELECT coalesce(max(load_id), 0) + 1 FROM {SILVER_LOADS}")
     if plan.mode == FULL:
         conn.execute(f"DELETE FROM {SILVER_FILES_SEEN}")
     conn.execute(
         f"INSERT INTO {SILVER_FILES_SEEN} SELECT source_file, sha256, row_count, ingested_at, $load "
-        f"FROM {BRONZE_FILES} ANTI JOIN {SILVER_FILES_SEEN} USING (source_file)",
+        f"FROM {bronze_files} ANTI JOIN {SILVER_FILES_SEEN} USING (source_file)",
         {"load": load_id},
     )
     conn.execute(

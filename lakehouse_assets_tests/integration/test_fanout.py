@@ -1,6 +1,6 @@
 """Fan-out by customer bucket (issue 22), in process: N buckets give the same tables as one, an
 append stays equal to a full build per bucket, a change of N rebuilds with the reason, and a run
-killed while its bucket steps run leaves the lake at the snapshot it had."""
+killed while silver's shard steps run leaves the lake at the snapshot it had."""
 
 import os
 import signal
@@ -64,7 +64,8 @@ def gold_metadata(result: dg.ExecuteInProcessResult) -> dict:
 
 
 def assert_same_tables(mine: Path, theirs: Path) -> None:
-    """Silver, rejected and gold hold the same rows in both lakes, buckets aside."""
+    """Silver, rejected, the file acceptance and gold hold the same rows in both lakes, buckets
+    aside."""
     with lake_conn(mine) as conn:
         assert_same_tables_as(conn, home_location(theirs).catalog)
 
@@ -82,6 +83,11 @@ def assert_same_tables_as(conn, catalog: str) -> None:
             f"SELECT count(*) FROM ({a} FROM theirs.{table} EXCEPT ALL {a} FROM {table})"
         ).fetchone()[0]
         assert (only_here, only_there) == (0, 0), table
+    acceptance = "SELECT * FROM {}silver.file_acceptance ORDER BY source_file"
+    assert (
+        conn.execute(acceptance.format("")).fetchall()
+        == conn.execute(acceptance.format("theirs.")).fetchall()
+    )
     columns = [
         row[0]
         for row in conn.execute("DESCRIBE gold.customer_summary").fetchall()
@@ -164,11 +170,11 @@ def test_a_new_bucket_count_rebuilds_silver_and_gold_saying_why(tmp_path, instan
     ]  # fmt: skip
 
 
-def test_a_run_killed_during_its_bucket_steps_leaves_the_lake_unchanged(
+def test_a_run_killed_during_silvers_shard_steps_leaves_the_lake_unchanged(
     tmp_path, instance, lakehouse_home
 ):
-    """SIGKILL the run's process once a bucket's piece is written: the lake keeps the snapshot
-    it had, and the next run succeeds and equals a clean build."""
+    """SIGKILL the run's process once a shard's piece of silver is written: the lake keeps the
+    snapshot it had, and the next run succeeds and equals a clean build."""
     landing = lakehouse_home / "landing"
     write_sample(landing / "first.parquet", events=400_000, customers=40_000, seed=11)
     env = {**os.environ, "LAKEHOUSE_BUCKETS": "8", "DAGSTER_HOME": str(tmp_path / "dagster")}
@@ -182,36 +188,36 @@ def test_a_run_killed_during_its_bucket_steps_leaves_the_lake_unchanged(
         "-m",
         "lakehouse_assets",
     ]
-    up_to_silver = subprocess.run(
-        [*materialize, "--select", "raw_transactions,bronze_transactions,silver_transactions"],
+    up_to_bronze = subprocess.run(
+        [*materialize, "--select", "raw_transactions,bronze_transactions"],
         env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
-    assert up_to_silver.returncode == 0, up_to_silver.stderr[-3000:]
+    assert up_to_bronze.returncode == 0, up_to_bronze.stderr[-3000:]
     with lake_conn(lakehouse_home) as conn:
         before = lake.current_snapshot(conn)
 
-    log = (tmp_path / "gold.log").open("w")
-    gold = subprocess.Popen(
-        [*materialize, "--select", "gold_customer_summary"],
+    log = (tmp_path / "silver.log").open("w")
+    silver = subprocess.Popen(
+        [*materialize, "--select", "silver_transactions"],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     pieces = lakehouse_home / "lake" / "fanout"
     deadline = time.monotonic() + 300
     while not list(pieces.rglob("piece.parquet")):
-        assert gold.poll() is None, (tmp_path / "gold.log").read_text()[-3000:]
+        assert silver.poll() is None, (tmp_path / "silver.log").read_text()[-3000:]
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    os.killpg(gold.pid, signal.SIGKILL)
-    gold.wait()
-    assert gold.returncode == -signal.SIGKILL
+    os.killpg(silver.pid, signal.SIGKILL)
+    silver.wait()
+    assert silver.returncode == -signal.SIGKILL
     with lake_conn(lakehouse_home) as conn:
         assert lake.current_snapshot(conn) == before
         assert conn.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'customer_summary'"
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'silver'"
         ).fetchone() == (0,)
 
     rerun = subprocess.run(
-        [*materialize, "--select", "gold_customer_summary"],
+        [*materialize, "--select", "silver_transactions,gold_customer_summary"],
         env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr[-3000:]

@@ -187,15 +187,15 @@ DEPLOY_DIR = REPO_ROOT / "deploy"
 
 
 @contextlib.contextmanager
-def celery_worker(name: str, env: dict[str, str], tmp_dir: Path) -> Iterator[None]:
+def celery_worker(name: str, env: dict[str, str], tmp_dir: Path) -> Iterator[subprocess.Popen]:
     """A `dagster-celery` worker named `name` (deploy/celery.yaml, concurrency 1, log
     `tmp_dir/<name>.log`), once it consumes the queue: celery then logs "<name>@<host> ready."."""
     log = tmp_dir / f"{name}.log"
     cmd = ["dagster-celery", "worker", "start", "-A", "dagster_celery.app",
            "-y", str(DEPLOY_DIR / "celery.yaml"), "-n", name, "--", "--concurrency=1"]  # fmt: skip
     ready = lambda: log.exists() and " ready." in log.read_text(errors="replace")  # noqa: E731
-    with server_process(name, cmd, log, ready, timeout=120, env=env, cwd=tmp_dir):
-        yield
+    with server_process(name, cmd, log, ready, timeout=120, env=env, cwd=tmp_dir) as worker:
+        yield worker
 
 
 def prod_env(pg: PostgresServer, home: Path, lake: Path, **extra: str) -> dict[str, str]:

@@ -22,8 +22,8 @@ REJECTED_COLUMNS = (
 
 @pytest.fixture
 def conn():
-    """bronze's file list and silver's rejected rows; `typed_transactions` and `later_copies`
-    as a load left them.
+    """bronze's file list and rows (`bronze_files`, `bronze_rows`: as silver's commit reads
+    them) and silver's rejected rows.
 
     a.csv: 4 rows, row 3 with a decimal comma, row 4 a copy of row 1; b.csv: 2 good rows."""
     conn = duckdb.connect()
@@ -38,12 +38,10 @@ def conn():
         "('a.csv', 4, 'duplicate', 't1', 'c1', '2025-01-01', '10', '1', $at)",
         {"at": FIRST_LOAD},
     )
-    conn.execute("CREATE TABLE typed_transactions (_source_file VARCHAR, invalid_reason VARCHAR)")
-    conn.execute(
-        "INSERT INTO typed_transactions VALUES ('a.csv', NULL), ('a.csv', NULL), ('a.csv', 'bad_amount'), "
-        "('a.csv', NULL), ('b.csv', NULL), ('b.csv', NULL)"
-    )
-    conn.execute("CREATE TABLE later_copies AS SELECT 'a.csv' AS _source_file")
+    conn.execute(f"CREATE VIEW bronze_files AS FROM {BRONZE_FILES}")
+    conn.execute("CREATE TABLE bronze_rows (_source_file VARCHAR, _ingested_at TIMESTAMP)")
+    landed = ["a.csv"] * 4 + ["b.csv"] * 2
+    conn.executemany("INSERT INTO bronze_rows VALUES (?, ?)", [(f, FIRST_LOAD) for f in landed])
     yield conn
     conn.close()
 
@@ -57,11 +55,7 @@ def add_file_c(conn) -> None:
         "('c.csv', 2, 'missing_customer_id', 't8', NULL, '2025-02-02', '6', '1', $at)",
         {"at": SECOND_LOAD},
     )
-    conn.execute("DELETE FROM typed_transactions")
-    conn.execute("DELETE FROM later_copies")
-    conn.execute(
-        "INSERT INTO typed_transactions VALUES ('c.csv', 'missing_customer_id'), ('c.csv', 'missing_customer_id')"
-    )
+    conn.executemany("INSERT INTO bronze_rows VALUES (?, ?)", [("c.csv", SECOND_LOAD)] * 2)
 
 
 def test_a_full_load_counts_every_file(conn):

@@ -46,16 +46,25 @@ def land(conn, file: str, ingested_at: datetime, rows: list[tuple]) -> None:
     )
 
 
-def build_silver(conn) -> None:
-    """silver.transactions and silver.rejected_transactions from all of bronze, as a full load."""
-    conn.execute(silver.ALL_BRONZE_SQL)
-    conn.execute(sql("silver/typed"), {"now": NOW, "buckets": BUCKETS})
-    conn.execute(sql("silver/later_copies"))
-    conn.execute(sql("silver/kept"))
-    conn.execute(sql("silver/rejected"))
-    conn.execute(sql("silver/write_transactions"))
-    conn.execute(sql("silver/append_transactions"))
-    conn.execute(sql("silver/write_rejected"))
+def build_silver(conn, shards: int = 1) -> None:
+    """silver.transactions and silver.rejected_transactions from all of bronze, as a full load
+    in `shards` shards (as the asset's shard steps, then its commit, do)."""
+    for shard in range(shards):
+        conn.execute(
+            "CREATE OR REPLACE TEMP VIEW bronze_rows AS SELECT * FROM bronze.transactions "
+            f"WHERE {silver.in_shard(shard, shards)}"
+        )
+        conn.execute(sql("silver/typed"), {"now": NOW, "buckets": BUCKETS})
+        conn.execute(sql("silver/later_copies"))
+        conn.execute(sql("silver/kept"))
+        conn.execute(sql("silver/rejected"))
+        if shard == 0:
+            conn.execute("CREATE TABLE silver.transactions AS FROM kept_transactions LIMIT 0")
+            conn.execute("CREATE TABLE silver.rejected_transactions AS FROM rejected_rows LIMIT 0")
+        conn.execute("INSERT INTO silver.transactions FROM kept_transactions")
+        conn.execute("INSERT INTO silver.rejected_transactions FROM rejected_rows")
+        conn.execute("DROP TABLE typed_transactions")
+        conn.execute("DROP TABLE later_copies")
 
 
 def reasons(conn) -> dict[tuple[str, int], str]:
@@ -147,18 +156,45 @@ def test_the_first_copy_is_kept_and_later_copies_are_rejected_as_duplicates(conn
 
     # Appending: a new file's copy of a kept row is a duplicate; silver's rows stay.
     land(conn, "c.csv", datetime(2025, 5, 3), [(None, *record), ("t2", "c2", *record[1:])])
-    conn.execute("DROP TABLE typed_transactions")
-    conn.execute("DROP TABLE later_copies")
     conn.execute("DROP VIEW bronze_rows")
-    conn.execute(silver.NEW_BRONZE_ROWS_SQL, {"since": datetime(2025, 5, 2)})
+    conn.execute(
+        "CREATE TEMP TABLE bronze_rows AS SELECT * FROM bronze.transactions WHERE _ingested_at > $since",
+        {"since": datetime(2025, 5, 2)},
+    )
     conn.execute(sql("silver/typed"), {"now": NOW, "buckets": BUCKETS})
     conn.execute(sql("silver/new_later_copies"))
     conn.execute(sql("silver/kept"))
     conn.execute(sql("silver/rejected"))
-    assert conn.execute(sql("silver/append_transactions")).fetchone() == (1,)
-    conn.execute(sql("silver/append_rejected"))
+    assert conn.execute("INSERT INTO silver.transactions FROM kept_transactions").fetchone() == (1,)
+    conn.execute("INSERT INTO silver.rejected_transactions FROM rejected_rows")
     assert reasons(conn)[("c.csv", 1)] == "duplicate"
     assert conn.execute("SELECT count(*) FROM silver.transactions").fetchone() == (4,)
+
+
+def test_silver_in_shards_equals_silver_in_one(conn):
+    """Every copy of a transaction falls in the shard of its first copy (also under another
+    customer, or without transaction_id), so shards deduplicate on their own."""
+    rows = [
+        (f"t{i % 40}", f"c{i % 17}", f"2025-03-{1 + i % 28:02d}T10:00:00", str(i % 9), "1")
+        for i in range(200)
+    ]
+    rows += [(None, "c1", "2025-03-01T10:00:00", "5", "1")] * 3 + [(" t1 ", "c99", "x", "1", "")]
+    land(conn, "a.csv", datetime(2025, 5, 1), rows)
+    land(conn, "b.csv", datetime(2025, 5, 2), rows[::-3])
+    tables = ("silver.transactions", "silver.rejected_transactions")
+    build_silver(conn)
+    one = [conn.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in tables]
+    for t in tables:
+        conn.execute(f"DROP TABLE {t}")
+    build_silver(conn, shards=4)
+    four = [conn.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in tables]
+    assert four == one
+    landed = len(rows) + len(rows[::-3])
+    assert len(one[0]) == 40 + 1 and len(one[0]) + len(one[1]) == landed  # 40 ids, 1 record
+    shards = conn.execute(
+        f"SELECT count(DISTINCT {silver.IDENTITY_HASH} % 4) FROM bronze.transactions"
+    ).fetchone()
+    assert shards == (4,)  # the rows really were split
 
 
 def test_expired_future_counts_rejected_future_rows_no_longer_in_the_future(conn):

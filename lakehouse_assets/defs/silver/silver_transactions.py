@@ -4,6 +4,10 @@ Silver refreshes in proportion to what landed: when bronze only gained files sin
 only their rows are typed, validated and deduplicated (against silver and among themselves) and
 appended; otherwise both tables are rebuilt from all of bronze. `lib/refresh.py` decides
 which, and records what silver has seen.
+
+The work is split into `$LAKEHOUSE_BUCKETS` shards (`lib/fanout.py`), by the hash of each row's
+identity (its `transaction_id`, else its `customer_id`): every copy of a transaction is in the
+same shard, so each shard deduplicates on its own, and the commit adds them as one snapshot.
 """
 
 import time
@@ -11,12 +15,13 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from lakehouse_assets.lib import acceptance, buckets, refresh
-from lakehouse_assets.lib.metadata import log_progress, markdown_rows, table_metadata
+from lakehouse_assets.lib import acceptance, buckets, fanout, refresh
+from lakehouse_assets.lib.metadata import log_progress, markdown_rows, table_exists, table_metadata
 from lakehouse_assets.lib.refresh import Refresh, RefreshPlan
-from lakehouse_assets.lib.resources import LakehouseDuckDB, LandingZone, query_one, transaction
+from lakehouse_assets.lib.resources import LakehouseDuckDB, LandingZone, query_one
 from lakehouse_assets.lib.sql import sql
 from lakehouse_assets.lib.tables import (
+    BRONZE_FILES,
     BRONZE_TRANSACTIONS,
     SILVER_LOADS,
     SILVER_REJECTED,
@@ -27,16 +32,29 @@ TYPED = "typed_transactions"  # temp tables that typed.sql and (new_)later_copie
 LATER_COPIES = "later_copies"
 # The format of typed.sql's fast event_time parse (parse_event_time.sql), for the pandas benchmark.
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%S"
-# The bronze rows a run reads, as `bronze_rows`: all of them (a view, no copy), or in an append
+# The bronze rows a shard reads, as `bronze_rows` (and at the commit, bronze's file list as
+# `bronze_files`), as of the plan's snapshot: all of them (a view, no copy), or in an append
 # those ingested after `$since`, copied into a temp table: a view cannot hold the parameter, the
 # new files' rows are few, and typed.sql and rejected.sql then read them once from the lake.
 BRONZE_ROWS = "bronze_rows"
-ALL_BRONZE_SQL = f"CREATE OR REPLACE TEMP VIEW {BRONZE_ROWS} AS SELECT * FROM {BRONZE_TRANSACTIONS}"
-NEW_BRONZE_ROWS_SQL = (
-    f"CREATE OR REPLACE TEMP TABLE {BRONZE_ROWS} AS "
-    f"SELECT * FROM {BRONZE_TRANSACTIONS} WHERE _ingested_at > $since"
-)
+BRONZE_FILES_READ = "bronze_files"
 EXPIRED_FUTURE_SQL = sql("silver/expired_future")
+# A row's shard: the hash of its identity as typed.sql trims it (the transaction_id, else the
+# customer_id, which a copy without transaction_id shares with its original).
+IDENTITY_HASH = "hash(coalesce(nullif(trim(transaction_id), ''), nullif(trim(customer_id), '')))"
+REJECTED_PIECE = "rejected.parquet"
+
+
+def in_shard(shard: int, shards: int) -> str:
+    """SQL condition on a bronze row: it belongs to `shard` of `shards`."""
+    if shards == 1:
+        return "true"
+    return f"{IDENTITY_HASH} % {int(shards)}::UBIGINT = {int(shard)}"
+
+
+def bronze_at(snapshot: int, table: str = BRONZE_TRANSACTIONS) -> str:
+    """SQL reading a bronze table as of the lake snapshot the plan read."""
+    return f"SELECT * FROM {table} AT (VERSION => {int(snapshot)})"
 
 
 class SilverConfig(dg.Config):
@@ -44,13 +62,127 @@ class SilverConfig(dg.Config):
     """Rebuild silver from all of bronze even when only new files landed (gold follows)."""
 
 
-@dg.asset(deps=["bronze_transactions"], group_name="silver", kinds={"duckdb"}, pool="duckdb")
-def silver_transactions(
-    context: dg.AssetExecutionContext, config: SilverConfig, duckdb: LakehouseDuckDB
-) -> dg.MaterializeResult:
-    """`silver.transactions`: typed (`event_time` TIMESTAMP in UTC, `amount` DOUBLE, `quantity`
-    INTEGER), validated and deduplicated (on `transaction_id`, else on the whole record; the
-    first copy by ingestion time, file and row is kept). Each row's `bucket` (hash of
+def _plan(context, conn, config: SilverConfig) -> tuple[RefreshPlan, dict]:
+    now = datetime.now(UTC).replace(tzinfo=None)
+    conn.execute(f"SELECT 1 FROM {BRONZE_TRANSACTIONS} LIMIT 0")  # if missing, names the asset
+    bucketing = buckets.current(conn, context.resources.duckdb.bucket_count())
+    conn.execute(sql("silver/parse_event_time"))  # the macro EXPIRED_FUTURE_SQL uses
+    plan = refresh.plan_silver(
+        conn,
+        (SILVER_TRANSACTIONS, SILVER_REJECTED),
+        EXPIRED_FUTURE_SQL,
+        now,
+        config.full_refresh,
+        bucketing,
+    )
+    return plan, {"now": now, "bucketing": tuple(bucketing)}
+
+
+def _piece(context, conn, task: fanout.BucketTask) -> fanout.Piece:
+    """Type, validate and deduplicate the shard's bronze rows (all, or those of new files); its
+    kept rows are the piece, its rejected rows a second file beside it."""
+    started = time.perf_counter()
+    shard = f"{SILVER_TRANSACTIONS}: shard {task.bucket} of {task.buckets}:"
+    conn.execute(sql("silver/parse_event_time"))  # the macro typed.sql uses
+    rows = f"{bronze_at(task.snapshot)} WHERE {in_shard(task.bucket, task.buckets)}"
+    full = task.plan.mode == Refresh.FULL
+    if full:
+        conn.execute(f"CREATE OR REPLACE TEMP VIEW {BRONZE_ROWS} AS {rows}")
+    else:
+        conn.execute(
+            f"CREATE OR REPLACE TEMP TABLE {BRONZE_ROWS} AS {rows} AND _ingested_at > $since",
+            {"since": task.plan.since},
+        )
+    now, count = task.extra["now"], task.extra["bucketing"][0]
+    processed = conn.execute(sql("silver/typed"), {"now": now, "buckets": count}).fetchone()[0]
+    log_progress(context, f"{shard} typed and validated", processed, started)
+    copies = conn.execute(sql("silver/later_copies" if full else "silver/new_later_copies"))
+    log_progress(
+        context, f"{shard} {copies.fetchone()[0]:,} later copies found in", processed, started
+    )
+    conn.execute(sql("silver/kept"))
+    conn.execute(sql("silver/rejected"))
+    kept = fanout.copy_rows(conn, "SELECT * FROM kept_transactions", task.piece_path)
+    rejected_path = task.piece_path.removesuffix("piece.parquet") + REJECTED_PIECE
+    rejected = fanout.copy_rows(conn, "SELECT * FROM rejected_rows", rejected_path)
+    return fanout.Piece(
+        task.bucket, task.piece_path, kept, time.perf_counter() - started, (rejected_path,),
+        {"processed": processed, "rejected": rejected},
+    )  # fmt: skip
+
+
+def _commit(context, conn, planned: fanout.Planned, pieces: list[fanout.Piece]) -> dict:
+    """Add (or, in a full refresh, replace with) every shard's rows, record the load, the
+    watermark and each new file's acceptance, in the commit's transaction."""
+    plan = planned.plan
+    refresh.create_tables(conn)
+    load_id, new_files = 0, []
+    if plan.mode != Refresh.UNCHANGED:
+        full = plan.mode == Refresh.FULL
+        conn.execute(f"CREATE OR REPLACE TEMP VIEW {BRONZE_ROWS} AS {bronze_at(planned.snapshot)}")
+        conn.execute(
+            f"CREATE OR REPLACE TEMP VIEW {BRONZE_FILES_READ} AS "
+            f"{bronze_at(planned.snapshot, BRONZE_FILES)}"
+        )
+        kept = [p.path for p in pieces]
+        rejected = [p.others[0] for p in pieces]
+        fanout.insert_files(conn, SILVER_TRANSACTIONS, kept, replace=full, count=planned.buckets)
+        fanout.insert_files(conn, SILVER_REJECTED, rejected, replace=full, count=1)
+        buckets.record(conn, buckets.Bucketing(*planned.extra["bucketing"]))
+        added = conn.execute(
+            f"SELECT (SELECT count(*) FROM {SILVER_TRANSACTIONS}), (SELECT count(*) FROM {SILVER_REJECTED})"
+        ).fetchone()
+        load_id = refresh.record_load(
+            conn, plan, planned.extra["now"], *added, bronze_files=BRONZE_FILES_READ
+        )
+        context.log.info(f"{SILVER_LOADS}: recorded load {load_id} ({plan.mode})")
+        new_files = acceptance.record(conn, full, load_id, plan.since)
+    rejected_by_reason = dict(
+        conn.execute(
+            f"SELECT reason, count(*) FROM {SILVER_REJECTED} GROUP BY reason ORDER BY reason"
+        ).fetchall()
+    )
+    context.log.info(f"{SILVER_REJECTED}: {rejected_by_reason}")
+    for f in new_files[: acceptance.FILES_LISTED]:
+        context.log.info(
+            f"{f.source_file}: {f.accepted:,} of {f.rows:,} rows accepted"
+            + (f"; rejected: {f.reasons()}" if f.rejected else "")
+        )
+    return {
+        **table_metadata(conn, SILVER_TRANSACTIONS),
+        **plan.metadata(),
+        "silver_load_id": load_id,
+        "new_files": len(new_files),
+        "new_files_rows": sum(f.rows for f in new_files),
+        "new_files_accepted_rows": sum(f.accepted for f in new_files),
+        "new_files_rejected_by_reason": dg.MetadataValue.json(
+            acceptance.rejected_by_reason(new_files)
+        ),
+        "new_files_acceptance": dg.MetadataValue.md(acceptance.markdown(new_files)),
+        "bronze_rows_processed": sum(p.counts.get("processed", 0) for p in pieces),
+        "rejected_rows": sum(rejected_by_reason.values()),
+        "rejected_by_reason": dg.MetadataValue.md(
+            markdown_rows(["reason", "rows"], list(rejected_by_reason.items()))
+        ),
+        **{f"rejected/{reason}": count for reason, count in rejected_by_reason.items()},
+    }
+
+
+def _latest_load(conn) -> int | None:
+    """Silver's latest load id: another run's commit changes it."""
+    if not table_exists(conn, SILVER_LOADS):
+        return None
+    return conn.execute(f"SELECT max(load_id) FROM {SILVER_LOADS}").fetchone()[0]
+
+
+silver_transactions = fanout.bucketed_asset(
+    name="silver_transactions",
+    table=SILVER_TRANSACTIONS,
+    upstream=["bronze_transactions"],
+    group_name="silver",
+    description="""`silver.transactions`: typed (`event_time` TIMESTAMP in UTC, `amount` DOUBLE,
+    `quantity` INTEGER), validated and deduplicated (on `transaction_id`, else on the whole
+    record; the first copy by ingestion time, file and row is kept). Each row's `bucket` (hash of
     `customer_id` mod `$LAKEHOUSE_BUCKETS`) splits the customer-level steps after it; the table is
     partitioned by it when there are several.
 
@@ -60,115 +192,18 @@ def silver_transactions(
     `silver.file_acceptance` counts, per landed file version, its rows, accepted rows and rejects
     by reason with an example value; the metadata shows them for the files this load saw first.
 
-    Incremental: when bronze only gained files since the last run, only their rows are
-    processed and appended; when a file was replaced (or silver does not match bronze, or
-    `full_refresh` is set), both tables are rebuilt. The metadata `refresh` says which, and
-    `refresh_reason` why. Either way the result is the same, row for row.
-    """
-    now = datetime.now(UTC).replace(tzinfo=None)
-    started = time.perf_counter()
-    with duckdb.get_connection() as conn:
-        bucketing = buckets.current(conn, duckdb.bucket_count())
-        conn.execute("CREATE SCHEMA IF NOT EXISTS silver")
-        conn.execute(sql("silver/parse_event_time"))  # the macro EXPIRED_FUTURE_SQL and typed use
-        with transaction(conn):
-            refresh.create_tables(conn)
-            plan = refresh.plan_silver(
-                conn,
-                (SILVER_TRANSACTIONS, SILVER_REJECTED),
-                EXPIRED_FUTURE_SQL,
-                now,
-                config.full_refresh,
-                bucketing,
-            )
-            context.log.info(f"{SILVER_TRANSACTIONS}: {plan.mode} refresh: {plan.reason}")
-            load_id, new_files = 0, []
-            if plan.mode == Refresh.UNCHANGED:
-                processed = 0
-            else:
-                processed = _refresh(context, conn, plan, now, bucketing.buckets, started)
-                buckets.record(conn, bucketing)
-                added = conn.execute(
-                    f"SELECT (SELECT count(*) FROM {SILVER_TRANSACTIONS}), (SELECT count(*) FROM {SILVER_REJECTED})"
-                ).fetchone()
-                load_id = refresh.record_load(conn, plan, now, *added)
-                context.log.info(f"{SILVER_LOADS}: recorded load {load_id} ({plan.mode})")
-                full = plan.mode == Refresh.FULL
-                new_files = acceptance.record(conn, full, load_id, plan.since)
-                _drop_temporaries(conn, full)
-        rejected = dict(
-            conn.execute(
-                f"SELECT reason, count(*) FROM {SILVER_REJECTED} GROUP BY reason ORDER BY reason"
-            ).fetchall()
-        )
-        metadata = table_metadata(conn, SILVER_TRANSACTIONS)
-    log_progress(
-        context, f"{SILVER_TRANSACTIONS}: done; bronze rows processed:", processed, started
-    )
-    context.log.info(f"{SILVER_REJECTED}: {rejected}")
-    for f in new_files[: acceptance.FILES_LISTED]:
-        context.log.info(
-            f"{f.source_file}: {f.accepted:,} of {f.rows:,} rows accepted"
-            + (f"; rejected: {f.reasons()}" if f.rejected else "")
-        )
-    return dg.MaterializeResult(
-        metadata={
-            **metadata,
-            **plan.metadata(),
-            "silver_load_id": load_id,
-            "new_files": len(new_files),
-            "new_files_rows": sum(f.rows for f in new_files),
-            "new_files_accepted_rows": sum(f.accepted for f in new_files),
-            "new_files_rejected_by_reason": dg.MetadataValue.json(
-                acceptance.rejected_by_reason(new_files)
-            ),
-            "new_files_acceptance": dg.MetadataValue.md(acceptance.markdown(new_files)),
-            "bronze_rows_processed": processed,
-            "rejected_rows": sum(rejected.values()),
-            "rejected_by_reason": dg.MetadataValue.md(
-                markdown_rows(["reason", "rows"], list(rejected.items()))
-            ),
-            **{f"rejected/{reason}": count for reason, count in rejected.items()},
-        }
-    )
-
-
-def _refresh(context, conn, plan: RefreshPlan, now: datetime, count: int, started: float) -> int:
-    """Rebuild (`full`) or append (`append`) both tables, in the caller's transaction (the temp
-    tables `TYPED` and `LATER_COPIES` stay for the acceptance counts); returns the number of
-    bronze rows processed."""
-    full = plan.mode == Refresh.FULL
-    if full:
-        conn.execute(ALL_BRONZE_SQL)
-    else:
-        conn.execute(NEW_BRONZE_ROWS_SQL, {"since": plan.since})
-    processed = conn.execute(sql("silver/typed"), {"now": now, "buckets": count}).fetchone()[0]
-    log_progress(context, f"{SILVER_TRANSACTIONS}: typed and validated", processed, started)
-    copies_sql = sql("silver/later_copies" if full else "silver/new_later_copies")
-    copies = conn.execute(copies_sql).fetchone()[0]
-    log_progress(
-        context, f"{SILVER_TRANSACTIONS}: {copies:,} later copies found in", processed, started
-    )
-    conn.execute(sql("silver/kept"))
-    conn.execute(sql("silver/rejected"))
-    if full:
-        conn.execute(sql("silver/write_transactions"))
-        buckets.partition(conn, SILVER_TRANSACTIONS, count)
-    rows = conn.execute(sql("silver/append_transactions")).fetchone()[0]
-    conn.execute(sql("silver/write_rejected" if full else "silver/append_rejected"))
-    log_progress(
-        context, f"{SILVER_TRANSACTIONS}: {'written' if full else 'appended'},", rows, started
-    )
-    return processed
-
-
-def _drop_temporaries(conn, full: bool) -> None:
-    """Drop what `_refresh` created on `conn` (temp objects live as long as the connection)."""
-    conn.execute("DROP VIEW kept_transactions")
-    conn.execute("DROP VIEW rejected_rows")
-    conn.execute(f"DROP TABLE {TYPED}")
-    conn.execute(f"DROP TABLE {LATER_COPIES}")
-    conn.execute(f"DROP {'VIEW' if full else 'TABLE'} {BRONZE_ROWS}")
+    Computed in shards by transaction identity, committed as one snapshot. Incremental: when
+    bronze only gained files since the last run, only their rows are processed and appended;
+    when a file was replaced (or silver does not match bronze, or `full_refresh` is set), both
+    tables are rebuilt. The metadata `refresh` says which, and `refresh_reason` why. Either way
+    the result is the same, row for row.""",
+    config_class=SilverConfig,
+    guard=_latest_load,
+    plan=_plan,
+    piece=_piece,
+    commit=_commit,
+    reads_buckets=False,
+)
 
 
 # Checks

@@ -1,22 +1,15 @@
--- file_stats: per landed file version that a silver load processed (typed_transactions, its
--- later_copies, and the rows it rejected: those ingested after $since, or all when $since is
--- NULL in a full load), its rows, accepted, rejected, invalid, and the rejects by reason, each
--- with the first value that failed, as landed.
+-- file_stats: per landed file version that a silver load processed (the rows of bronze_rows
+-- ingested after $since, or all when $since is NULL in a full load), its rows, accepted,
+-- rejected, invalid, and the rejects by reason (from silver.rejected_transactions, the load's
+-- rows included), each with the first value that failed, as landed. bronze_rows and
+-- bronze_files: bronze.transactions and bronze.ingested_files as the load read them.
 CREATE OR REPLACE TEMP TABLE file_stats AS
-WITH typed AS (
+WITH landed AS (
     SELECT
         _source_file AS source_file,
-        count(*) AS rows,  -- noqa: RF04
-        count(*) FILTER (WHERE invalid_reason IS NOT NULL) AS invalid
-    FROM typed_transactions
-    GROUP BY ALL
-),
-
-copies AS (
-    SELECT
-        _source_file AS source_file,
-        count(*) AS duplicates
-    FROM later_copies
+        count(*) AS rows  -- noqa: RF04
+    FROM bronze_rows
+    WHERE $since IS NULL OR _ingested_at > $since
     GROUP BY ALL
 ),
 
@@ -52,6 +45,8 @@ reasons AS (
 listed AS (
     SELECT
         source_file,
+        sum(rows) AS rejected,
+        sum(rows) FILTER (WHERE reason != 'duplicate') AS invalid,
         -- sqlfluff 4.5 cannot parse an ordered aggregate:
         -- noqa: disable=PRS
         list(struct_pack(reason, rows, first_row, example) ORDER BY rows DESC, reason) AS rejects
@@ -64,11 +59,10 @@ SELECT
     t.source_file,
     f.sha256,
     t.rows,
-    t.rows - t.invalid - coalesce(c.duplicates, 0) AS accepted,
-    t.invalid + coalesce(c.duplicates, 0) AS rejected,
-    t.invalid,
+    t.rows - coalesce(l.rejected, 0) AS accepted,
+    coalesce(l.rejected, 0) AS rejected,
+    coalesce(l.invalid, 0) AS invalid,
     coalesce(l.rejects, []) AS rejects
-FROM typed AS t
-LEFT JOIN copies AS c USING (source_file)
+FROM landed AS t
 LEFT JOIN listed AS l USING (source_file)
-LEFT JOIN bronze.ingested_files AS f USING (source_file)
+LEFT JOIN bronze_files AS f USING (source_file)
