@@ -182,7 +182,7 @@ def remove_pieces(pieces: list[Piece]) -> None:
     """Delete committed pieces and their emptied folders (on S3, the maintenance job's
     `ducklake_delete_orphaned_files` does it)."""
     for piece in pieces:
-        for file in (piece.path, *piece.others):
+        for file in (*piece.others, piece.path):  # the piece's folder holds the others
             if file and not file.startswith("s3://"):
                 path = Path(file)
                 path.unlink(missing_ok=True)

@@ -52,7 +52,7 @@ def build_silver(conn, shards: int = 1) -> None:
     for shard in range(shards):
         conn.execute(
             "CREATE OR REPLACE TEMP VIEW bronze_rows AS SELECT * FROM bronze.transactions "
-            f"WHERE {silver.in_shard(shard, shards)}"
+            f"WHERE {silver.shard_of(shards)} = {shard}"
         )
         conn.execute(sql("silver/typed"), {"now": NOW, "buckets": BUCKETS})
         conn.execute(sql("silver/later_copies"))
