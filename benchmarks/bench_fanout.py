@@ -28,7 +28,13 @@ from pathlib import Path
 
 from benchmarks.bench import CLEARED_ENV, run_measured, write_sample
 
-BUCKETED = ("silver_transactions", "gold_customer_summary", "customer_features", "scoring_features", "churn_scores")
+BUCKETED = (
+    "silver_transactions",
+    "gold_customer_summary",
+    "customer_features",
+    "scoring_features",
+    "churn_scores",
+)
 TARGET_OVERHEAD = 1.15  # wall with 4 buckets / wall with 1, in process
 UP_TO_FEATURES = "raw_transactions,bronze_transactions,silver_transactions,gold_customer_summary,customer_features,scoring_features"
 

@@ -9,7 +9,10 @@ and checks (docs/deployment.md, "Several workers", says why not partitions):
 * `bucket_of_<asset>`: one step per bucket. It reads its bucket's rows as of that snapshot and
   writes them as one Parquet piece under the lake's data path, outside the catalog.
 * `commit_<asset>`: in one transaction, replaces the table (or deletes the customers it
-  recomputed) and inserts the pieces' rows.
+  recomputed, or for silver only appends) and inserts the pieces' rows.
+
+Silver's "buckets" are shards of bronze by transaction identity, not customer buckets
+(defs/silver/silver_transactions.py says why).
 
 Until the commit the catalog is unchanged, so a worker killed mid-run leaves the lake at the
 snapshot it had. The commit deletes the run's pieces; those of a run that never committed are no

@@ -139,18 +139,31 @@ def test_four_buckets_give_the_tables_of_one_also_after_an_append(
     # No piece is left once committed.
     assert not list((four / "lake" / "fanout").rglob("*.parquet"))
 
-    # An append: new rows for some customers, and a new customer.
+    # An append: new rows for some customers, a new customer, and copies that only silver's
+    # identity (trimmed) makes copies: of a kept row under another customer, of a new row with
+    # its id padded, of a row without id with its customer padded.
+    [(kept_id,)] = query(one, "SELECT min(transaction_id) FROM silver.transactions")
     write_csv(
         landing / "second.csv",
-        ["n1,C00000001,2025-01-01T00:00:00,5,1", "n2,NEW1,2025-01-02T00:00:00,7,1"],
+        [
+            "n1,C00000001,2025-01-01T00:00:00,5,1",
+            "n2,NEW1,2025-01-02T00:00:00,7,1",
+            f" {kept_id} ,OTHER,2025-01-03T00:00:00,9,1",
+            "n3,C00000003,2025-01-03T00:00:00,2,1",
+            " n3 ,C00000009,2025-01-03T00:00:00,2,1",
+            ",C00000004,2025-01-04T00:00:00,3,1",
+            ", C00000004 ,2025-01-04T00:00:00,3,1",
+        ],
     )
     build(instance, one, landing, 1, UP_TO_FEATURES)
     appended = build(instance, four, landing, 4, UP_TO_FEATURES)
     assert gold_metadata(appended)["refresh"] == "append"
-    assert gold_metadata(appended)["customers_recomputed"] == 2
+    assert gold_metadata(appended)["customers_recomputed"] == 4  # C..1, NEW1, C..3, C..4
     [features] = appended.asset_materializations_for_node("scoring_features")
     assert features.metadata["refresh"].value == "append"  # a few customers, per bucket
     assert_same_tables(four, one)
+    assert query(four, "SELECT count(*) FROM silver.rejected_transactions "
+                 "WHERE reason = 'duplicate' AND _source_file = 'second.csv'") == [(3,)]  # fmt: skip
     with lake_conn(four) as conn:
         assert_same_features_as(conn, home_location(one).catalog)
 

@@ -178,7 +178,9 @@ def test_silver_in_shards_equals_silver_in_one(conn):
         (f"t{i % 40}", f"c{i % 17}", f"2025-03-{1 + i % 28:02d}T10:00:00", str(i % 9), "1")
         for i in range(200)
     ]
-    rows += [(None, "c1", "2025-03-01T10:00:00", "5", "1")] * 3 + [(" t1 ", "c99", "x", "1", "")]
+    rows += [(None, "c1", "2025-03-01T10:00:00", "5", "1")] * 3
+    rows += [(None, " c1 ", "2025-03-01T10:00:00", "5", "1")]  # the same record, padded
+    rows += [(" t1 ", "c99", "2025-03-02T10:00:00", "1", "")]  # t1, padded, another customer
     land(conn, "a.csv", datetime(2025, 5, 1), rows)
     land(conn, "b.csv", datetime(2025, 5, 2), rows[::-3])
     tables = ("silver.transactions", "silver.rejected_transactions")

@@ -10,6 +10,7 @@ identity (its `transaction_id`, else its `customer_id`): every copy of a transac
 same shard, so each shard deduplicates on its own, and the commit adds them as one snapshot.
 """
 
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,10 +83,11 @@ def _plan(context, conn, config: SilverConfig) -> tuple[RefreshPlan, dict]:
     return plan, extra
 
 
-def _stage_shards(context, conn, plan: RefreshPlan, shards: int) -> str:
+def _stage_shards(context, conn, plan: RefreshPlan, shards: int) -> dict[int, list[str]]:
     """Write the bronze rows the refresh reads (all, or those of new files) split by shard, one
-    Parquet folder per shard beside the pieces; returns the folder. One pass over bronze here
-    costs less than one per shard step (each would scan all of bronze and hash every row)."""
+    Parquet folder per shard beside the pieces; returns each shard's files (a shard without rows
+    has none). One pass over bronze here costs less than one per shard step (each would scan all
+    of bronze and hash every row)."""
     started = time.perf_counter()
     location = context.resources.duckdb.location()
     folder = fanout.pieces_folder(location, SILVER_TRANSACTIONS, context.run_id) + "bronze/"
@@ -94,17 +96,21 @@ def _stage_shards(context, conn, plan: RefreshPlan, shards: int) -> str:
     )
     if not folder.startswith("s3://"):
         Path(folder).mkdir(parents=True, exist_ok=True)
-    conn.execute(
+    (_, files) = conn.execute(
         f"COPY (SELECT *, {shard_of(shards)} AS shard "
         f"FROM {BRONZE_TRANSACTIONS}{since}) TO {lake.quote(folder)} "
         f"(FORMAT parquet, COMPRESSION {fanout.PIECE_COMPRESSION}, PARTITION_BY (shard), "
-        "OVERWRITE_OR_IGNORE)"
-    )
+        "OVERWRITE_OR_IGNORE, RETURN_FILES)"
+    ).fetchone()
+    by_shard: dict[int, list[str]] = {}
+    for file in files:  # <folder>shard=<k>/data_<i>.parquet: this run's files only
+        shard = int(re.search(r"/shard=(\d+)/[^/]*$", file).group(1))  # type: ignore[union-attr]
+        by_shard.setdefault(shard, []).append(file)
     context.log.info(
         f"{SILVER_TRANSACTIONS}: bronze rows split into {shards} shards in "
         f"{time.perf_counter() - started:.1f} s"
     )
-    return folder
+    return by_shard
 
 
 def _piece(context, conn, task: fanout.BucketTask) -> fanout.Piece:
@@ -112,14 +118,17 @@ def _piece(context, conn, task: fanout.BucketTask) -> fanout.Piece:
     kept rows are the piece, its rejected rows a second file beside it."""
     started = time.perf_counter()
     shard = f"{SILVER_TRANSACTIONS}: shard {task.bucket} of {task.buckets}:"
+    if tuple(buckets.current(conn, task.buckets)) != tuple(task.extra["bucketing"]):
+        raise dg.Failure(
+            f"{shard} this worker's DuckDB hashes customer ids differently from the plan's (another "
+            "DuckDB version): every process of a deployment needs the same DuckDB.",
+            allow_retries=False,
+        )
     conn.execute(sql("silver/parse_event_time"))  # the macro typed.sql uses
     full = task.plan.mode == Refresh.FULL
     staged: tuple[str, ...] = ()
     if "staged" in task.extra:  # the plan split the rows by shard
-        pattern = f"{task.extra['staged']}shard={int(task.bucket)}/*.parquet"
-        staged = tuple(
-            r[0] for r in conn.execute("SELECT file FROM glob($p)", {"p": pattern}).fetchall()
-        )
+        staged = tuple(task.extra["staged"].get(task.bucket, ()))
         rows = (
             f"SELECT * FROM read_parquet([{', '.join(map(lake.quote, staged))}], "
             "hive_partitioning => false)"
