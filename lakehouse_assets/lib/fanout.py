@@ -59,7 +59,11 @@ class BucketTask:
 
     @property
     def piece_path(self) -> str:
-        return f"{self.folder}{buckets.COLUMN}={self.bucket}/piece.parquet"
+        return self.path_of("piece.parquet")
+
+    def path_of(self, name: str) -> str:
+        """Where this bucket's file `name` goes, beside its piece."""
+        return f"{self.folder}{buckets.COLUMN}={self.bucket}/{name}"
 
     def at_snapshot(self, table: str, columns: str = "*") -> str:
         """SQL reading `table` (one with a bucket column) as of the plan's snapshot, this
@@ -73,7 +77,8 @@ class BucketTask:
 @dataclass(frozen=True)
 class Piece:
     """A bucket's rows, written as one Parquet file (`rows` may be 0); `others`: more files the
-    step wrote for the commit (silver's rejected rows), `counts` what it counted on the way."""
+    step wrote or read for the commit to use and delete (silver's rejected rows, its staged
+    bronze rows), `counts` what it counted on the way."""
 
     bucket: int
     path: str
@@ -192,6 +197,18 @@ def remove_pieces(pieces: list[Piece]) -> None:
                 for folder in (path.parent, path.parent.parent):
                     with contextlib.suppress(OSError):  # not empty: another file is left
                         folder.rmdir()
+
+
+def latest_of(table: str, column: str) -> Callable[[duckdb.DuckDBPyConnection], Any]:
+    """A guard: the largest `column` of `table` (None before the table exists), which another
+    run's commit of the asset changes."""
+
+    def latest(conn: duckdb.DuckDBPyConnection) -> Any:
+        if not table_exists(conn, table):
+            return None
+        return conn.execute(f"SELECT max({column}) FROM {table}").fetchone()[0]  # type: ignore[index]
+
+    return latest
 
 
 def _check_bucketing(conn: duckdb.DuckDBPyConnection, count: int, asset: str) -> None:

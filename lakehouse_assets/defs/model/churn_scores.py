@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from lakehouse_assets.lib import fanout, lake
 from lakehouse_assets.lib.features import FEATURE_COLUMNS
-from lakehouse_assets.lib.metadata import log_progress, markdown_table, table_exists, table_metadata
+from lakehouse_assets.lib.metadata import log_progress, markdown_table, table_metadata
 from lakehouse_assets.lib.model import signing
 from lakehouse_assets.lib.model.champion import load_verified_model, require_champion
 from lakehouse_assets.lib.model.dataset import feature_frame
@@ -133,13 +133,6 @@ def _score_in_batches(context, conn, model, features_sql: str, started: float) -
     return scored
 
 
-def _latest_scoring(conn):
-    """When the table was last scored (the fan-out's guard: a later run's scores are kept)."""
-    if not table_exists(conn, CHURN_SCORES):
-        return None
-    return conn.execute(f"SELECT max(scored_at) FROM {CHURN_SCORES}").fetchone()[0]
-
-
 churn_scores = fanout.bucketed_asset(
     name="churn_scores",
     table=CHURN_SCORES,
@@ -155,7 +148,7 @@ churn_scores = fanout.bucketed_asset(
     plan=_plan,
     piece=_piece,
     commit=_commit,
-    guard=_latest_scoring,
+    guard=fanout.latest_of(CHURN_SCORES, "scored_at"),  # a later run's scores are kept
     resource_keys=frozenset({"mlflow"}),
     commit_resource_keys=frozenset({"run_report"}),  # the run ends with its summary
     retry_policy=mlflow_retry_policy(),

@@ -18,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 
 from lakehouse_assets.lib import acceptance, buckets, fanout, lake, refresh
-from lakehouse_assets.lib.metadata import log_progress, markdown_rows, table_exists, table_metadata
+from lakehouse_assets.lib.metadata import log_progress, markdown_rows, table_metadata
 from lakehouse_assets.lib.refresh import Refresh, RefreshPlan
 from lakehouse_assets.lib.resources import LakehouseDuckDB, LandingZone, query_one
 from lakehouse_assets.lib.sql import sql
@@ -154,11 +154,11 @@ def _piece(context, conn, task: fanout.BucketTask) -> fanout.Piece:
     conn.execute(sql("silver/kept"))
     conn.execute(sql("silver/rejected"))
     kept = fanout.copy_rows(conn, "SELECT * FROM kept_transactions", task.piece_path)
-    rejected_path = task.piece_path.removesuffix("piece.parquet") + REJECTED_PIECE
-    rejected = fanout.copy_rows(conn, "SELECT * FROM rejected_rows", rejected_path)
+    rejected_path = task.path_of(REJECTED_PIECE)
+    fanout.copy_rows(conn, "SELECT * FROM rejected_rows", rejected_path)
     return fanout.Piece(
         task.bucket, task.piece_path, kept, time.perf_counter() - started, (rejected_path, *staged),
-        {"processed": processed, "rejected": rejected},
+        {"processed": processed},
     )  # fmt: skip
 
 
@@ -219,13 +219,6 @@ def _commit(context, conn, planned: fanout.Planned, pieces: list[fanout.Piece]) 
     }
 
 
-def _latest_load(conn) -> int | None:
-    """Silver's latest load id: another run's commit changes it."""
-    if not table_exists(conn, SILVER_LOADS):
-        return None
-    return conn.execute(f"SELECT max(load_id) FROM {SILVER_LOADS}").fetchone()[0]
-
-
 silver_transactions = fanout.bucketed_asset(
     name="silver_transactions",
     table=SILVER_TRANSACTIONS,
@@ -249,7 +242,7 @@ silver_transactions = fanout.bucketed_asset(
     tables are rebuilt. The metadata `refresh` says which, and `refresh_reason` why. Either way
     the result is the same, row for row.""",
     config_class=SilverConfig,
-    guard=_latest_load,
+    guard=fanout.latest_of(SILVER_LOADS, "load_id"),  # another run's commit adds a load
     plan=_plan,
     piece=_piece,
     commit=_commit,
