@@ -6,10 +6,10 @@ from lakehouse_assets.lib import fanout, features
 from lakehouse_assets.lib.features import FEATURE_COLUMNS, latest_event
 from lakehouse_assets.lib.metadata import markdown_rows, table_exists
 from lakehouse_assets.lib.model.drift import (
+    MATCHED_ON,
     PSI_WARNING,
     SCORING_FEATURES_DRIFT,
-    SHIFTS_BY_CONSTRUCTION,
-    population_stability_index,
+    compare,
     sample_features,
 )
 from lakehouse_assets.lib.refresh import RefreshPlan
@@ -64,13 +64,13 @@ scoring_features = fanout.bucketed_asset(
 def scoring_features_drift(
     context: dg.AssetCheckExecutionContext, duckdb: LakehouseDuckDB
 ) -> dg.AssetCheckResult:
-    """Population stability index (PSI) of every feature between the training population
-    (`gold.customer_features`, at latest - horizon) and the scoring population
-    (`gold.scoring_features`, at the latest event). WARN when a feature's PSI exceeds 0.25: the
-    customers scored now differ from those the model learned from, so its scores deserve a
-    look (a cohort that aged, a change in spending). `tenure_days` grows by the horizon between
-    the two snapshots by construction: it is reported, but never warns. Up to 200,000 customers
-    of each table are sampled."""
+    """Do the customers scored now look like those the model learned from? WARN when a
+    feature's population stability index (PSI) between `gold.customer_features` and
+    `gold.scoring_features` exceeds 0.25, or when most customers scored now are older than any
+    the model saw. Customers are compared at matching tenures, and each feature as its share of
+    zeros plus its non-zero values. On a warning, look at the named features: a landing that
+    changed units or sources is a data problem; a real change in behaviour means retrain
+    (docs/model-quality.md, "Drift"). Up to 200,000 customers of each table are sampled."""
     with duckdb.get_connection() as conn:
         if not table_exists(conn, CUSTOMER_FEATURES):
             return dg.AssetCheckResult(
@@ -83,32 +83,46 @@ def scoring_features_drift(
             sample_features(conn, CUSTOMER_FEATURES),
             sample_features(conn, SCORING_FEATURES),
         )
-    psi = {
-        c: population_stability_index(training[c].astype(float), scoring[c].astype(float))
-        for c in FEATURE_COLUMNS
-    }
-    drifted = {c: v for c, v in psi.items() if v > PSI_WARNING and c not in SHIFTS_BY_CONSTRUCTION}
+    drift = compare(training, scoring)
+    drifted = drift.drifted
+    how = (
+        f"at matching tenures ({drift.matched_share:.0%} of the scoring customers matched)"
+        if drift.matched
+        else f"as they are: only {drift.matched_share:.0%} of the customers scored now are as "
+        f"young as a training customer ({MATCHED_ON} up to {training[MATCHED_ON].max():.0f} "
+        "days), so the population aged past what the model learned from"
+    )
     if drifted:
         named = ", ".join(f"{c} {v:.2f}" for c, v in sorted(drifted.items(), key=lambda kv: -kv[1]))
         context.log.warning(
-            f"Feature drift (PSI > {PSI_WARNING}) between training and scoring: {named}"
+            f"Feature drift (PSI > {PSI_WARNING}) between training and scoring, {how}: {named}. "
+            "Look at these features: retrain if the customers changed, check the landing if "
+            "the data did."
         )
+    elif not drift.matched:
+        context.log.warning(f"Training and scoring populations compared {how}: consider retraining.")
     rows = [
         (
             c,
             f"{v:.4f}",
-            "by construction" if c in SHIFTS_BY_CONSTRUCTION else ("drift" if c in drifted else ""),
+            f"{drift.zero_share[c][0]:.0%} / {drift.zero_share[c][1]:.0%}",
+            "matched on" if c == MATCHED_ON and drift.matched else ("drift" if c in drifted else ""),
         )
-        for c, v in sorted(psi.items(), key=lambda kv: -kv[1])
+        for c, v in sorted(drift.psi.items(), key=lambda kv: -kv[1])
     ]
     return dg.AssetCheckResult(
-        passed=not drifted,
+        passed=not drifted and drift.matched,
         severity=dg.AssetCheckSeverity.WARN,
+        description=f"Compared {how}.",
         metadata={
             "drifted_features": ", ".join(sorted(drifted)) or "none",
-            "max_psi": max(v for c, v in psi.items() if c not in SHIFTS_BY_CONSTRUCTION),
+            "compared": how,
+            "matched_share": drift.matched_share,
+            "max_psi": max(v for c, v in drift.psi.items() if c != MATCHED_ON),
             "psi_threshold": PSI_WARNING,
-            "psi_by_feature": dg.MetadataValue.md(markdown_rows(["feature", "psi", "note"], rows)),
-            **{f"psi/{c}": v for c, v in psi.items()},
+            "psi_by_feature": dg.MetadataValue.md(
+                markdown_rows(["feature", "psi", "zeros (training / scoring)", "note"], rows)
+            ),
+            **{f"psi/{c}": v for c, v in drift.psi.items()},
         },
     )
