@@ -77,7 +77,7 @@ def read_run(instance: dg.DagsterInstance, run_id: str) -> RunEvents:
 def summary(run: RunEvents, mlflow: MlflowTracking, run_id: str) -> str:
     """The run's summary: a headline, then one line per topic."""
     lines = [_headline(run)]
-    lines += [line for line in (_landing(run), _model(run)) if line]
+    lines += [line for line in (_landing(run), _model(run), _realized(run)) if line]
     lines += _checks(run)
     lines += [f"  failed: {failure}" for failure in run.failures]
     lines += _look_next(run, mlflow, run_id)
@@ -142,6 +142,21 @@ def _model(run: RunEvents) -> str:
     if champion == version:
         return line
     return f"{line}; " + ("there is no champion" if champion == "none" else f"the champion is version {champion}")  # fmt: skip
+
+
+def _realized(run: RunEvents) -> str:
+    if "churn_scores_outcomes" not in run.assets:
+        return ""
+    roc_auc = run.value("churn_scores_outcomes", "realized_roc_auc")
+    if roc_auc is None:
+        return (
+            f"  realized: {run.value('churn_scores_outcomes', 'realized', 'no scoring judged yet')}"
+        )
+    version = run.value("churn_scores_outcomes", "realized_model_version")
+    at = run.value("churn_scores_outcomes", "realized_features_as_of")
+    evaluated = run.value("churn_scores_outcomes", "evaluation_roc_auc")
+    against = "no evaluation recorded" if evaluated is None else f"its evaluation: {evaluated:.4f}"
+    return f"  realized: version {version}'s scores as of {at}: ROC AUC {roc_auc:.4f} ({against})"
 
 
 def _blocking(check) -> bool:

@@ -19,6 +19,8 @@ SCORING_FEATURES_STORED = "gold.scoring_features_stored"
 CUSTOMER_FEATURES_WATERMARK = "gold.customer_features_watermark"
 SCORING_FEATURES_WATERMARK = "gold.scoring_features_watermark"
 CHURN_SCORES = "gold.churn_scores"
+CHURN_SCORES_HISTORY = "gold.churn_scores_history"
+CHURN_SCORES_OUTCOMES = "gold.churn_scores_outcomes"
 
 # Table -> the asset that writes it, in lineage order.
 WRITTEN_BY = {
@@ -39,6 +41,8 @@ WRITTEN_BY = {
     CUSTOMER_FEATURES_WATERMARK: "customer_features",
     SCORING_FEATURES_WATERMARK: "scoring_features",
     CHURN_SCORES: "churn_scores",
+    CHURN_SCORES_HISTORY: "churn_scores",
+    CHURN_SCORES_OUTCOMES: "churn_scores_outcomes",
 }
 
 _MISSING = re.compile(r'Table with name "?([\w.]+)"? does not exist')

@@ -26,6 +26,7 @@ from lakehouse_assets_tests.support.helpers import (
 
 DATA_AND_SCORING_FEATURES = dg.AssetSelection.groups("raw", "bronze", "silver", "gold", "features")
 
+
 def sqlite_uri(home: Path) -> str:
     return f"sqlite:///{home / 'mlflow.db'}"
 

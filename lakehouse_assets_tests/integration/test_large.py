@@ -18,7 +18,7 @@ def test_a_million_transactions_flow_through_every_layer(lakehouse_home, instanc
     assert result.success, failure_messages(result)
     checks = check_results(result)
     checks.pop(SCORING_FEATURES_DRIFT)  # WARN only; the sample's cohort ages
-    assert len(checks) == 13 and all(checks.values()), checks
+    assert len(checks) == 14 and all(checks.values()), checks
 
     (bronze, silver, rejected, ids, customers) = query(
         lakehouse_home,

@@ -33,6 +33,7 @@ ASSET_NAMES = (
     "churn_model_evaluation",
     "registered_churn_model",
     "churn_scores",
+    "churn_scores_outcomes",
 )
 MODEL = "customer_churn"
 # The pictures the evaluation must show (issue 11), by name.

@@ -8,7 +8,8 @@ refresh_lakehouse_job = dg.define_asset_job(
     "refresh_lakehouse",
     selection=dg.AssetSelection.all(),
     description="Every layer (raw -> bronze -> silver -> gold -> features), their checks, and the "
-    "model: train (when retraining is due), evaluate, register, and score every customer.",
+    "model: train (when retraining is due), evaluate, register, score every customer, "
+    "and judge past scores against what the customers then did.",
 )
 
 weekly_retraining_schedule = dg.ScheduleDefinition(

@@ -100,13 +100,17 @@ def scoring_features_drift(
             "the data did."
         )
     elif not drift.matched:
-        context.log.warning(f"Training and scoring populations compared {how}: consider retraining.")
+        context.log.warning(
+            f"Training and scoring populations compared {how}: consider retraining."
+        )
     rows = [
         (
             c,
             f"{v:.4f}",
             f"{drift.zero_share[c][0]:.0%} / {drift.zero_share[c][1]:.0%}",
-            "matched on" if c == MATCHED_ON and drift.matched else ("drift" if c in drifted else ""),
+            "matched on"
+            if c == MATCHED_ON and drift.matched
+            else ("drift" if c in drifted else ""),
         )
         for c, v in sorted(drift.psi.items(), key=lambda kv: -kv[1])
     ]

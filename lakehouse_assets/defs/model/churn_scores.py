@@ -12,7 +12,11 @@ from lakehouse_assets.lib import fanout, lake
 from lakehouse_assets.lib.features import FEATURE_COLUMNS
 from lakehouse_assets.lib.metadata import log_progress, markdown_table, table_metadata
 from lakehouse_assets.lib.model import signing
-from lakehouse_assets.lib.model.champion import load_verified_model, require_champion
+from lakehouse_assets.lib.model.champion import (
+    evaluated_roc_auc,
+    load_verified_model,
+    require_champion,
+)
 from lakehouse_assets.lib.model.dataset import feature_frame
 from lakehouse_assets.lib.model.mlflow_errors import retry_only_transient
 from lakehouse_assets.lib.model.retries import mlflow_retry_policy
@@ -20,7 +24,7 @@ from lakehouse_assets.lib.model.scoring import churn_probability
 from lakehouse_assets.lib.refresh import Refresh, RefreshPlan
 from lakehouse_assets.lib.resources import LakehouseDuckDB, query_one
 from lakehouse_assets.lib.sql import sql
-from lakehouse_assets.lib.tables import CHURN_SCORES, SCORING_FEATURES
+from lakehouse_assets.lib.tables import CHURN_SCORES, CHURN_SCORES_HISTORY, SCORING_FEATURES
 
 STAGING = "scored_customers"
 BATCH_ROWS = 200_000
@@ -28,6 +32,7 @@ TOP_AT_RISK = 20
 
 SCORES_SQL = sql("scores/churn_scores")  # reads STAGING
 DECILES_SQL = sql("scores/deciles")
+HISTORY_SQL = sql("scores/history")  # reads CHURN_SCORES
 
 
 def _plan(context, conn, config) -> tuple[RefreshPlan, dict]:
@@ -35,12 +40,14 @@ def _plan(context, conn, config) -> tuple[RefreshPlan, dict]:
     mlflow = context.resources.mlflow
     with retry_only_transient("churn_scores"):
         champion = require_champion(mlflow, mlflow.client())
+        evaluation_roc_auc = evaluated_roc_auc(mlflow, mlflow.client(), champion)
     context.log.info(f"Scoring {SCORING_FEATURES} with champion version {champion.version}")
     features_as_of = conn.execute(f"SELECT max(features_as_of) FROM {SCORING_FEATURES}").fetchone()[
         0
     ]
     extra = {
         "champion": champion,
+        "evaluation_roc_auc": evaluation_roc_auc,
         "features_as_of": features_as_of,
         "scored_at": datetime.now(UTC).replace(tzinfo=None),
     }
@@ -80,6 +87,7 @@ def _commit(context, conn, planned: fanout.Planned, pieces: list[fanout.Piece]) 
     }
     fanout.replace_partitioned(conn, CHURN_SCORES, SCORES_SQL, params, planned.buckets)
     conn.execute(f"DROP TABLE {STAGING}")
+    _keep_in_history(conn, params, extra["evaluation_roc_auc"])
     deciles = markdown_table(conn.execute(DECILES_SQL))
     top = markdown_table(
         conn.execute(
@@ -100,6 +108,24 @@ def _commit(context, conn, planned: fanout.Planned, pieces: list[fanout.Piece]) 
         "churn_probability_by_decile": dg.MetadataValue.md(deciles),
         "most_at_risk": dg.MetadataValue.md(top),
     }
+
+
+def _keep_in_history(conn, params: dict, evaluation_roc_auc: float | None) -> None:
+    """Append the scores to `gold.churn_scores_history`, in the commit's transaction: a scoring
+    of the same features by the same version replaces the earlier one."""
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {CHURN_SCORES_HISTORY} AS {HISTORY_SQL} LIMIT 0",
+        {"evaluation_roc_auc": evaluation_roc_auc},
+    )
+    conn.execute(
+        f"DELETE FROM {CHURN_SCORES_HISTORY} WHERE features_as_of = $features_as_of "
+        "AND model_version = $model_version",
+        {k: params[k] for k in ("features_as_of", "model_version")},
+    )
+    conn.execute(
+        f"INSERT INTO {CHURN_SCORES_HISTORY} {HISTORY_SQL}",
+        {"evaluation_roc_auc": evaluation_roc_auc},
+    )
 
 
 def _score_in_batches(context, conn, model, features_sql: str, started: float) -> int:
@@ -142,7 +168,8 @@ churn_scores = fanout.bucketed_asset(
     against the version's SHA-256, and with a signing key its signature, before it is
     unpickled) scores every customer of `gold.scoring_features`: `churn_probability`,
     `risk_decile` (1 = the 10% most at risk), `model_version`, `features_as_of` and
-    `scored_at`. Scored bucket by bucket (each bucket verifies the champion) in batches, so
+    `scored_at`. Every scoring is also appended to `gold.churn_scores_history`, which
+    `churn_scores_outcomes` compares with what the customers then did. Scored bucket by bucket (each bucket verifies the champion) in batches, so
     memory stays bounded; written in one transaction. Fails at once when the registered model
     has no champion.""",
     plan=_plan,

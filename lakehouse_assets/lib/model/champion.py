@@ -57,6 +57,13 @@ def load_verified_model(mlflow: MlflowTracking, client, champion: Champion, work
     )
 
 
+def evaluated_roc_auc(mlflow: MlflowTracking, client, champion: Champion) -> float | None:
+    """The held-out ROC AUC that `churn_model_evaluation` recorded on the version's run (None
+    when the run has no evaluation)."""
+    with mlflow.errors(f"read run {champion.run_id}"):
+        return client.get_run(champion.run_id).data.metrics.get("roc_auc")
+
+
 def require_champion(mlflow: MlflowTracking, client) -> Champion:
     """The current champion; fails at once, naming the registered model, when there is none."""
     champion = current_champion(mlflow, client)

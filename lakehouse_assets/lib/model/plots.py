@@ -19,7 +19,7 @@ TOP_IMPORTANCES = 15
 Known = dict[str, dict[str, float]] | None  # metrics by curve name, as `ranking_metrics` names them
 
 
-def _figure():
+def new_figure():
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=SIZE_INCHES, dpi=DPI, layout="constrained")
@@ -31,7 +31,7 @@ def _known(known: Known, name: str, metric: str) -> float | None:
     return (known or {}).get(name, {}).get(metric)
 
 
-def _png(figure) -> bytes:
+def png(figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", metadata={"Software": None})
     return buffer.getvalue()
@@ -41,7 +41,7 @@ def roc_curves(y, scores: dict[str, np.ndarray], known: Known = None) -> bytes:
     """`known`: each curve's `roc_auc` when the caller has it already (else computed)."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    figure, ax = _figure()
+    figure, ax = new_figure()
     for name, score in scores.items():
         fpr, tpr, _ = roc_curve(y, score)
         auc = _known(known, name, "roc_auc")
@@ -50,14 +50,14 @@ def roc_curves(y, scores: dict[str, np.ndarray], known: Known = None) -> bytes:
     ax.plot([0, 1], [0, 1], ":", color="grey", label="chance (0.500)")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve")
     ax.legend(loc="lower right", fontsize="small")
-    return _png(figure)
+    return png(figure)
 
 
 def precision_recall_curves(y, scores: dict[str, np.ndarray], known: Known = None) -> bytes:
     """`known`: each curve's `pr_auc` (average precision) when the caller has it already."""
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
-    figure, ax = _figure()
+    figure, ax = new_figure()
     for name, score in scores.items():
         precision, recall, _ = precision_recall_curve(y, score)
         ap = _known(known, name, "pr_auc")
@@ -66,13 +66,13 @@ def precision_recall_curves(y, scores: dict[str, np.ndarray], known: Known = Non
     ax.axhline(np.mean(y), linestyle=":", color="grey", label=f"churn rate ({np.mean(y):.3f})")
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall curve (average precision)")
     ax.legend(loc="lower left", fontsize="small")
-    return _png(figure)
+    return png(figure)
 
 
 def cumulative_gains(y, scores: dict[str, np.ndarray]) -> bytes:
     """Share of all churners reached when contacting the customers most at risk first."""
     y = np.asarray(y)
-    figure, ax = _figure()
+    figure, ax = new_figure()
     share = np.arange(1, len(y) + 1) / len(y)
     for name, score in scores.items():
         order = np.argsort(-np.asarray(score, dtype="float64"), kind="stable")
@@ -82,7 +82,7 @@ def cumulative_gains(y, scores: dict[str, np.ndarray]) -> bytes:
     ax.set(xlabel="share of customers contacted", ylabel="share of churners reached")
     ax.set_title("Cumulative gains (line: top decile)")
     ax.legend(loc="lower right", fontsize="small")
-    return _png(figure)
+    return png(figure)
 
 
 def calibration(y, probabilities: dict[str, np.ndarray]) -> bytes:
@@ -90,7 +90,7 @@ def calibration(y, probabilities: dict[str, np.ndarray]) -> bytes:
     expected calibration error uses, against the bin's mean predicted probability."""
     from sklearn.calibration import calibration_curve
 
-    figure, ax = _figure()
+    figure, ax = new_figure()
     for name, probability in probabilities.items():
         observed, predicted = calibration_curve(
             y, probability, n_bins=CALIBRATION_BINS, strategy="uniform"
@@ -100,29 +100,29 @@ def calibration(y, probabilities: dict[str, np.ndarray]) -> bytes:
     ax.set(xlabel="mean predicted churn probability", ylabel="observed churn rate")
     ax.set_title(f"Calibration ({CALIBRATION_BINS} equal-width bins)")
     ax.legend(loc="upper left", fontsize="small")
-    return _png(figure)
+    return png(figure)
 
 
 def feature_importance(importances: list[tuple[str, float]], kind: str) -> bytes:
     """Horizontal bars of the largest importances."""
     top = sorted(importances, key=lambda item: item[1], reverse=True)[:TOP_IMPORTANCES][::-1]
-    figure, ax = _figure()
+    figure, ax = new_figure()
     ax.barh([name for name, _ in top], [value for _, value in top], color="tab:blue")
     ax.tick_params(axis="y", labelsize="x-small")
     ax.set(xlabel=kind, title=f"Feature importance (top {len(top)})")
-    return _png(figure)
+    return png(figure)
 
 
 def probability_histogram(y, probability) -> bytes:
     y, probability = np.asarray(y), np.asarray(probability)
-    figure, ax = _figure()
+    figure, ax = new_figure()
     bins = np.linspace(0, 1, 21)
     for label, name in ((0, "retained"), (1, "churned")):
         ax.hist(probability[y == label], bins=bins, alpha=0.6, label=f"actually {name}")
     ax.set(xlabel="predicted churn probability", ylabel="customers")
     ax.set_title("Churn probability by actual class")
     ax.legend(loc="upper center", fontsize="small")
-    return _png(figure)
+    return png(figure)
 
 
 def markdown_image(name: str, png: bytes) -> str:

@@ -1,0 +1,116 @@
+"""The drift check on four landings (docs/model-quality.md, "Drift"): the README's sample and
+CDNOW, each as landed and with the amounts of its last 90 days multiplied by 5.
+
+    python -m benchmarks.drift_landings [--work /tmp/drift]
+
+Each landing gets its own LAKEHOUSE_HOME, built up to the two feature tables with
+`dagster asset materialize`. Prints, per landing, the share of scoring customers matched on
+tenure and the features over the warning threshold, with their PSI.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from importlib.resources import files
+from pathlib import Path
+
+import duckdb
+
+from benchmarks.bench import CLEARED_ENV
+
+SELECTION = "*customer_features,*scoring_features"
+# The amounts of the last 90 days before the latest valid event, times 5 (text columns: the
+# sample's invalid rows stay as they are).
+TIMES_FIVE = """
+COPY (
+    WITH parsed AS (SELECT *, try_cast(event_time AS TIMESTAMP) AS at FROM read_csv_auto($src, all_varchar = true))
+    SELECT * EXCLUDE (at) REPLACE (
+        CASE WHEN at > (SELECT max(at) FROM parsed WHERE at <= now()) - INTERVAL 90 DAY
+             AND at <= now() AND try_cast(amount AS DOUBLE) IS NOT NULL
+        THEN CAST(round(try_cast(amount AS DOUBLE) * 5, 2) AS VARCHAR) ELSE amount END AS amount)
+    FROM parsed
+) TO '{out}' (HEADER)
+"""
+
+
+def cdnow_csv(path: Path) -> Path:
+    """CDNOW_master.txt ('00001 19970101  1   11.77') as customer_id,event_time,quantity,amount."""
+    lines = (files("lifetimes.datasets") / "CDNOW_master.txt").read_text().splitlines()[1:]
+    rows = []
+    for line in lines:
+        customer, day, quantity, amount = line.split()
+        rows.append(f"{customer},{day[:4]}-{day[4:6]}-{day[6:]},{quantity},{amount}")
+    path.write_text("customer_id,event_time,quantity,amount\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def sample_csv(path: Path) -> Path:
+    from lakehouse_assets.lib.sample import write_sample
+
+    write_sample(path.parent)
+    (parquet,) = path.parent.glob("*.parquet")
+    duckdb.sql(f"COPY (SELECT * FROM '{parquet}') TO '{path}' (HEADER)")
+    parquet.unlink()
+    return path
+
+
+def build(home: Path, source: Path, times_five: bool) -> None:
+    landing = home / "landing"
+    landing.mkdir(parents=True)
+    target = landing / source.name
+    if times_five:
+        duckdb.execute(TIMES_FIVE.format(out=target), {"src": str(source)})
+    else:
+        target.write_bytes(source.read_bytes())
+    env = {k: v for k, v in os.environ.items() if k not in CLEARED_ENV}
+    env |= {"LAKEHOUSE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home")}
+    (home / "dagster_home").mkdir()
+    command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "lakehouse_assets",
+               "--select", SELECTION]  # fmt: skip
+    with (home / "build.log").open("w") as log:
+        if subprocess.run(command, env=env, stdout=log, stderr=log).returncode != 0:
+            raise SystemExit(f"building {home} failed; see {log.name}")
+
+
+def drift_of(home: Path) -> str:
+    import lakehouse_assets
+    from lakehouse_assets.lib.model.drift import compare, sample_features
+
+    conn = lakehouse_assets.connect(f"sqlite:{home / 'catalog.sqlite'}", str(home / "lake") + "/")
+    drift = compare(
+        sample_features(conn, "gold.customer_features"),
+        sample_features(conn, "gold.scoring_features"),
+    )
+    conn.close()
+    named = sorted(drift.drifted.items(), key=lambda kv: -kv[1])
+    largest = max(v for c, v in drift.psi.items() if c != "tenure_days")
+    return (
+        f"matched {drift.matched_share:.0%} ({'at matching tenures' if drift.matched else 'as they are'}), "
+        f"largest PSI {largest:.2f}; warns: "
+        + (", ".join(f"{c} {v:.2f}" for c, v in named) or "nothing")
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=None)
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="drift-"))
+    sources = work / "sources"
+    sources.mkdir(parents=True, exist_ok=True)
+    landings = {
+        "sample": sample_csv(sources / "sample.csv"),
+        "cdnow": cdnow_csv(sources / "cdnow.csv"),
+    }
+    for name, source in landings.items():
+        for times_five in (False, True):
+            label = f"{name}{' x5' if times_five else ''}"
+            home = work / label.replace(" ", "_")
+            build(home, source, times_five)
+            print(f"{label}: {drift_of(home)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Realized performance: past scores against what the customers did over the horizon after."""
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import pyarrow as pa
+
+from lakehouse_assets.lib.model.metrics import ranking_metrics
+from lakehouse_assets.lib.model.plots import new_figure, png
+from lakehouse_assets.lib.sql import sql
+
+REALIZED_ROC_AUC_MARGIN = 0.05  # below the evaluation's ROC AUC by more: the check warns
+SCORINGS_SQL = sql("scores/scorings")
+LABELS_SQL = sql("scores/realized_labels")
+COLUMNS = (
+    "features_as_of", "model_version", "scored_at", "customers", "evaluation_roc_auc",
+    "covered_from", "covered", "churn_rate", "mean_probability", "roc_auc", "brier",
+    "top_decile_capture",
+)  # fmt: skip
+
+
+SCHEMA = pa.schema(
+    [
+        ("features_as_of", pa.timestamp("us")),
+        ("model_version", pa.string()),
+        ("scored_at", pa.timestamp("us")),
+        ("customers", pa.int64()),
+        ("evaluation_roc_auc", pa.float64()),
+        ("covered_from", pa.timestamp("us")),
+        ("covered", pa.bool_()),
+        *((name, pa.float64()) for name in COLUMNS[7:]),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """One past scoring (a features' cutoff and a model version) and, once the data cover its
+    horizon, how its scores turned out."""
+
+    features_as_of: datetime
+    model_version: str
+    scored_at: datetime
+    customers: int
+    evaluation_roc_auc: float | None
+    covered_from: datetime
+    covered: bool
+    churn_rate: float | None = None
+    mean_probability: float | None = None
+    roc_auc: float | None = None
+    brier: float | None = None
+    top_decile_capture: float | None = None
+
+    def row(self) -> tuple:
+        return tuple(getattr(self, c) for c in COLUMNS)
+
+
+def realized(conn, horizon_days: int) -> list[Scoring]:
+    """Every scoring in the history, those the data cover with their realized figures: ROC AUC,
+    Brier score and top-decile capture of the scores given then, against the labels now known."""
+    scorings = []
+    for values in conn.execute(SCORINGS_SQL, {"horizon_days": horizon_days}).fetchall():
+        scoring = Scoring(*values)
+        if scoring.covered:
+            scoring = _with_outcomes(conn, scoring, horizon_days)
+        scorings.append(scoring)
+    return scorings
+
+
+def _with_outcomes(conn, scoring: Scoring, horizon_days: int) -> Scoring:
+    from sklearn.metrics import brier_score_loss
+
+    labelled = conn.execute(
+        LABELS_SQL,
+        {
+            "features_as_of": scoring.features_as_of,
+            "model_version": scoring.model_version,
+            "horizon_days": horizon_days,
+        },
+    ).fetchnumpy()
+    y, probability = labelled["churned"].astype(int), labelled["churn_probability"].astype(float)
+    both_classes = 0 < y.sum() < len(y)  # otherwise no ranking can be judged
+    ranking = ranking_metrics(y, probability) if both_classes else {}
+    return replace(
+        scoring,
+        churn_rate=float(y.mean()),
+        mean_probability=float(probability.mean()),
+        roc_auc=ranking.get("roc_auc"),
+        brier=float(brier_score_loss(y, probability, labels=[0, 1])),
+        top_decile_capture=ranking.get("top_decile_capture"),
+    )
+
+
+def as_arrow(scorings: list[Scoring]) -> pa.Table:
+    """The scorings as `gold.churn_scores_outcomes`' rows (typed even when there are none)."""
+    return pa.Table.from_pylist(
+        [dict(zip(COLUMNS, s.row(), strict=True)) for s in scorings], SCHEMA
+    )
+
+
+def realized_roc_auc_plot(scorings: list[Scoring]) -> bytes:
+    """The realized ROC AUC of each covered scoring by its features' cutoff, one line per model
+    version, with the ROC AUC its evaluation recorded (dashed) and the warning line below it."""
+    figure, ax = new_figure()
+    for version in sorted({s.model_version for s in scorings}, key=_version_order):
+        mine = [s for s in scorings if s.model_version == version and s.roc_auc is not None]
+        if not mine:
+            continue
+        line = ax.plot(
+            [s.features_as_of for s in mine],
+            [s.roc_auc for s in mine],
+            "o-",
+            label=f"version {version}, realized",
+        )[0]
+        evaluated = mine[-1].evaluation_roc_auc
+        if evaluated is not None:
+            ax.axhline(
+                evaluated,
+                linestyle="--",
+                color=line.get_color(),
+                linewidth=1,
+                label=f"version {version}, evaluation ({evaluated:.3f})",
+            )
+            ax.axhline(
+                evaluated - REALIZED_ROC_AUC_MARGIN,
+                linestyle=":",
+                color=line.get_color(),
+                linewidth=1,
+            )
+    ax.set(
+        xlabel="scores' features as of",
+        ylabel="ROC AUC",
+        title=f"Realized ROC AUC (dotted: evaluation - {REALIZED_ROC_AUC_MARGIN})",
+    )
+    ax.tick_params(axis="x", labelsize="x-small", labelrotation=20)
+    ax.legend(loc="lower left", fontsize="x-small")
+    return png(figure)
+
+
+def _version_order(version: str):
+    return (0, int(version), "") if version.isdigit() else (1, 0, version)
+
+
+def no_figures_yet(scorings: list[Scoring], latest_event) -> str:
+    """Why no scoring has realized figures yet, naming the first that will."""
+    if not scorings:
+        return "No scoring in the history yet: materialize churn_scores."
+    if any(s.covered for s in scorings):
+        return (
+            "The covered scorings' customers all churned, or none did: no ROC AUC to compare "
+            "(see by_scoring)."
+        )
+    first = min(scorings, key=lambda s: s.covered_from)
+    return (
+        f"No scoring is covered yet: the earliest (features as of {first.features_as_of}, "
+        f"version {first.model_version}) is judged once the data reach {first.covered_from}; "
+        f"they reach {latest_event}."
+    )
