@@ -25,10 +25,10 @@ SELECTION = "*customer_features,*scoring_features"
 # sample's invalid rows stay as they are).
 TIMES_FIVE = """
 COPY (
-    WITH parsed AS (SELECT *, try_cast(event_time AS TIMESTAMP) AS at FROM read_csv_auto($src, all_varchar = true))
-    SELECT * EXCLUDE (at) REPLACE (
-        CASE WHEN at > (SELECT max(at) FROM parsed WHERE at <= now()) - INTERVAL 90 DAY
-             AND at <= now() AND try_cast(amount AS DOUBLE) IS NOT NULL
+    WITH parsed AS (SELECT *, try_cast(event_time AS TIMESTAMP) AS parsed_at FROM read_csv_auto($src, all_varchar = true))
+    SELECT * EXCLUDE (parsed_at) REPLACE (
+        CASE WHEN parsed_at > (SELECT max(parsed_at) FROM parsed WHERE parsed_at <= now()) - INTERVAL 90 DAY
+             AND parsed_at <= now() AND try_cast(amount AS DOUBLE) IS NOT NULL
         THEN CAST(round(try_cast(amount AS DOUBLE) * 5, 2) AS VARCHAR) ELSE amount END AS amount)
     FROM parsed
 ) TO '{out}' (HEADER)

@@ -99,46 +99,41 @@ def as_arrow(scorings: list[Scoring]) -> pa.Table:
 
 
 def realized_roc_auc_plot(scorings: list[Scoring]) -> bytes:
-    """The realized ROC AUC of each covered scoring by its features' cutoff, one line per model
-    version, with the ROC AUC its evaluation recorded (dashed) and the warning line below it."""
+    """The realized ROC AUC of each judged scoring by its features' cutoff, labelled with the
+    version that scored, against the ROC AUC that version's evaluation recorded and the line
+    the check warns below."""
+    judged = sorted((s for s in scorings if s.roc_auc is not None), key=lambda s: s.features_as_of)
+    at = [s.features_as_of for s in judged]
     figure, ax = new_figure()
-    for version in sorted({s.model_version for s in scorings}, key=_version_order):
-        mine = [s for s in scorings if s.model_version == version and s.roc_auc is not None]
-        if not mine:
-            continue
-        line = ax.plot(
-            [s.features_as_of for s in mine],
-            [s.roc_auc for s in mine],
-            "o-",
-            label=f"version {version}, realized",
-        )[0]
-        evaluated = mine[-1].evaluation_roc_auc
-        if evaluated is not None:
-            ax.axhline(
-                evaluated,
-                linestyle="--",
-                color=line.get_color(),
-                linewidth=1,
-                label=f"version {version}, evaluation ({evaluated:.3f})",
-            )
-            ax.axhline(
-                evaluated - REALIZED_ROC_AUC_MARGIN,
-                linestyle=":",
-                color=line.get_color(),
-                linewidth=1,
-            )
+    ax.plot(at, [s.roc_auc for s in judged], "o-", label="realized")
+    evaluated = [
+        s.evaluation_roc_auc if s.evaluation_roc_auc is not None else float("nan") for s in judged
+    ]
+    ax.plot(at, evaluated, "x--", color="grey", label="evaluation of the version")
+    floor = [e - REALIZED_ROC_AUC_MARGIN for e in evaluated]
+    ax.plot(
+        at,
+        floor,
+        ":",
+        color="tab:red",
+        label=f"warns below (evaluation - {REALIZED_ROC_AUC_MARGIN})",
+    )
+    for s in judged:
+        ax.annotate(
+            f"v{s.model_version}",
+            (s.features_as_of, s.roc_auc),
+            textcoords="offset points",
+            xytext=(0, 6),
+            ha="center",
+            fontsize="x-small",
+        )
+    ax.margins(y=0.15)
     ax.set(
-        xlabel="scores' features as of",
-        ylabel="ROC AUC",
-        title=f"Realized ROC AUC (dotted: evaluation - {REALIZED_ROC_AUC_MARGIN})",
+        xlabel="scores' features as of", ylabel="ROC AUC", title="Realized ROC AUC of past scores"
     )
     ax.tick_params(axis="x", labelsize="x-small", labelrotation=20)
-    ax.legend(loc="lower left", fontsize="x-small")
+    ax.legend(loc="lower right", fontsize="x-small")
     return png(figure)
-
-
-def _version_order(version: str):
-    return (0, int(version), "") if version.isdigit() else (1, 0, version)
 
 
 def no_figures_yet(scorings: list[Scoring], latest_event) -> str:
