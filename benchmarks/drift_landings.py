@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import tempfile
-from importlib.resources import files
 from pathlib import Path
 
 import duckdb
@@ -36,13 +35,9 @@ COPY (
 
 
 def cdnow_csv(path: Path) -> Path:
-    """CDNOW_master.txt ('00001 19970101  1   11.77') as customer_id,event_time,quantity,amount."""
-    lines = (files("lifetimes.datasets") / "CDNOW_master.txt").read_text().splitlines()[1:]
-    rows = []
-    for line in lines:
-        customer, day, quantity, amount = line.split()
-        rows.append(f"{customer},{day[:4]}-{day[4:6]}-{day[6:]},{quantity},{amount}")
-    path.write_text("customer_id,event_time,quantity,amount\n" + "\n".join(rows) + "\n")
+    from lakehouse_assets_tests.integration.test_real_log import write_cdnow_csv
+
+    write_cdnow_csv(path)
     return path
 
 

@@ -4,6 +4,7 @@ CDNOW landed quarter by quarter."""
 from datetime import timedelta
 from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -50,6 +51,13 @@ def test_scores_are_judged_once_the_data_cover_their_horizon(lakehouse_home, ins
     assert "No scoring is covered yet" in metadata["realized"]
     assert "1998-03-31" in metadata["realized"]  # when it will be
     assert check_results(first)[REALIZED_ROC_AUC] is True
+    # Scoring the same features with the same version again replaces that scoring's rows.
+    again = run_graph(instance, dg.AssetSelection.assets("churn_scores"))
+    assert again.success, failure_messages(again)
+    history = "SELECT count(*), count(DISTINCT customer_id) FROM gold.churn_scores_history"
+    assert query(lakehouse_home, history) == query(
+        lakehouse_home, "SELECT count(*), count(*) FROM gold.churn_scores"
+    )
 
     land_quarters(source, landing, until="1998-04-01")  # 1998's first quarter covers 90 days
     second = run_graph(instance, run_config=NO_SEED)
@@ -85,8 +93,10 @@ def test_scores_are_judged_once_the_data_cover_their_horizon(lakehouse_home, ins
     assert len(scores) == raw[raw.event_time <= scored_at_cutoff].customer_id.nunique()
     churned = ~scores.customer_id.astype(int).isin(after.customer_id)
     independent = roc_auc_score(churned, scores.churn_probability)
-    assert metadata["realized_roc_auc"] == pytest.approx(independent, abs=0.05)
-    assert metadata["realized_churn_rate"] == pytest.approx(churned.mean(), abs=0.01)
+    # The same labels (the issue asks for 0.05; they agree exactly, so a window off by a day
+    # would show).
+    assert metadata["realized_roc_auc"] == pytest.approx(independent, abs=1e-9)
+    assert metadata["realized_churn_rate"] == pytest.approx(churned.mean(), abs=1e-12)
     # A model judged on its own period: close to what its evaluation promised.
     assert metadata["evaluation_roc_auc"] - 0.1 < metadata["realized_roc_auc"] < 1.0
     assert check_results(second)[REALIZED_ROC_AUC] is True

@@ -4,6 +4,8 @@ in the `lifetimes` package, converted to the contract format and run through the
 from importlib.resources import files
 from pathlib import Path
 
+import dagster as dg
+import pandas as pd
 import pytest
 
 from lakehouse_assets.lib.model.drift import SCORING_FEATURES_DRIFT
@@ -74,3 +76,32 @@ def test_cdnow_log_runs_through_the_whole_graph(lakehouse_home, instance):
     uri = f"sqlite:///{lakehouse_home / 'mlflow.db'}"
     assert champion_predicts(uri, lakehouse_home)[0] == "1"
     assert running_runs(uri) == []
+
+
+def test_cdnow_with_five_times_the_recent_amounts_names_the_amount_features(
+    lakehouse_home, instance, tmp_path
+):
+    """CDNOW's last 90 days of amounts times 5: 86% of its customers bought nothing then, yet
+    the drift check names the amount features (docs/model-quality.md, "Drift")."""
+    source = tmp_path / "cdnow.csv"
+    write_cdnow_csv(source)
+    rows = pd.read_csv(source, dtype={"customer_id": str})
+    days = pd.to_datetime(rows["event_time"])
+    recent = days > days.max() - pd.Timedelta(days=90)
+    rows.loc[recent, "amount"] = (rows.loc[recent, "amount"] * 5).round(2)
+    (lakehouse_home / "landing").mkdir(parents=True)
+    rows.to_csv(lakehouse_home / "landing" / "cdnow.csv", index=False)
+    result = run_graph(
+        instance, dg.AssetSelection.groups("raw", "bronze", "silver", "gold", "features"), NO_SEED
+    )
+    assert result.success, failure_messages(result)
+    (drift,) = [
+        e for e in result.get_asset_check_evaluations() if e.check_name == SCORING_FEATURES_DRIFT
+    ]
+    named = set(drift.metadata["drifted_features"].value.split(", "))
+    assert {"amount_last_30d", "amount_last_90d"} <= named and not drift.passed
+    # What plain CDNOW names besides (test above): its ageing.
+    assert named - {"recency_days", "purchases_per_30d"} <= {
+        "amount_last_30d", "amount_last_90d", "amount_last_180d", "amount_trend_90d",
+        "amount_share_90d", "amount_share_180d",
+    }  # fmt: skip

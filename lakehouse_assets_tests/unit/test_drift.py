@@ -126,9 +126,40 @@ def test_a_population_older_than_every_training_customer_is_compared_as_it_is():
 
 
 def test_tenure_weights_give_training_the_scoring_mix():
-    training = np.array([10.0, 10.0, 10.0, 20.0])  # 3/4 young
-    scoring = np.array([10.0, 20.0, 20.0, 20.0, 500.0])  # 1/4 young among those matched
+    training = np.repeat([10.0, 10.0, 10.0, 20.0], 100)  # 3/4 young
+    scoring = np.repeat([10.0, 20.0, 20.0, 20.0, 500.0], 100)  # 1/4 young among those matched
     weights, covered = tenure_weights(training, scoring)
-    assert covered.tolist() == [True, True, True, True, False]
+    assert covered.tolist() == [True] * 400 + [False] * 100
     young = weights[training == 10.0].sum() / weights.sum()
     assert young == pytest.approx(0.25)
+
+
+def test_the_weights_remove_a_difference_in_tenure_mix_within_the_overlap():
+    """Scoring customers skewed young, inside the training tenures: trimming to the overlap
+    alone still compares different mixes; the weights make them alike."""
+    rng = np.random.default_rng(3)
+    training, _ = ageing_populations(scoring_age_shift=0)
+    young = rng.random(20_000) < 0.7
+    tenure = np.where(young, rng.uniform(1, 60, 20_000), rng.uniform(60, 270, 20_000))
+    share = np.minimum(1.0, 90 / tenure) * rng.uniform(0.5, 1.0, 20_000)
+    scoring = {c: share for c in FEATURE_COLUMNS} | {"tenure_days": tenure}
+    assert zero_inflated_psi(training["txn_share_90d"], share) > PSI_WARNING
+    assert compare(training, scoring).psi["txn_share_90d"] < 0.05
+
+
+def test_a_few_old_training_customers_do_not_stand_in_for_a_decile():
+    """One training customer far older than the rest must not carry a tenth of the weight."""
+    training, scoring = ageing_populations(scoring_age_shift=180)
+    training = {c: np.append(v, 449.0 if c == "tenure_days" else 0.9) for c, v in training.items()}
+    drift = compare(training, scoring)
+    assert drift.matched and drift.drifted == {}
+
+
+def test_missing_values_are_left_out_and_counted():
+    training, scoring = ageing_populations(scoring_age_shift=0)
+    scoring = scoring | {"gap_cv": np.where(np.arange(20_000) < 500, np.nan, scoring["gap_cv"])}
+    drift = compare(training, scoring)
+    training_missing, scoring_missing = drift.missing["gap_cv"]  # among the customers compared
+    assert training_missing == 0 and 450 < scoring_missing <= 500
+    assert np.isfinite(drift.psi["gap_cv"])
+    assert drift.drifted == {}

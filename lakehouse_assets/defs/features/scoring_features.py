@@ -1,6 +1,7 @@
 """The scoring population's features, at the latest event."""
 
 import dagster as dg
+import numpy as np
 
 from lakehouse_assets.lib import fanout, features
 from lakehouse_assets.lib.features import FEATURE_COLUMNS, latest_event
@@ -66,9 +67,10 @@ def scoring_features_drift(
 ) -> dg.AssetCheckResult:
     """Do the customers scored now look like those the model learned from? WARN when a
     feature's population stability index (PSI) between `gold.customer_features` and
-    `gold.scoring_features` exceeds 0.25, or when most customers scored now are older than any
-    the model saw. Customers are compared at matching tenures, and each feature as its share of
-    zeros plus its non-zero values. On a warning, look at the named features: a landing that
+    `gold.scoring_features` exceeds 0.25, or when fewer than a quarter of the customers scored
+    now can be matched to training customers of their tenure. Customers are compared at matching
+    tenures (older ones are left out, and counted), and each feature as its share of zeros plus
+    its non-zero values. On a warning, look at the named features: a landing that
     changed units or sources is a data problem; a real change in behaviour means retrain
     (docs/model-quality.md, "Drift"). Up to 200,000 customers of each table are sampled."""
     with duckdb.get_connection() as conn:
@@ -83,10 +85,24 @@ def scoring_features_drift(
             sample_features(conn, CUSTOMER_FEATURES),
             sample_features(conn, SCORING_FEATURES),
         )
+    empty = [
+        t
+        for t, rows in ((CUSTOMER_FEATURES, training), (SCORING_FEATURES, scoring))
+        if not len(rows[MATCHED_ON])
+    ]
+    if empty:
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"Nothing to compare: {' and '.join(empty)} has no customer (the training "
+            "population needs data from before latest - horizon_days).",
+        )
     drift = compare(training, scoring)
     drifted = drift.drifted
     how = (
-        f"at matching tenures ({drift.matched_share:.0%} of the scoring customers matched)"
+        f"at matching tenures ({drift.matched_share:.0%} of the scoring customers matched; the "
+        f"others, older than the training customers or in a tenure decile with too few of them, "
+        "are not compared)"
         if drift.matched
         else f"as they are: only {drift.matched_share:.0%} of the customers scored now are as "
         f"young as a training customer ({MATCHED_ON} up to {training[MATCHED_ON].max():.0f} "
@@ -108,6 +124,7 @@ def scoring_features_drift(
             c,
             f"{v:.4f}",
             f"{drift.zero_share[c][0]:.0%} / {drift.zero_share[c][1]:.0%}",
+            f"{drift.missing[c][0]} / {drift.missing[c][1]}",
             "matched on"
             if c == MATCHED_ON and drift.matched
             else ("drift" if c in drifted else ""),
@@ -122,10 +139,12 @@ def scoring_features_drift(
             "drifted_features": ", ".join(sorted(drifted)) or "none",
             "compared": how,
             "matched_share": drift.matched_share,
-            "max_psi": max(v for c, v in drift.psi.items() if c != MATCHED_ON),
+            "max_psi": float(np.nanmax([v for c, v in drift.psi.items() if c != MATCHED_ON])),
             "psi_threshold": PSI_WARNING,
             "psi_by_feature": dg.MetadataValue.md(
-                markdown_rows(["feature", "psi", "zeros (training / scoring)", "note"], rows)
+                markdown_rows(
+                    ["feature", "psi", "zeros (training / scoring)", "missing", "note"], rows
+                )
             ),
             **{f"psi/{c}": v for c, v in drift.psi.items()},
         },

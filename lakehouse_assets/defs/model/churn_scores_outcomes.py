@@ -54,16 +54,18 @@ def churn_scores_outcomes(
                 f"{CHURN_SCORES_HISTORY} does not exist yet: materialize churn_scores first.",
                 allow_retries=False,
             )
-        scorings = realized(conn, config.horizon_days)
-        conn.register("outcomes_rows", as_arrow(scorings))
-        with transaction(conn):
-            conn.execute(
-                f"CREATE OR REPLACE TABLE {CHURN_SCORES_OUTCOMES} AS SELECT * FROM outcomes_rows"
-            )
-        conn.unregister("outcomes_rows")
-        latest_event = conn.execute(
-            f"SELECT max(event_time) FROM {SILVER_TRANSACTIONS}"
-        ).fetchone()[0]
+        with transaction(conn):  # one snapshot read, one written
+            scorings = realized(conn, config.horizon_days)
+            latest_event = conn.execute(
+                f"SELECT max(event_time) FROM {SILVER_TRANSACTIONS}"
+            ).fetchone()[0]
+            conn.register("outcomes_rows", as_arrow(scorings))
+            try:
+                conn.execute(
+                    f"CREATE OR REPLACE TABLE {CHURN_SCORES_OUTCOMES} AS SELECT * FROM outcomes_rows"
+                )
+            finally:
+                conn.unregister("outcomes_rows")
         table = table_metadata(conn, CHURN_SCORES_OUTCOMES)
     judged = [s for s in scorings if s.roc_auc is not None]
     metadata: dict[str, Any] = {
@@ -113,6 +115,10 @@ def churn_scores_realized_roc_auc(duckdb: LakehouseDuckDB) -> dg.AssetCheckResul
     on the held-out customers. Retrain, and look at the drift check for what changed. Passes,
     saying so, while no scoring is judged yet."""
     with duckdb.get_connection() as conn:
+        (scoring_now,) = conn.execute(
+            f"SELECT model_version FROM {CHURN_SCORES_OUTCOMES} "
+            "ORDER BY features_as_of DESC, scored_at DESC LIMIT 1"
+        ).fetchone() or (None,)
         judged = conn.execute(
             f"SELECT features_as_of, model_version, roc_auc, evaluation_roc_auc "
             f"FROM {CHURN_SCORES_OUTCOMES} WHERE roc_auc IS NOT NULL "
@@ -136,6 +142,11 @@ def churn_scores_realized_roc_auc(duckdb: LakehouseDuckDB) -> dg.AssetCheckResul
                 "its run records no evaluation."
                 if floor is None
                 else f"evaluation {evaluated:.4f}; warn below {floor:.4f}."
+            )
+            + (
+                ""
+                if scoring_now in (None, version)
+                else f" Version {scoring_now} scores now; its scores are judged a horizon later."
             )
             + ("" if passed else " Retrain, and see scoring_features_drift for what changed.")
         ),

@@ -25,6 +25,11 @@ MATCHED_ON = "tenure_days"
 # Below this share of scoring customers within the training customers' tenures, matching would
 # compare a minority: the populations are compared as they are, and the ageing itself warns.
 MIN_MATCHED_SHARE = 0.25
+# Scoring customers are matched up to the 99th percentile of the training tenures, in tenure
+# deciles with at least this many training customers: a handful of old training customers must
+# not stand in for a tenth of the scoring population.
+MATCH_UP_TO_QUANTILE = 0.99
+MIN_TRAINING_PER_BIN = 20
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,7 @@ class Drift:
     matched_share: float  # of scoring customers whose tenure some training customer has
     matched: bool  # compared at matching tenures (else as they are)
     zero_share: dict[str, tuple[float, float]]  # (training, scoring) share of zeros
+    missing: dict[str, tuple[int, int]]  # (training, scoring) NULL or non-finite values, left out
 
     @property
     def drifted(self) -> dict[str, float]:
@@ -79,16 +85,20 @@ def _weighted_quantiles(values: np.ndarray, weights: np.ndarray, bins: int) -> n
 def tenure_weights(training: np.ndarray, scoring: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Weights of the training customers that give them the scoring customers' mix of tenures
     (by deciles of the scoring tenures), and which scoring customers that mix covers: those
-    within the training tenures, in a decile where training has customers."""
-    within = scoring <= training.max()
+    up to the 99th percentile of the training tenures, in a decile where training has at least
+    `MIN_TRAINING_PER_BIN` customers."""
+    within = scoring <= np.quantile(training, MATCH_UP_TO_QUANTILE)
     edges = np.unique(_weighted_quantiles(scoring[within], np.ones(within.sum()), BINS))
     training_bin = np.searchsorted(edges, training, side="right")
     scoring_bin = np.searchsorted(edges, scoring, side="right")
     training_count = np.bincount(training_bin, minlength=len(edges) + 1)
-    covered = within & (training_count[scoring_bin] > 0)
+    covered = within & (training_count[scoring_bin] >= MIN_TRAINING_PER_BIN)
     scoring_count = np.bincount(scoring_bin[covered], minlength=len(edges) + 1)
     per_bin = np.divide(
-        scoring_count, training_count, out=np.zeros(len(edges) + 1), where=training_count > 0
+        scoring_count,
+        training_count,
+        out=np.zeros(len(edges) + 1),
+        where=training_count >= MIN_TRAINING_PER_BIN,
     )
     return per_bin[training_bin], covered
 
@@ -101,16 +111,22 @@ def compare(training: dict[str, np.ndarray], scoring: dict[str, np.ndarray]) -> 
     matched = bool(matched_share >= MIN_MATCHED_SHARE and weights.sum() > 0)
     if not matched:
         weights, covered = np.ones(len(weights)), np.ones(len(covered), dtype=bool)
-    psi, zeros = {}, {}
+    psi, zeros, missing = {}, {}, {}
     for c in FEATURE_COLUMNS:
         e, a = training[c], scoring[c][covered]
-        psi[c] = zero_inflated_psi(e, a, weights)
-        zeros[c] = (float(weights[e == 0].sum() / weights.sum()), float(np.mean(a == 0)))
-    return Drift(psi, matched_share, matched, zeros)
+        e_ok, a_ok = np.isfinite(e), np.isfinite(a)
+        w, e, a = weights[e_ok], e[e_ok], a[a_ok]
+        psi[c] = zero_inflated_psi(e, a, w) if w.sum() > 0 and len(a) else float("nan")
+        zeros[c] = (
+            float(w[e == 0].sum() / max(w.sum(), 1e-12)),
+            float(np.mean(a == 0)) if len(a) else 0.0,
+        )
+        missing[c] = (int((~e_ok).sum()), int((~a_ok).sum()))
+    return Drift(psi, matched_share, matched, zeros, missing)
 
 
 def sample_features(conn, table: str) -> dict[str, np.ndarray]:
-    """At most SAMPLE_ROWS customers' features from `table`, as floats: those with the smallest
+    """At most SAMPLE_ROWS customers' features from `table`, as floats (NULL as NaN): those with the smallest
     hash of `customer_id`, so that the same content gives the same sample, whatever the physical
     order of the rows (the feature tables are written unsorted, and a refresh reorders them)."""
     columns = conn.execute(
@@ -118,4 +134,4 @@ def sample_features(conn, table: str) -> dict[str, np.ndarray]:
         f"(SELECT customer_id FROM {table} ORDER BY hash(customer_id), customer_id LIMIT $rows)",
         {"rows": SAMPLE_ROWS},
     ).fetchnumpy()
-    return {c: np.asarray(v, dtype=float) for c, v in columns.items()}
+    return {c: np.ma.filled(np.ma.asarray(v, dtype=float), np.nan) for c, v in columns.items()}

@@ -19,4 +19,7 @@ SELECT
 FROM gold.churn_scores_history AS history
 CROSS JOIN latest
 GROUP BY history.features_as_of, history.model_version
-ORDER BY history.features_as_of, history.model_version
+ORDER BY
+    history.features_as_of,
+    try_cast(history.model_version AS INTEGER) NULLS LAST,
+    history.model_version
