@@ -71,7 +71,7 @@ def build(home: Path, source: Path, times_five: bool) -> None:
 
 def drift_of(home: Path) -> str:
     import lakehouse_assets
-    from lakehouse_assets.lib.model.drift import compare, sample_features
+    from lakehouse_assets.lib.model.drift import MATCHED_ON, compare, sample_features
 
     conn = lakehouse_assets.connect(f"sqlite:{home / 'catalog.sqlite'}", str(home / "lake") + "/")
     drift = compare(
@@ -80,7 +80,7 @@ def drift_of(home: Path) -> str:
     )
     conn.close()
     named = sorted(drift.drifted.items(), key=lambda kv: -kv[1])
-    largest = max(v for c, v in drift.psi.items() if c != "tenure_days")
+    largest = max(v for c, v in drift.psi.items() if c != MATCHED_ON)
     return (
         f"matched {drift.matched_share:.0%} ({'at matching tenures' if drift.matched else 'as they are'}), "
         f"largest PSI {largest:.2f}; warns: "

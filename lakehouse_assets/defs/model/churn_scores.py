@@ -169,9 +169,9 @@ churn_scores = fanout.bucketed_asset(
     unpickled) scores every customer of `gold.scoring_features`: `churn_probability`,
     `risk_decile` (1 = the 10% most at risk), `model_version`, `features_as_of` and
     `scored_at`. Every scoring is also appended to `gold.churn_scores_history`, which
-    `churn_scores_outcomes` compares with what the customers then did. Scored bucket by bucket (each bucket verifies the champion) in batches, so
-    memory stays bounded; written in one transaction. Fails at once when the registered model
-    has no champion.""",
+    `churn_scores_outcomes` compares with what the customers then did. Scored bucket by bucket
+    (each bucket verifies the champion) in batches, so memory stays bounded; written in one
+    transaction. Fails at once when the registered model has no champion.""",
     plan=_plan,
     piece=_piece,
     commit=_commit,

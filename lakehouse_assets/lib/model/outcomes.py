@@ -1,6 +1,6 @@
 """Realized performance: past scores against what the customers did over the horizon after."""
 
-from dataclasses import dataclass, replace
+from dataclasses import astuple, dataclass, fields, replace
 from datetime import datetime
 
 import pyarrow as pa
@@ -12,25 +12,6 @@ from lakehouse_assets.lib.sql import sql
 REALIZED_ROC_AUC_MARGIN = 0.05  # below the evaluation's ROC AUC by more: the check warns
 SCORINGS_SQL = sql("scores/scorings")
 LABELS_SQL = sql("scores/realized_labels")
-COLUMNS = (
-    "features_as_of", "model_version", "scored_at", "customers", "evaluation_roc_auc",
-    "covered_from", "covered", "churn_rate", "mean_probability", "roc_auc", "brier",
-    "top_decile_capture",
-)  # fmt: skip
-
-
-SCHEMA = pa.schema(
-    [
-        ("features_as_of", pa.timestamp("us")),
-        ("model_version", pa.string()),
-        ("scored_at", pa.timestamp("us")),
-        ("customers", pa.int64()),
-        ("evaluation_roc_auc", pa.float64()),
-        ("covered_from", pa.timestamp("us")),
-        ("covered", pa.bool_()),
-        *((name, pa.float64()) for name in COLUMNS[7:]),
-    ]
-)
 
 
 @dataclass(frozen=True)
@@ -52,7 +33,23 @@ class Scoring:
     top_decile_capture: float | None = None
 
     def row(self) -> tuple:
-        return tuple(getattr(self, c) for c in COLUMNS)
+        return astuple(self)
+
+
+# gold.churn_scores_outcomes' columns: the fields of a Scoring, in order.
+COLUMNS = tuple(f.name for f in fields(Scoring))
+SCHEMA = pa.schema(
+    [
+        ("features_as_of", pa.timestamp("us")),
+        ("model_version", pa.string()),
+        ("scored_at", pa.timestamp("us")),
+        ("customers", pa.int64()),
+        ("evaluation_roc_auc", pa.float64()),
+        ("covered_from", pa.timestamp("us")),
+        ("covered", pa.bool_()),
+        *((name, pa.float64()) for name in COLUMNS[7:]),
+    ]
+)
 
 
 def realized(conn, horizon_days: int) -> list[Scoring]:
