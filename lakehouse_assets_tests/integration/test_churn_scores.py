@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
+from sklearn.pipeline import make_pipeline
 
 import lakehouse_assets
 from lakehouse_assets import load_champion
@@ -142,16 +143,62 @@ def test_running_twice_on_the_same_data_registers_one_version(lakehouse_home, in
     assert len(client.search_runs([experiment.experiment_id])) == 1  # nothing retrained
 
 
-def test_a_tampered_champion_is_refused_by_load_champion_and_by_scoring(lakehouse_home, instance):
+def test_scoring_unpickles_nothing_and_a_tampered_onnx_model_is_refused(lakehouse_home, instance):
+    """A tampered pickle is refused by load_champion, and churn_scores, which only opens the
+    ONNX model, still scores; a tampered ONNX model is refused by both, before any scoring."""
     assert run_graph(instance).success
     (pickle_file,) = (lakehouse_home / "mlartifacts").rglob("model.pkl")
     pickle_file.write_bytes(pickle_file.read_bytes() + b"tampered")
     with pytest.raises(dg.Failure, match="Refusing to unpickle version 1 of 'customer_churn'"):
         load_champion(sqlite_uri(lakehouse_home))
+    rescored = run_graph(instance, dg.AssetSelection.assets("churn_scores"))
+    assert rescored.success, failure_messages(rescored)
+    metadata = rescored.asset_materializations_for_node("churn_scores")[0].metadata
+    assert metadata["scored_by"].value.startswith("onnxruntime ")
+    (onnx_file,) = (lakehouse_home / "mlartifacts").rglob("model.onnx")
+    onnx_file.write_bytes(onnx_file.read_bytes() + b"tampered")
+    refusal = "Refusing to load the ONNX model of version 1 of 'customer_churn'"
+    with pytest.raises(dg.Failure, match=refusal):
+        load_champion(sqlite_uri(lakehouse_home), flavor="onnx")
     result = run_graph(instance, dg.AssetSelection.assets("churn_scores"))
     assert not result.success
-    assert "Refusing to unpickle" in failure_messages(result)
+    assert refusal in failure_messages(result) and "model_onnx_sha256" in failure_messages(result)
     assert step_starts(result, "churn_scores.bucket_of_churn_scores[bucket_0]") == 1
+    assert scalar(lakehouse_home, "SELECT count(*) FROM gold.churn_scores") > 0  # still there
+
+
+def test_a_model_without_onnx_is_registered_and_scored_from_its_verified_pickle(
+    lakehouse_home, instance, monkeypatch
+):
+    """A future estimator that skl2onnx cannot convert: one warning at training, no
+    `model_onnx/`, and churn_scores scores with the pickle and says so, in a warning, its
+    metadata and the `scored_by` column."""
+    import sklearn
+
+    from lakehouse_assets.defs.model import churn_model
+    from lakehouse_assets_tests.unit.test_onnx_model import FutureClassifier
+
+    default = churn_model.build_estimator
+
+    def future(config):
+        return make_pipeline(*default(config)[:-1], FutureClassifier(max_iter=5000))
+
+    monkeypatch.setattr(churn_model, "build_estimator", future)
+    result = run_graph(instance)
+    assert result.success, failure_messages(result)
+    warnings = [r.user_message for r in instance.all_logs(result.run_id) if r.level >= 30]
+    trained = [w for w in warnings if "No ONNX model for this Pipeline: FutureClassifier" in w]
+    scored = [w for w in warnings if "has no ONNX model (not converted: FutureClassifier" in w]
+    assert len(trained) == 1 and len(scored) == 1, warnings
+    assert not list((lakehouse_home / "mlartifacts").rglob("model.onnx"))
+    pickle_runtime = f"scikit-learn {sklearn.__version__} (pickle)"
+    metadata = result.asset_materializations_for_node("churn_scores")[0].metadata
+    assert metadata["scored_by"].value == pickle_runtime
+    assert query(lakehouse_home, "SELECT DISTINCT scored_by FROM gold.churn_scores") == [
+        (pickle_runtime,)
+    ]
+    with pytest.raises(dg.Failure, match="has no ONNX model: not converted: FutureClassifier"):
+        load_champion(sqlite_uri(lakehouse_home), flavor="onnx")
 
 
 def shift_recent_amounts(landing: Path, factor: float) -> None:

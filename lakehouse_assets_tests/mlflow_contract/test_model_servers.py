@@ -14,6 +14,7 @@ from lakehouse_assets.lib.features import FEATURE_COLUMNS
 from lakehouse_assets.lib.model.mlflow_errors import mlflow_errors
 from lakehouse_assets.lib.model.mlflow_resource import MlflowTracking
 from lakehouse_assets_tests.support.helpers import (
+    MODEL,
     champion_predicts,
     client_for,
     error_check_results,
@@ -143,8 +144,9 @@ def test_credentials_in_the_tracking_uri_never_reach_dagster_events(lakehouse_ho
 def test_mlflow_models_serve_answers_with_the_scores_of_churn_scores(
     lakehouse_home, instance, tmp_path
 ):
-    """The serving command of docs/mlflow.md ("Serve it") on a free loopback port: `/invocations` for two rows of
-    gold.scoring_features answers their churn probabilities as in gold.churn_scores."""
+    """The serving commands of docs/mlflow.md ("Serve it") on a free loopback port, for the
+    pickled model and for the ONNX model: `/invocations` for two rows of gold.scoring_features
+    answers their churn probabilities as in gold.churn_scores."""
     result = run_graph(instance)
     assert result.success, failure_messages(result)
     columns = ", ".join(FEATURE_COLUMNS)
@@ -163,4 +165,14 @@ def test_mlflow_models_serve_answers_with_the_scores_of_churn_scores(
     predictions = answer.json()["predictions"]
     assert len(predictions) == 2
     for (p_retained, p_churned), row in zip(predictions, rows, strict=True):
-        assert abs(p_churned - row[-1]) <= 1e-9 and abs(p_retained + p_churned - 1) <= 1e-9
+        assert abs(p_churned - row[-1]) <= 1e-6 and abs(p_retained + p_churned - 1) <= 1e-9
+    # The ONNX model of the same version, served from its run: nothing is unpickled.
+    run_id = client_for(tracking_uri).get_model_version_by_alias(MODEL, "champion").run_id
+    onnx_uri = f"runs:/{run_id}/model_onnx"
+    with model_server(onnx_uri, tracking_uri, tmp_path / "serve_onnx") as url:
+        answer = requests.post(f"{url}/invocations", json=request, timeout=60)
+    assert answer.status_code == 200, answer.text
+    onnx_predictions = answer.json()["predictions"]
+    assert [set(p) for p in onnx_predictions] == [{"churn_probability"}] * 2
+    for prediction, row in zip(onnx_predictions, rows, strict=True):
+        assert abs(prediction["churn_probability"] - row[-1]) <= 1e-6

@@ -162,11 +162,14 @@ def running_runs(uri: str) -> list[str]:
 
 def champion_predicts(uri: str, home: Path, name: str = MODEL) -> tuple[str, float]:
     """Load the champion as any MLflow user would (`mlflow.pyfunc.load_model` and
-    `mlflow.sklearn.load_model` on `models:/name@champion`) and with `load_champion()`, which
-    verifies the pickle's SHA-256 first. All three must give the probabilities in
-    `gold.churn_scores`, to within 1e-9, for every scored customer.
+    `mlflow.sklearn.load_model` on `models:/name@champion`, and its ONNX model with
+    `mlflow.pyfunc.load_model` on `runs:/<run>/model_onnx` and with onnxruntime alone), and
+    with `load_champion()` in both flavours, which verify the file's SHA-256 first. Every way
+    must give the probabilities in `gold.churn_scores`, which onnxruntime scored, to within
+    1e-6 (the parity the pipeline promises), for every scored customer.
 
     Returns the champion version and its ROC AUC on the whole training features table."""
+    import onnxruntime
     from sklearn.metrics import roc_auc_score
 
     client = client_for(uri)
@@ -175,6 +178,9 @@ def champion_predicts(uri: str, home: Path, name: str = MODEL) -> tuple[str, flo
     with tempfile.TemporaryDirectory() as tmp:
         path = client.download_artifacts(version.run_id, "model/model.pkl", tmp)
         assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == version.tags["model_sha256"]
+        onnx_path = client.download_artifacts(version.run_id, "model_onnx/model.onnx", tmp)
+        onnx_bytes = Path(onnx_path).read_bytes()
+        assert hashlib.sha256(onnx_bytes).hexdigest() == version.tags["model_onnx_sha256"]
     with lake_conn(home) as conn:
         scored = conn.execute(
             f"SELECT s.*, {', '.join(FEATURE_COLUMNS)} FROM {CHURN_SCORES} s "
@@ -184,20 +190,28 @@ def champion_predicts(uri: str, home: Path, name: str = MODEL) -> tuple[str, flo
             f"SELECT {', '.join(FEATURE_COLUMNS)}, {LABEL} FROM {CUSTOMER_FEATURES}"
         ).df()
     assert len(scored) > 0
+    assert (scored["scored_by"] == f"onnxruntime {onnxruntime.__version__}").all()
     x = scored[list(FEATURE_COLUMNS)]
     model_uri = f"models:/{name}@champion"
     with mlflow_uris(uri):
         pyfunc = mlflow.pyfunc.load_model(model_uri).predict(x)
         sklearn_model = mlflow.sklearn.load_model(model_uri)
+        onnx_pyfunc = mlflow.pyfunc.load_model(f"runs:/{version.run_id}/model_onnx").predict(x)
     verified = load_champion(uri, name)
+    session = onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    feeds = {i.name: x[i.name].to_numpy() for i in session.get_inputs()}
+    verified_session = load_champion(uri, name, flavor="onnx")
     expected = scored["churn_probability"].to_numpy()
     assert (scored["model_version"] == str(version.version)).all()
     for probability in (
         np.asarray(pyfunc)[:, 1],
         sklearn_model.predict_proba(x)[:, 1],
         verified.predict_proba(x)[:, 1],
+        onnx_pyfunc["churn_probability"].to_numpy(),
+        session.run(["churn_probability"], feeds)[0],
+        verified_session.run(["churn_probability"], feeds)[0],
     ):
-        assert np.abs(probability - expected).max() <= 1e-9
+        assert np.abs(probability - expected).max() <= 1e-6
     roc_auc = roc_auc_score(data[LABEL], verified.predict_proba(data[list(FEATURE_COLUMNS)])[:, 1])
     return str(version.version), roc_auc
 

@@ -21,9 +21,13 @@ from lakehouse_assets.lib.model.estimators import logistic_regression
 from lakehouse_assets.lib.model.mlflow_errors import retry_only_transient
 from lakehouse_assets.lib.model.mlflow_model import MODEL_FILE, save_model_folder
 from lakehouse_assets.lib.model.mlflow_resource import MODEL_ARTIFACT_DIR, MlflowTracking
+from lakehouse_assets.lib.model.onnx_export import export
+from lakehouse_assets.lib.model.onnx_model import ONNX_ARTIFACT_DIR, save_folder
 from lakehouse_assets.lib.model.retries import mlflow_retry_policy
 from lakehouse_assets.lib.model.training import (
     CUTOFF_TAG,
+    ONNX_SHA_TAG,
+    ONNX_TAG,
     RECIPE_TAG,
     SHA_TAG,
     TRAINING_KEY_TAG,
@@ -101,7 +105,9 @@ def churn_model(
     example, `model.pkl` a plain pickle, requirements), with its parameters and the
     pickle's SHA-256 as tag `model_sha256` and, with `$LAKEHOUSE_MODEL_SIGNING_KEY` set, an
     HMAC-SHA256 of that hash and the run id as tag `model_signature` (metadata `provenance` says
-    "unsigned" without a key). The lake snapshot of the features it was trained on is tag
+    "unsigned" without a key). Beside it, the same model as ONNX (`model_onnx/`, MLflow's ONNX
+    flavour; tags `model_onnx_sha256`, `model_onnx_signature`, `model_onnx`), which must give
+    the pickle's probabilities within 1e-6 on every customer, or nothing is logged. The lake snapshot of the features it was trained on is tag
     `lakehouse_snapshot_id` and an MLflow dataset input (`training_data(version)` reads it
     back). Trains only when retraining is due (`retrain_after_days`, metadata
     `retraining`): until then the champion's run is kept. When a registered version was trained
@@ -144,6 +150,7 @@ def churn_model(
         started = time.perf_counter()
         model = build_estimator(config).fit(split.x_train, split.y_train)
         log_progress(context, f"Trained {config.model_type} on", len(split.y_train), started)
+        onnx = export(context, duckdb, snapshot, model, split.x_train)
         # Scored once, by churn_model_evaluation, with the baselines, the champion and plots.
         params = {
             **config.model_dump(),
@@ -154,6 +161,14 @@ def churn_model(
         with mlflow.run_for(context) as run, tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / MODEL_ARTIFACT_DIR
             sha256 = save_model_folder(model, split.x_train, folder)
+            onnx_folder = Path(tmp) / ONNX_ARTIFACT_DIR
+            onnx_sha256 = (
+                save_folder(onnx.converted, split.x_train, onnx_folder) if onnx.converted else None
+            )
+            onnx_tags = {ONNX_TAG: onnx.status}
+            if onnx_sha256:
+                onnx_tags[ONNX_SHA_TAG] = onnx_sha256
+                onnx_tags.update(signing.signature_tags(onnx_sha256, run.run_id, signing.ONNX))
             with mlflow.errors(f"log params, metrics and tags to run {run.run_id}"):
                 from mlflow.entities import Param, RunTag
 
@@ -172,11 +187,14 @@ def churn_model(
                             RunTag(k, v)
                             for k, v in signing.signature_tags(sha256, run.run_id).items()
                         ),
+                        *(RunTag(k, v) for k, v in onnx_tags.items()),
                     ],
                 )
             with mlflow.errors(f"log the training dataset to run {run.run_id}"):
                 log_training_input(run, duckdb.location(), snapshot, fingerprint)
             mlflow.log_model_folder(run, folder)
+            if onnx_sha256:
+                mlflow.log_model_folder(run, onnx_folder, ONNX_ARTIFACT_DIR)
             size = (folder / MODEL_FILE).stat().st_size
         context.log.info(
             f"Logged the MLflow model {MODEL_ARTIFACT_DIR}/ ({MODEL_FILE}: {size:,} bytes) to run {run.run_id}"
@@ -190,6 +208,9 @@ def churn_model(
             if url
             else dg.MetadataValue.text(mlflow.server()),
             "model_sha256": sha256,
+            "onnx": onnx.status,
+            "onnx_sha256": onnx_sha256 or "none",
+            **({"onnx_max_abs_diff": onnx.max_abs_diff} if onnx.max_abs_diff is not None else {}),
             "provenance": signing.status(),
             "model_type": config.model_type,
             "train_rows": len(split.y_train),
@@ -210,6 +231,7 @@ def _identity(config: ChurnModelConfig) -> dict:
         "features": FEATURE_COLUMNS,
         "scikit_learn": sklearn.__version__,
         "split": SPLIT_METHOD,
+        "files": ["pickle", "onnx"],  # versions logged before the ONNX model are trained again
     }
 
 
@@ -305,6 +327,8 @@ def _reused(
             if url
             else dg.MetadataValue.text(mlflow.server()),
             "model_sha256": run.data.tags[SHA_TAG],
+            "onnx": run.data.tags.get(ONNX_TAG, "none: trained before ONNX models were made"),
+            "onnx_sha256": run.data.tags.get(ONNX_SHA_TAG, "none"),
             "provenance": signing.status(),
             "model_type": run.data.params.get("model_type", ""),
             "train_rows": int(run.data.params.get("train_rows", 0)),

@@ -13,12 +13,15 @@ from lakehouse_assets.lib.features import FEATURE_COLUMNS
 from lakehouse_assets.lib.metadata import log_progress, markdown_table, table_metadata
 from lakehouse_assets.lib.model import signing
 from lakehouse_assets.lib.model.champion import (
+    Champion,
     evaluated_roc_auc,
     load_verified_model,
+    load_verified_onnx,
     require_champion,
 )
 from lakehouse_assets.lib.model.dataset import feature_frame
 from lakehouse_assets.lib.model.mlflow_errors import retry_only_transient
+from lakehouse_assets.lib.model.onnx_model import OnnxScorer
 from lakehouse_assets.lib.model.retries import mlflow_retry_policy
 from lakehouse_assets.lib.model.scoring import churn_probability
 from lakehouse_assets.lib.refresh import Refresh, RefreshPlan
@@ -41,12 +44,22 @@ def _plan(context, conn, config) -> tuple[RefreshPlan, dict]:
     with retry_only_transient("churn_scores"):
         champion = require_champion(mlflow, mlflow.client())
         evaluation_roc_auc = evaluated_roc_auc(mlflow, mlflow.client(), champion)
-    context.log.info(f"Scoring {SCORING_FEATURES} with champion version {champion.version}")
+    runtime = _runtime(champion)
+    if champion.onnx_sha256:
+        context.log.info(
+            f"Scoring {SCORING_FEATURES} with champion version {champion.version} on {runtime}"
+        )
+    else:
+        context.log.warning(
+            f"Champion version {champion.version} has no ONNX model ({champion.onnx_missing()}): "
+            f"scoring {SCORING_FEATURES} with its verified pickle on {runtime}."
+        )
     features_as_of = conn.execute(f"SELECT max(features_as_of) FROM {SCORING_FEATURES}").fetchone()[
         0
     ]
     extra = {
         "champion": champion,
+        "scored_by": runtime,
         "evaluation_roc_auc": evaluation_roc_auc,
         "features_as_of": features_as_of,
         "scored_at": datetime.now(UTC).replace(tzinfo=None),
@@ -56,15 +69,34 @@ def _plan(context, conn, config) -> tuple[RefreshPlan, dict]:
     ), extra
 
 
+def _runtime(champion: Champion) -> str:
+    """What scores: onnxruntime on the ONNX model, or scikit-learn on the pickle without one."""
+    if champion.onnx_sha256:
+        import onnxruntime
+
+        return f"onnxruntime {onnxruntime.__version__}"
+    import sklearn
+
+    return f"scikit-learn {sklearn.__version__} (pickle)"
+
+
+def _scorer(mlflow, champion: Champion, work_dir: Path):
+    """The champion's churn probability of a mapping of feature columns: its verified ONNX model
+    in onnxruntime (nothing unpickled), or its verified pickle when it has no ONNX model."""
+    if champion.onnx_sha256:
+        return OnnxScorer(load_verified_onnx(mlflow, mlflow.client(), champion, work_dir))
+    model = load_verified_model(mlflow, mlflow.client(), champion, work_dir)
+    return lambda columns: churn_probability(model, feature_frame(columns, copy=False))
+
+
 def _piece(context, conn, task: fanout.BucketTask) -> fanout.Piece:
     """Verify and load the champion, then score the bucket's customers in batches."""
     mlflow = context.resources.mlflow
-    champion = task.extra["champion"]
     with retry_only_transient("churn_scores"), tempfile.TemporaryDirectory() as tmp:
-        model = load_verified_model(mlflow, mlflow.client(), champion, Path(tmp))
+        scorer = _scorer(mlflow, task.extra["champion"], Path(tmp))
     started = time.perf_counter()
     features = task.at_snapshot(SCORING_FEATURES, f"customer_id, {', '.join(FEATURE_COLUMNS)}")
-    _score_in_batches(context, conn, model, features, started)
+    _score_in_batches(context, conn, scorer, features, started)
     piece = fanout.write_piece(conn, task, f"SELECT * FROM {STAGING}")
     conn.execute(f"DROP TABLE {STAGING}")
     return piece
@@ -82,6 +114,7 @@ def _commit(context, conn, planned: fanout.Planned, pieces: list[fanout.Piece]) 
     )
     params = {
         "model_version": champion.version,
+        "scored_by": extra["scored_by"],
         "features_as_of": extra["features_as_of"],
         "scored_at": extra["scored_at"],
     }
@@ -102,6 +135,7 @@ def _commit(context, conn, planned: fanout.Planned, pieces: list[fanout.Piece]) 
         **table_metadata(conn, CHURN_SCORES),
         "model_version": champion.version,
         "mlflow_run_id": champion.run_id,
+        "scored_by": extra["scored_by"],
         "provenance": signing.status(),
         "features_as_of": dg.MetadataValue.text(str(extra["features_as_of"])),
         "mean_churn_probability": float(mean_probability or 0.0),
@@ -128,7 +162,7 @@ def _keep_in_history(conn, params: dict, evaluation_roc_auc: float | None) -> No
     )
 
 
-def _score_in_batches(context, conn, model, features_sql: str, started: float) -> int:
+def _score_in_batches(context, conn, scorer, features_sql: str, started: float) -> int:
     """Stream the rows of `features_sql` `BATCH_ROWS` at a time into the temporary table
     `STAGING` (customer_id, churn_probability); returns the rows scored."""
     conn.execute(
@@ -144,7 +178,7 @@ def _score_in_batches(context, conn, model, features_sql: str, started: float) -
             columns = {
                 name: batch.column(name).to_numpy(zero_copy_only=False) for name in FEATURE_COLUMNS
             }
-            probability = churn_probability(model, feature_frame(columns, copy=False))
+            probability = scorer(columns)
             rows = pa.table(
                 {"customer_id": batch.column("customer_id"), "churn_probability": probability}
             )
@@ -164,11 +198,12 @@ churn_scores = fanout.bucketed_asset(
     table=CHURN_SCORES,
     upstream=["scoring_features", "registered_churn_model"],
     group_name="model",
-    description="""`gold.churn_scores`: the current `champion` version (its pickle verified
-    against the version's SHA-256, and with a signing key its signature, before it is
-    unpickled) scores every customer of `gold.scoring_features`: `churn_probability`,
-    `risk_decile` (1 = the 10% most at risk), `model_version`, `features_as_of` and
-    `scored_at`. Every scoring is also appended to `gold.churn_scores_history`, which
+    description="""`gold.churn_scores`: the current `champion` version scores every customer
+    of `gold.scoring_features` with onnxruntime on its ONNX model (verified against the
+    version's SHA-256, and with a signing key its signature, before it is opened; nothing is
+    unpickled): `churn_probability`, `risk_decile` (1 = the 10% most at risk),
+    `model_version`, `scored_by` (the runtime), `features_as_of` and `scored_at`. A version
+    without an ONNX model scores with its verified pickle, with a warning. Every scoring is also appended to `gold.churn_scores_history`, which
     `churn_scores_outcomes` compares with what the customers then did. Scored bucket by bucket
     (each bucket verifies the champion) in batches, so memory stays bounded; written in one
     transaction. Fails at once when the registered model has no champion.""",
@@ -179,7 +214,7 @@ churn_scores = fanout.bucketed_asset(
     resource_keys=frozenset({"mlflow"}),
     commit_resource_keys=frozenset({"run_report"}),  # the run ends with its summary
     retry_policy=mlflow_retry_policy(),
-    kinds=frozenset({"scikitlearn", "duckdb"}),
+    kinds=frozenset({"onnx", "duckdb"}),
 )
 
 

@@ -7,9 +7,11 @@ from lakehouse_assets.lib.model.lineage import upstream_metadata
 from lakehouse_assets.lib.model.mlflow_errors import retry_only_transient
 from lakehouse_assets.lib.model.mlflow_resource import MODEL_ARTIFACT_DIR, MlflowTracking
 from lakehouse_assets.lib.model.retries import mlflow_retry_policy
-from lakehouse_assets.lib.model.signing import SIGNATURE_TAG
+from lakehouse_assets.lib.model.signing import ONNX_SIGNATURE_TAG, SIGNATURE_TAG
 from lakehouse_assets.lib.model.training import (
     CUTOFF_TAG,
+    ONNX_SHA_TAG,
+    ONNX_TAG,
     RECIPE_TAG,
     SHA_TAG,
     TRAINING_KEY_TAG,
@@ -29,7 +31,7 @@ def registered_churn_model(
 ) -> dg.MaterializeResult:
     """A version of the registered model (`customer_churn` by default) whose source is the
     evaluated run's `model` artifact folder, tagged with run id, SHA-256, signature (when the
-    pipeline signs models) and metrics. The alias
+    pipeline signs models) and metrics, and the same for its ONNX model (`model_onnx/`). The alias
     `champion` moves to it only when it beats the current champion on ROC AUC; otherwise it
     stays a registered challenger. Registering happens under a lock (`$LAKEHOUSE_HOME/locks`),
     after checking again that no run registered a model with the same training key meanwhile: one
@@ -164,7 +166,10 @@ def _version_for_run(mlflow: MlflowTracking, client, run_id: str, evaluation: di
             SHA_TAG: evaluation["model_sha256"],  # the hash evaluation verified
             **{
                 k: run.data.tags[k]
-                for k in (FINGERPRINT_TAG, TRAINING_KEY_TAG, RECIPE_TAG, CUTOFF_TAG, SIGNATURE_TAG)
+                for k in (
+                    *(FINGERPRINT_TAG, TRAINING_KEY_TAG, RECIPE_TAG, CUTOFF_TAG, SIGNATURE_TAG),
+                    *(ONNX_TAG, ONNX_SHA_TAG, ONNX_SIGNATURE_TAG),
+                )
                 if k in run.data.tags
             },
             **{k: f"{evaluation[k]:.6f}" for k in ("roc_auc", "accuracy", "f1_score")},

@@ -3,12 +3,13 @@
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import dagster as dg
 
-from lakehouse_assets.lib.model import pickles
+from lakehouse_assets.lib.model import onnx_model, pickles, signing
 from lakehouse_assets.lib.model.mlflow_resource import MlflowTracking
-from lakehouse_assets.lib.model.signing import SIGNATURE_TAG
+from lakehouse_assets.lib.model.signing import ONNX_SIGNATURE_TAG, SIGNATURE_TAG
 
 CHAMPION_ALIAS = "champion"
 
@@ -19,6 +20,13 @@ class Champion:
     run_id: str
     sha256: str | None
     signature: str | None = None
+    onnx_sha256: str | None = None  # None: the version has no ONNX model
+    onnx_signature: str | None = None
+    onnx: str | None = None  # the `model_onnx` tag: how it was made, or why there is none
+
+    def onnx_missing(self) -> str:
+        """Why the version has no ONNX model to score with."""
+        return self.onnx or "it was registered before the pipeline made ONNX models"
 
 
 def current_champion(mlflow: MlflowTracking, client) -> Champion | None:
@@ -42,7 +50,13 @@ def current_champion(mlflow: MlflowTracking, client) -> Champion | None:
         version = client.get_model_version(name, str(aliases[CHAMPION_ALIAS]))
     tags = version.tags or {}
     return Champion(
-        str(version.version), version.run_id, tags.get("model_sha256"), tags.get(SIGNATURE_TAG)
+        str(version.version),
+        version.run_id,
+        tags.get(signing.SHA_TAG_OF[signing.PICKLE]),
+        tags.get(SIGNATURE_TAG),
+        tags.get(signing.SHA_TAG_OF[signing.ONNX]),
+        tags.get(ONNX_SIGNATURE_TAG),
+        tags.get("model_onnx"),
     )
 
 
@@ -55,6 +69,30 @@ def load_verified_model(mlflow: MlflowTracking, client, champion: Champion, work
     return pickles.load_verified(
         payload, champion.sha256, source, run_id=champion.run_id, signature=champion.signature
     )
+
+
+def load_verified_onnx(mlflow: MlflowTracking, client, champion: Champion, work_dir: Path):
+    """Download the version's `model_onnx/model.onnx`, verify its SHA-256 against the version's
+    `model_onnx_sha256` tag and, with a signing key, its `model_onnx_signature` tag, and only
+    then open it in an onnxruntime session."""
+    source = f"version {champion.version} of {mlflow.registered_model_name!r}"
+    if not champion.onnx_sha256:
+        raise dg.Failure(
+            f"{source} has no ONNX model: {champion.onnx_missing()}. Load it as a pickle "
+            "(flavor='sklearn'), or materialize churn_model to train a version that has one.",
+            allow_retries=False,
+        )
+    path = f"{onnx_model.ONNX_ARTIFACT_DIR}/{onnx_model.ONNX_FILE}"
+    payload = mlflow.download_artifact(client, champion.run_id, path, work_dir)
+    signing.require_verified(
+        payload,
+        champion.onnx_sha256,
+        source,
+        run_id=champion.run_id,
+        signature=champion.onnx_signature,
+        kind=signing.ONNX,
+    )
+    return onnx_model.session(payload)
 
 
 def evaluated_roc_auc(mlflow: MlflowTracking, client, champion: Champion) -> float | None:
@@ -76,16 +114,29 @@ def require_champion(mlflow: MlflowTracking, client) -> Champion:
     return champion
 
 
-def load_champion(tracking_uri: str = "", registered_model_name: str = "customer_churn"):
-    """The scikit-learn estimator of the registered model's `champion` version, unpickled only
-    after its SHA-256 matched the version's `model_sha256` tag and, when
-    $LAKEHOUSE_MODEL_SIGNING_KEY is set, its `model_signature` tag verified with that key.
+def load_champion(
+    tracking_uri: str = "",
+    registered_model_name: str = "customer_churn",
+    flavor: Literal["sklearn", "onnx"] = "sklearn",
+):
+    """The registered model's `champion` version, loaded only after its file's SHA-256 matched
+    the version's tag and, when $LAKEHOUSE_MODEL_SIGNING_KEY is set, its signature tag verified
+    with that key.
+
+    `flavor="sklearn"`: the scikit-learn estimator (the pickle, `model_sha256`);
+    `predict_proba(x)[:, 1]` is the churn probability, for a DataFrame with the feature columns
+    (`lakehouse_assets.lib.features.FEATURE_COLUMNS`). `flavor="onnx"`: an onnxruntime
+    `InferenceSession` on the ONNX model (`model_onnx_sha256`), which unpickles nothing; feed it
+    one 1-D array per feature column, by name, and read its output `churn_probability`.
 
     `tracking_uri` defaults to the pipeline's own ($MLFLOW_TRACKING_URI, else the local sqlite
-    store under $LAKEHOUSE_HOME). `predict_proba(x)[:, 1]` is the churn probability, for a
-    DataFrame with the feature columns (`lakehouse_assets.lib.features.FEATURE_COLUMNS`)."""
+    store under $LAKEHOUSE_HOME)."""
+    if flavor not in ("sklearn", "onnx"):
+        raise ValueError(f"flavor must be 'sklearn' or 'onnx', got {flavor!r}")
     mlflow = MlflowTracking(tracking_uri=tracking_uri, registered_model_name=registered_model_name)
     client = mlflow.client()
     champion = require_champion(mlflow, client)
     with tempfile.TemporaryDirectory() as tmp:
+        if flavor == "onnx":
+            return load_verified_onnx(mlflow, client, champion, Path(tmp))
         return load_verified_model(mlflow, client, champion, Path(tmp))

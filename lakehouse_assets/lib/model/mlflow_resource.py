@@ -238,23 +238,29 @@ class MlflowTracking(dg.ConfigurableResource):
                 touched.append(run_id)
         return touched
 
-    def log_model_folder(self, run: OpenRun, folder: Path) -> None:
-        """Upload a local MLflow model folder as the run's `model/` artifacts (plain upload)."""
-        with self.errors(f"upload the {MODEL_ARTIFACT_DIR}/ folder to run {run.run_id}"):
-            run.client.log_artifacts(run.run_id, str(folder), artifact_path=MODEL_ARTIFACT_DIR)
+    def log_model_folder(
+        self, run: OpenRun, folder: Path, artifact_dir: str = MODEL_ARTIFACT_DIR
+    ) -> None:
+        """Upload a local MLflow model folder as the run's `artifact_dir/` (plain upload)."""
+        with self.errors(f"upload the {artifact_dir}/ folder to run {run.run_id}"):
+            run.client.log_artifacts(run.run_id, str(folder), artifact_path=artifact_dir)
 
     def download_model_pickle(self, client, run_id: str, work_dir: Path) -> bytes:
+        return self.download_artifact(
+            client, run_id, f"{MODEL_ARTIFACT_DIR}/{MODEL_FILE}", work_dir
+        )
+
+    def download_artifact(self, client, run_id: str, path: str, work_dir: Path) -> bytes:
+        """The bytes of the run's artifact `path`, downloaded under `work_dir`."""
         # Straight from the run's artifact location: MlflowClient.download_artifacts would also
         # try 3.x-only logged-model endpoints and report any failure, 503 included, as "not found".
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
         work_dir.mkdir(parents=True, exist_ok=True)
-        with self.errors(f"download {MODEL_ARTIFACT_DIR}/{MODEL_FILE} of run {run_id}"):
+        with self.errors(f"download {path} of run {run_id}"):
             artifact_uri = client.get_run(run_id).info.artifact_uri
             repository = get_artifact_repository(artifact_uri, tracking_uri=self.uri())
-            local = repository.download_artifacts(
-                f"{MODEL_ARTIFACT_DIR}/{MODEL_FILE}", dst_path=str(work_dir)
-            )
+            local = repository.download_artifacts(path, dst_path=str(work_dir))
         return Path(local).read_bytes()
 
     def ui_base_url(self) -> str | None:

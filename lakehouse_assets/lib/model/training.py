@@ -4,7 +4,9 @@ from lakehouse_assets.lib import settings
 from lakehouse_assets.lib.model import signing
 from lakehouse_assets.lib.model.mlflow_resource import MlflowTracking
 
-SHA_TAG = "model_sha256"
+SHA_TAG = signing.SHA_TAG_OF[signing.PICKLE]  # model_sha256
+ONNX_SHA_TAG = signing.SHA_TAG_OF[signing.ONNX]  # model_onnx_sha256
+ONNX_TAG = "model_onnx"  # how the ONNX model was made, or why there is none
 TRAINING_KEY_TAG = "training_key"
 RECIPE_TAG = "training_recipe"  # the training key without the features: how, not on what
 CUTOFF_TAG = "training_cutoff"  # the cutoff of the features it was trained on

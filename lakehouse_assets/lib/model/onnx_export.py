@@ -1,0 +1,64 @@
+"""At training: the fitted model as ONNX, checked against the pickle on every customer of the
+features before anything is logged (a disagreement blocks registration)."""
+
+import time
+from dataclasses import dataclass
+
+import dagster as dg
+
+from lakehouse_assets.lib.features import FEATURE_COLUMNS
+from lakehouse_assets.lib.metadata import log_progress
+from lakehouse_assets.lib.model import onnx_model
+from lakehouse_assets.lib.model.dataset import features_at
+from lakehouse_assets.lib.resources import LakehouseDuckDB
+from lakehouse_assets.lib.tables import CUSTOMER_FEATURES
+
+BATCH_ROWS = 200_000
+
+
+@dataclass(frozen=True)
+class OnnxExport:
+    converted: onnx_model.Converted | None  # None: not convertible, the pickle scores
+    status: str  # the run's `model_onnx` tag: how it was made and checked, or why there is none
+    max_abs_diff: float | None = None
+
+
+def export(context, duckdb: LakehouseDuckDB, snapshot: int, model, example) -> OnnxExport:
+    """Convert `model`; then compare its ONNX and pickled probabilities on every customer of the
+    features at `snapshot`, and fail (final) when they differ by more than the tolerance. A
+    model that cannot be converted gets one warning and no ONNX: scoring uses the pickle."""
+    started = time.perf_counter()
+    try:
+        converted = onnx_model.convert(model, example)
+    except onnx_model.NotConvertible as error:
+        context.log.warning(
+            f"No ONNX model for this {type(model).__name__}: {error}. It is logged as a pickle "
+            "only, and churn_scores will score with the verified pickle (and say so)."
+        )
+        return OnnxExport(None, f"not converted: {error}"[:500])
+    scorer = onnx_model.OnnxScorer(onnx_model.session(converted.model.SerializeToString()))
+    columns = ", ".join(("customer_id", *FEATURE_COLUMNS))
+    with duckdb.get_connection() as conn:
+        batches = conn.sql(f"SELECT {columns} FROM {features_at(snapshot)}").to_arrow_reader(
+            BATCH_ROWS
+        )
+        parity = onnx_model.parity(model, scorer, batches)
+    log_progress(context, "ONNX compared with the pickle on", parity.customers, started)
+    where = f"{parity.customers:,} customers of {CUSTOMER_FEATURES}"
+    if not parity.holds:
+        raise dg.Failure(
+            f"The ONNX conversion of this {type(model).__name__} ({converted.precision} "
+            f"precision) disagrees with the pickle: churn probabilities differ by up to "
+            f"{parity.max_abs_diff:.3g} (customer {parity.worst_customer}) over {where}, more "
+            f"than {onnx_model.PARITY_TOLERANCE:g}. Nothing was logged or registered: scores "
+            "would depend on the runtime. Report the model type and data; another model_type "
+            "trains a model that converts.",
+            metadata={"max_abs_diff": parity.max_abs_diff, "customers": parity.customers},
+            allow_retries=False,
+        )
+    status = (
+        f"{onnx_model.ONNX_ARTIFACT_DIR}/{onnx_model.ONNX_FILE}: {converted.precision} "
+        f"precision; max |ONNX - pickle| {parity.max_abs_diff:.1e} over {where}"
+    )
+    context.log.info(f"ONNX model: {status}")
+    return OnnxExport(converted, status, parity.max_abs_diff)
