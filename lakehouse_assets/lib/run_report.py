@@ -89,6 +89,8 @@ def _headline(run: RunEvents) -> str:
     if scored is not None:
         version = run.value("churn_scores", "model_version")
         done = f"{scored:,} customers scored by champion version {version} ({_how_trained(run)})"
+        scored_by = run.value("churn_scores", "scored_by")
+        done += f" on {scored_by}" if scored_by else ""
     elif run.failures or any(not c.passed and _blocking(c) for c in run.checks):
         done = "the run FAILED (see below); no customer was scored"
     else:

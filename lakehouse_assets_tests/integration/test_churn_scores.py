@@ -7,7 +7,6 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
-from sklearn.pipeline import make_pipeline
 
 import lakehouse_assets
 from lakehouse_assets import load_champion
@@ -165,40 +164,6 @@ def test_scoring_unpickles_nothing_and_a_tampered_onnx_model_is_refused(lakehous
     assert refusal in failure_messages(result) and "model_onnx_sha256" in failure_messages(result)
     assert step_starts(result, "churn_scores.bucket_of_churn_scores[bucket_0]") == 1
     assert scalar(lakehouse_home, "SELECT count(*) FROM gold.churn_scores") > 0  # still there
-
-
-def test_a_model_without_onnx_is_registered_and_scored_from_its_verified_pickle(
-    lakehouse_home, instance, monkeypatch
-):
-    """A future estimator that skl2onnx cannot convert: one warning at training, no
-    `model_onnx/`, and churn_scores scores with the pickle and says so, in a warning, its
-    metadata and the `scored_by` column."""
-    import sklearn
-
-    from lakehouse_assets.defs.model import churn_model
-    from lakehouse_assets_tests.unit.test_onnx_model import FutureClassifier
-
-    default = churn_model.build_estimator
-
-    def future(config):
-        return make_pipeline(*default(config)[:-1], FutureClassifier(max_iter=5000))
-
-    monkeypatch.setattr(churn_model, "build_estimator", future)
-    result = run_graph(instance)
-    assert result.success, failure_messages(result)
-    warnings = [r.user_message for r in instance.all_logs(result.run_id) if r.level >= 30]
-    trained = [w for w in warnings if "No ONNX model for this Pipeline: FutureClassifier" in w]
-    scored = [w for w in warnings if "has no ONNX model (not converted: FutureClassifier" in w]
-    assert len(trained) == 1 and len(scored) == 1, warnings
-    assert not list((lakehouse_home / "mlartifacts").rglob("model.onnx"))
-    pickle_runtime = f"scikit-learn {sklearn.__version__} (pickle)"
-    metadata = result.asset_materializations_for_node("churn_scores")[0].metadata
-    assert metadata["scored_by"].value == pickle_runtime
-    assert query(lakehouse_home, "SELECT DISTINCT scored_by FROM gold.churn_scores") == [
-        (pickle_runtime,)
-    ]
-    with pytest.raises(dg.Failure, match="has no ONNX model: not converted: FutureClassifier"):
-        load_champion(sqlite_uri(lakehouse_home), flavor="onnx")
 
 
 def shift_recent_amounts(landing: Path, factor: float) -> None:

@@ -8,6 +8,7 @@ from lakehouse_assets.lib.model.dataset import load_split
 from lakehouse_assets.lib.resources import LakehouseDuckDB
 from lakehouse_assets_tests.support.helpers import (
     MODEL,
+    assert_onnx_parity_on_every_customer,
     champion_predicts,
     client_for,
     error_check_results,
@@ -33,6 +34,7 @@ def test_default_store_registers_a_champion_that_predicts(lakehouse_home, instan
     uri = f"sqlite:///{lakehouse_home / 'mlflow.db'}"
     version, roc_auc = champion_predicts(uri, lakehouse_home)
     assert version == "1"
+    assert_onnx_parity_on_every_customer(result, lakehouse_home)
     evaluation = result.asset_materializations_for_node("churn_model_evaluation")[0].metadata
     assert evaluation["roc_auc"].value >= 0.75
     assert evaluation["accuracy"].value >= evaluation["baseline_majority_accuracy"].value

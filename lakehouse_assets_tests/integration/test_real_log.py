@@ -11,6 +11,7 @@ import pytest
 from lakehouse_assets.lib.model.drift import SCORING_FEATURES_DRIFT
 from lakehouse_assets_tests.support.helpers import (
     NO_SEED,
+    assert_onnx_parity_on_every_customer,
     champion_predicts,
     check_results,
     failure_messages,
@@ -74,8 +75,9 @@ def test_cdnow_log_runs_through_the_whole_graph(lakehouse_home, instance):
     assert figures["baseline_majority_brier"] == pytest.approx(0.1187, abs=1e-4)
     assert figures["roc_auc"] > figures["baseline_recency_roc_auc"]
     uri = f"sqlite:///{lakehouse_home / 'mlflow.db'}"
-    assert champion_predicts(uri, lakehouse_home)[0] == "1"
+    assert champion_predicts(uri, lakehouse_home)[0] == "1"  # ONNX = pickle on the scored
     assert running_runs(uri) == []
+    assert_onnx_parity_on_every_customer(result, lakehouse_home)  # and on the trained
 
 
 def test_cdnow_with_five_times_the_recent_amounts_names_the_amount_features(

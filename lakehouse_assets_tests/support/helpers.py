@@ -216,6 +216,22 @@ def champion_predicts(uri: str, home: Path, name: str = MODEL) -> tuple[str, flo
     return str(version.version), roc_auc
 
 
+def assert_onnx_parity_on_every_customer(result: dg.ExecuteInProcessResult, home: Path) -> None:
+    """churn_model compared its ONNX model with the pickle on every customer of
+    gold.customer_features, in double precision, and found them within 1e-6; the registered
+    version carries the ONNX model's hash and how it was checked."""
+    trained = result.asset_materializations_for_node("churn_model")[0].metadata
+    customers = scalar(home, f"SELECT count(*) FROM {CUSTOMER_FEATURES}")
+    assert 0 <= trained["onnx_max_abs_diff"].value <= 1e-6
+    status = trained["onnx"].value
+    assert status.startswith("model_onnx/model.onnx: double precision"), status
+    assert f"over {customers:,} customers of {CUSTOMER_FEATURES}" in status, status
+    client = client_for(f"sqlite:///{home / 'mlflow.db'}")
+    version = client.get_model_version_by_alias(MODEL, "champion")
+    assert version.tags["model_onnx_sha256"] == trained["onnx_sha256"].value
+    assert version.tags["model_onnx"] == status
+
+
 @contextmanager
 def mlflow_uris(uri: str):
     """Point MLflow's global tracking and registry URIs at `uri` for the block, then restore

@@ -90,7 +90,7 @@ def test_parity_names_the_customer_where_the_runtimes_disagree(features):
 @pytest.mark.parametrize(
     "model",
     [
-        FutureClassifier(max_iter=1000),
+        FutureClassifier(max_iter=5000),
         make_pipeline(FunctionTransformer(np.tanh), StandardScaler(), LogisticRegression()),
     ],
     ids=["an estimator without a converter", "a transform without an ONNX equivalent"],
