@@ -95,6 +95,7 @@ def test_parity_names_the_customer_where_the_runtimes_disagree(features):
     ],
     ids=["an estimator without a converter", "a transform without an ONNX equivalent"],
 )
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # raw Cauchy features
 def test_a_model_without_a_conversion_says_why(features, model):
     x, y = features
     with pytest.raises(onnx_model.NotConvertible) as raised:

@@ -201,6 +201,7 @@ def save_folder(converted: Converted, example: pd.DataFrame, folder: Path) -> st
             input_example=head,
             pip_requirements=mlflow.onnx.get_default_pip_requirements(),
             save_as_external_data=False,  # one file, one hash
+            onnx_execution_providers=["CPUExecutionProvider"],  # not CUDA first: no GPU warning
         )
     finally:
         logger.setLevel(level)
