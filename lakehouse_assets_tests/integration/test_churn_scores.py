@@ -144,7 +144,8 @@ def test_running_twice_on_the_same_data_registers_one_version(lakehouse_home, in
 
 def test_scoring_unpickles_nothing_and_a_tampered_onnx_model_is_refused(lakehouse_home, instance):
     """A tampered pickle is refused by load_champion, and churn_scores, which only opens the
-    ONNX model, still scores; a tampered ONNX model is refused by both, before any scoring."""
+    ONNX model, still scores; a tampered ONNX model is refused by both, before any scoring; so
+    is a version whose ONNX hash tag was removed (no silent fallback to the pickle)."""
     assert run_graph(instance).success
     (pickle_file,) = (lakehouse_home / "mlartifacts").rglob("model.pkl")
     pickle_file.write_bytes(pickle_file.read_bytes() + b"tampered")
@@ -164,6 +165,13 @@ def test_scoring_unpickles_nothing_and_a_tampered_onnx_model_is_refused(lakehous
     assert refusal in failure_messages(result) and "model_onnx_sha256" in failure_messages(result)
     assert step_starts(result, "churn_scores.bucket_of_churn_scores[bucket_0]") == 1
     assert scalar(lakehouse_home, "SELECT count(*) FROM gold.churn_scores") > 0  # still there
+    # Without its hash tag, a version that has an ONNX model does not fall back to the pickle.
+    client_for(sqlite_uri(lakehouse_home)).delete_model_version_tag(MODEL, "1", "model_onnx_sha256")
+    result = run_graph(instance, dg.AssetSelection.assets("churn_scores"))
+    assert not result.success
+    message = failure_messages(result)
+    assert "records an ONNX model" in message and "Refusing to score it" in message, message
+    assert step_starts(result, "churn_scores.plan_churn_scores") == 1
 
 
 def shift_recent_amounts(landing: Path, factor: float) -> None:

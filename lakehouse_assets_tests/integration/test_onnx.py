@@ -10,6 +10,7 @@ from sklearn.pipeline import make_pipeline
 from lakehouse_assets import load_champion
 from lakehouse_assets.defs.model import churn_model
 from lakehouse_assets.lib.model import onnx_model
+from lakehouse_assets.lib.model.onnx_export import OnnxExport
 from lakehouse_assets_tests.support.helpers import (
     MODEL,
     client_for,
@@ -80,3 +81,36 @@ def test_a_model_without_onnx_is_registered_and_scored_from_its_verified_pickle(
     ]
     with pytest.raises(dg.Failure, match="has no ONNX model: not converted: FutureClassifier"):
         load_champion(sqlite_uri(lakehouse_home), flavor="onnx")
+
+
+def test_a_champion_from_before_onnx_is_replaced_by_its_equal_with_an_onnx_model(
+    lakehouse_home, instance, monkeypatch
+):
+    """An upgraded lakehouse: version 1 was trained before ONNX models (no ONNX tags, another
+    training key). The next run trains the same model again, with its ONNX model; equal on ROC
+    AUC, it becomes the champion, and scoring stops unpickling."""
+    identity, export = churn_model._identity, churn_model.export
+
+    def before_onnx(config):
+        return {k: v for k, v in identity(config).items() if k != "files"}
+
+    monkeypatch.setattr(churn_model, "_identity", before_onnx)
+    monkeypatch.setattr(
+        churn_model, "export", lambda *_: OnnxExport(None, "not converted: made before ONNX models")
+    )
+    first = run_graph(instance)
+    assert first.success, failure_messages(first)
+    client = client_for(sqlite_uri(lakehouse_home))
+    client.delete_model_version_tag(MODEL, "1", "model_onnx")  # as a version from before
+    monkeypatch.setattr(churn_model, "_identity", identity)  # not undo(): it holds the home too
+    monkeypatch.setattr(churn_model, "export", export)
+    second = run_graph(instance)
+    assert second.success, failure_messages(second)
+    evaluation = second.asset_materializations_for_node("churn_model_evaluation")[0].metadata
+    assert evaluation["roc_auc"].value == evaluation["champion_roc_auc"].value  # the same model
+    registered = second.asset_materializations_for_node("registered_churn_model")[0].metadata
+    assert registered["champion_version"].value == "2"
+    assert "as good as version 1, which has no ONNX model" in registered["decision"].value
+    scored = second.asset_materializations_for_node("churn_scores")[0].metadata
+    assert scored["model_version"].value == "2"
+    assert scored["scored_by"].value.startswith("onnxruntime ")

@@ -165,7 +165,9 @@ def test_mlflow_models_serve_answers_with_the_scores_of_churn_scores(
     predictions = answer.json()["predictions"]
     assert len(predictions) == 2
     for (p_retained, p_churned), row in zip(predictions, rows, strict=True):
-        assert abs(p_churned - row[-1]) <= 1e-6 and abs(p_retained + p_churned - 1) <= 1e-9
+        assert (
+            abs(p_churned - row[-1]) <= 1e-6 and abs(p_retained + p_churned - 1) <= 1e-9
+        )  # ONNX scored
     # The ONNX model of the same version, served from its run: nothing is unpickled.
     run_id = client_for(tracking_uri).get_model_version_by_alias(MODEL, "champion").run_id
     onnx_uri = f"runs:/{run_id}/model_onnx"

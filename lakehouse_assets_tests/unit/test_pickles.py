@@ -93,3 +93,45 @@ def test_with_a_key_a_signed_pickle_loads(monkeypatch, model_payload):
     signature = signing.sign(KEY, digest, RUN_ID)
     model = load_verified(model_payload, digest, "model.pkl", run_id=RUN_ID, signature=signature)
     assert model["intercept"] == 0.1
+
+
+def test_a_signature_signs_one_kind_of_file(monkeypatch, model_payload):
+    """The HMAC names the file kind: a pickle's signature never verifies an ONNX file with the
+    same hash and run (nor the other way round), and the old pickle signatures still verify."""
+    monkeypatch.setenv(settings.SIGNING_KEY_ENV, KEY)
+    digest = sha256(model_payload)
+    pickle_signature = signing.sign(KEY, digest, RUN_ID)
+    onnx_signature = signing.sign(KEY, digest, RUN_ID, signing.ONNX)
+    assert pickle_signature != onnx_signature
+    assert signing.is_signed(digest, RUN_ID, onnx_signature, signing.ONNX)
+    assert not signing.is_signed(digest, RUN_ID, pickle_signature, signing.ONNX)
+    assert not signing.is_signed(digest, RUN_ID, onnx_signature, signing.PICKLE)
+    assert signing.signature_tags(digest, RUN_ID, signing.ONNX) == {
+        signing.ONNX_SIGNATURE_TAG: onnx_signature
+    }
+
+
+def test_with_a_key_an_onnx_file_is_refused_unsigned_or_with_a_pickles_signature(
+    monkeypatch, model_payload
+):
+    monkeypatch.setenv(settings.SIGNING_KEY_ENV, KEY)
+    digest = sha256(model_payload)
+    for signature in (None, signing.sign(KEY, digest, RUN_ID)):
+        with pytest.raises(dg.Failure, match="Refusing to load the ONNX model of v1") as error:
+            signing.require_verified(
+                model_payload, digest, "v1", run_id=RUN_ID, signature=signature, kind=signing.ONNX
+            )
+        assert signing.ONNX_SIGNATURE_TAG in error.value.description
+        assert not error.value.allow_retries
+    with pytest.raises(dg.Failure, match="recorded model_onnx_sha256"):
+        signing.require_verified(
+            model_payload + b"x", digest, "v1", run_id=RUN_ID, signature=None, kind=signing.ONNX
+        )
+    signing.require_verified(  # signed for ONNX: accepted
+        model_payload,
+        digest,
+        "v1",
+        run_id=RUN_ID,
+        signature=signing.sign(KEY, digest, RUN_ID, signing.ONNX),
+        kind=signing.ONNX,
+    )

@@ -14,7 +14,11 @@ from lakehouse_assets.lib.model.baselines import (
     ladder_table,
     recency_score,
 )
-from lakehouse_assets.lib.model.champion import current_champion, load_verified_model
+from lakehouse_assets.lib.model.champion import (
+    current_champion,
+    load_verified_model,
+    verified_onnx,
+)
 from lakehouse_assets.lib.model.dataset import features_fingerprint, load_split
 from lakehouse_assets.lib.model.lineage import upstream_metadata
 from lakehouse_assets.lib.model.metrics import ALL_METRICS, probability_metrics
@@ -23,7 +27,7 @@ from lakehouse_assets.lib.model.mlflow_resource import MlflowTracking
 from lakehouse_assets.lib.model.plots import evaluation_plots, log_plots, markdown_image
 from lakehouse_assets.lib.model.retries import mlflow_retry_policy
 from lakehouse_assets.lib.model.scoring import churn_probability, predicted_churn
-from lakehouse_assets.lib.model.training import SHA_TAG
+from lakehouse_assets.lib.model.training import ONNX_SHA_TAG, SHA_TAG
 from lakehouse_assets.lib.model.training_data import FINGERPRINT_TAG
 from lakehouse_assets.lib.resources import LakehouseDuckDB
 from lakehouse_assets.lib.tables import CUSTOMER_FEATURES
@@ -100,6 +104,7 @@ def churn_model_evaluation(
             run_id=run_id,
             signature=tags.get(signing.SIGNATURE_TAG),
         )
+        onnx_sha = _verify_onnx(mlflow, client, run_id, tags, trained, Path(tmp) / "onnx")
         probability = churn_probability(model, split.x_test)
         model_scores = probability_metrics(split.y_test, probability)
         baselines = ladder(split.y_train, split.x_test, split.y_test)
@@ -119,8 +124,11 @@ def churn_model_evaluation(
         if champion is None:
             beats_champion = True
         else:
-            beats_champion = (
-                champion_scores is not None and model_scores["roc_auc"] > champion_scores["roc_auc"]
+            # As good as a champion without an ONNX model is enough: it then scores without a pickle.
+            onnx_upgrade = onnx_sha != "none" and not champion.onnx_sha256
+            beats_champion = champion_scores is not None and (
+                model_scores["roc_auc"] > champion_scores["roc_auc"]
+                or (onnx_upgrade and model_scores["roc_auc"] >= champion_scores["roc_auc"])
             )
         figures = dict(model_scores)  # every metric of the ladder, as `baseline_recency_roc_auc`
         for name, scores in baselines.items():
@@ -161,6 +169,7 @@ def churn_model_evaluation(
             "champion_version": champion.version if champion else "none",
             "champion_comparison": champion_note,
             "model_sha256": expected_sha,
+            "onnx_sha256": onnx_sha,
             "provenance": signing.status(),
             "beats_baseline": beats_baseline,
             "beats_champion": beats_champion,
@@ -246,6 +255,23 @@ def _check_result(verdict, reason: str, model: dict, recency: dict, ladder: str)
             "ladder": dg.MetadataValue.md(ladder),
         },
     )
+
+
+def _verify_onnx(mlflow, client, run_id: str, tags: dict, trained: dict, work_dir: Path) -> str:
+    """The run's ONNX model verified as its pickle is: its tag must be the hash Dagster recorded at
+    training, and the file must match it (and, with a key, its signature). "none" without one."""
+    expected = trained.get("onnx_sha256", "none")
+    if tags.get(ONNX_SHA_TAG, "none") != expected:
+        raise dg.Failure(
+            f"Refusing model_onnx/model.onnx of MLflow run {run_id}: its tag {ONNX_SHA_TAG} is "
+            f"{tags.get(ONNX_SHA_TAG)}, but Dagster recorded {expected} when it was trained.",
+            allow_retries=False,
+        )
+    if expected != "none":
+        source = f"model_onnx/model.onnx of MLflow run {run_id}"
+        signature = tags.get(signing.ONNX_SIGNATURE_TAG)
+        verified_onnx(mlflow, client, run_id, expected, signature, source, work_dir)
+    return expected
 
 
 def _score_champion(mlflow, client, champion, params, split, work_dir: Path):

@@ -44,6 +44,7 @@ def _plan(context, conn, config) -> tuple[RefreshPlan, dict]:
     with retry_only_transient("churn_scores"):
         champion = require_champion(mlflow, mlflow.client())
         evaluation_roc_auc = evaluated_roc_auc(mlflow, mlflow.client(), champion)
+    champion.require_pickle_fallback(mlflow.registered_model_name)
     runtime = _runtime(champion)
     if champion.onnx_sha256:
         context.log.info(
@@ -214,7 +215,7 @@ churn_scores = fanout.bucketed_asset(
     resource_keys=frozenset({"mlflow"}),
     commit_resource_keys=frozenset({"run_report"}),  # the run ends with its summary
     retry_policy=mlflow_retry_policy(),
-    kinds=frozenset({"onnx", "duckdb"}),
+    kinds=frozenset({"onnx", "scikitlearn", "duckdb"}),  # scikit-learn: a version without ONNX
 )
 
 

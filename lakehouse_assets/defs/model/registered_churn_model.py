@@ -80,8 +80,13 @@ def registered_churn_model(
             with mlflow.errors(f"move alias {CHAMPION_ALIAS!r} of {name!r} to version {version}"):
                 client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
             decision = f"version {version} is the new champion" + (
-                f" (ROC AUC {evaluation['roc_auc']:.4f} > {evaluation['champion_roc_auc']:.4f} "
-                f"of version {champion.version})"
+                (
+                    f" (ROC AUC {evaluation['roc_auc']:.4f} > {evaluation['champion_roc_auc']:.4f} "
+                    f"of version {champion.version})"
+                    if evaluation["roc_auc"] > evaluation["champion_roc_auc"]
+                    else f" (ROC AUC {evaluation['roc_auc']:.4f}, as good as version "
+                    f"{champion.version}, which has no ONNX model)"
+                )
                 if champion
                 else " (first version)"
             )
@@ -163,12 +168,17 @@ def _version_for_run(mlflow: MlflowTracking, client, run_id: str, evaluation: di
     with mlflow.errors(f"create a version of {name!r} from run {run_id}"):
         tags = {
             "mlflow_run_id": run_id,
-            SHA_TAG: evaluation["model_sha256"],  # the hash evaluation verified
+            SHA_TAG: evaluation["model_sha256"],  # the hashes evaluation verified
+            **(
+                {ONNX_SHA_TAG: evaluation["onnx_sha256"]}
+                if evaluation.get("onnx_sha256", "none") != "none"
+                else {}
+            ),
             **{
                 k: run.data.tags[k]
                 for k in (
                     *(FINGERPRINT_TAG, TRAINING_KEY_TAG, RECIPE_TAG, CUTOFF_TAG, SIGNATURE_TAG),
-                    *(ONNX_TAG, ONNX_SHA_TAG, ONNX_SIGNATURE_TAG),
+                    *(ONNX_TAG, ONNX_SIGNATURE_TAG),
                 )
                 if k in run.data.tags
             },

@@ -28,6 +28,20 @@ class Champion:
         """Why the version has no ONNX model to score with."""
         return self.onnx or "it was registered before the pipeline made ONNX models"
 
+    def require_pickle_fallback(self, name: str) -> None:
+        """Refuse to score from the pickle a version whose tags say it has an ONNX model but
+        whose `model_onnx_sha256` tag is gone: only a version that could not be converted, or
+        one from before ONNX models, falls back."""
+        if self.onnx_sha256 or not self.onnx or self.onnx.startswith(onnx_model.NOT_CONVERTED):
+            return
+        raise dg.Failure(
+            f"Version {self.version} of {name!r} records an ONNX model ({self.onnx}) but has no "
+            "model_onnx_sha256 tag to verify it against: its tags were changed after it was "
+            "registered. Refusing to score it, and to fall back to its pickle. Restore the tag, "
+            "or point the alias at another version.",
+            allow_retries=False,
+        )
+
 
 def current_champion(mlflow: MlflowTracking, client) -> Champion | None:
     """The version the `champion` alias points at; None when the model or alias does not exist."""
@@ -82,17 +96,40 @@ def load_verified_onnx(mlflow: MlflowTracking, client, champion: Champion, work_
             "(flavor='sklearn'), or materialize churn_model to train a version that has one.",
             allow_retries=False,
         )
-    path = f"{onnx_model.ONNX_ARTIFACT_DIR}/{onnx_model.ONNX_FILE}"
-    payload = mlflow.download_artifact(client, champion.run_id, path, work_dir)
-    signing.require_verified(
-        payload,
+    payload = verified_onnx(
+        mlflow,
+        client,
+        champion.run_id,
         champion.onnx_sha256,
+        champion.onnx_signature,
         source,
-        run_id=champion.run_id,
-        signature=champion.onnx_signature,
-        kind=signing.ONNX,
+        work_dir,
     )
     return onnx_model.session(payload)
+
+
+def verified_onnx(
+    mlflow: MlflowTracking,
+    client,
+    run_id: str,
+    sha256: str,
+    signature: str | None,
+    source: str,
+    work_dir: Path,
+) -> bytes:
+    """The bytes of the run's `model_onnx/model.onnx`, once its SHA-256 equals `sha256` and,
+    with a signing key, `signature` verifies; a final failure otherwise, naming `source`."""
+    path = f"{onnx_model.ONNX_ARTIFACT_DIR}/{onnx_model.ONNX_FILE}"
+    payload = mlflow.download_artifact(client, run_id, path, work_dir)
+    signing.require_verified(
+        payload,
+        sha256,
+        source,
+        run_id=run_id,
+        signature=signature,
+        kind=signing.ONNX,
+    )
+    return payload
 
 
 def evaluated_roc_auc(mlflow: MlflowTracking, client, champion: Champion) -> float | None:

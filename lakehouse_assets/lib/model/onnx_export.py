@@ -1,5 +1,5 @@
 """At training: the fitted model as ONNX, checked against the pickle on every customer of the
-features before anything is logged (a disagreement blocks registration)."""
+training and scoring features before anything is logged (a disagreement blocks registration)."""
 
 import time
 from dataclasses import dataclass
@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import dagster as dg
 
 from lakehouse_assets.lib.features import FEATURE_COLUMNS
-from lakehouse_assets.lib.metadata import log_progress
+from lakehouse_assets.lib.metadata import log_progress, table_exists
 from lakehouse_assets.lib.model import onnx_model
 from lakehouse_assets.lib.model.dataset import features_at
 from lakehouse_assets.lib.resources import LakehouseDuckDB
-from lakehouse_assets.lib.tables import CUSTOMER_FEATURES
+from lakehouse_assets.lib.tables import CUSTOMER_FEATURES, SCORING_FEATURES
 
 BATCH_ROWS = 200_000
 
@@ -25,8 +25,9 @@ class OnnxExport:
 
 def export(context, duckdb: LakehouseDuckDB, snapshot: int, model, example) -> OnnxExport:
     """Convert `model`; then compare its ONNX and pickled probabilities on every customer of the
-    features at `snapshot`, and fail (final) when they differ by more than the tolerance. A
-    model that cannot be converted gets one warning and no ONNX: scoring uses the pickle."""
+    training features at `snapshot` and of the scoring features, and fail (final) when they
+    differ by more than the tolerance. A model that cannot be converted gets one warning and no
+    ONNX: scoring uses the pickle."""
     started = time.perf_counter()
     try:
         converted = onnx_model.convert(model, example)
@@ -35,17 +36,28 @@ def export(context, duckdb: LakehouseDuckDB, snapshot: int, model, example) -> O
             f"No ONNX model for this {type(model).__name__}: {error}. It is logged as a pickle "
             "only, and churn_scores will score with the verified pickle (and say so)."
         )
-        return OnnxExport(None, f"not converted: {error}"[:500])
+        return OnnxExport(None, f"{onnx_model.NOT_CONVERTED}: {error}"[:500])
     scorer = onnx_model.OnnxScorer(onnx_model.session(converted.model.SerializeToString()))
     columns = ", ".join(("customer_id", *FEATURE_COLUMNS))
+    checked = []
     with duckdb.get_connection() as conn:
-        batches = conn.sql(f"SELECT {columns} FROM {features_at(snapshot)}").to_arrow_reader(
-            BATCH_ROWS
+        tables = [(CUSTOMER_FEATURES, features_at(snapshot))]
+        if table_exists(conn, SCORING_FEATURES):  # the customers scored now, when there are any
+            tables.append((SCORING_FEATURES, SCORING_FEATURES))
+        for table, source in tables:
+            batches = conn.sql(f"SELECT {columns} FROM {source}").to_arrow_reader(BATCH_ROWS)
+            checked.append((table, onnx_model.parity(model, scorer, batches)))
+    parity = max((p for _, p in checked), key=lambda p: p.max_abs_diff)
+    customers = sum(p.customers for _, p in checked)
+    log_progress(context, "ONNX compared with the pickle on", customers, started)
+    where = " and ".join(f"{p.customers:,} customers of {table}" for table, p in checked)
+    if customers == 0:
+        raise dg.Failure(
+            f"No customer to compare the ONNX model with the pickle on: {CUSTOMER_FEATURES} is "
+            "empty at the training snapshot.",
+            allow_retries=False,
         )
-        parity = onnx_model.parity(model, scorer, batches)
-    log_progress(context, "ONNX compared with the pickle on", parity.customers, started)
-    where = f"{parity.customers:,} customers of {CUSTOMER_FEATURES}"
-    if not parity.holds:
+    if not parity.max_abs_diff <= onnx_model.PARITY_TOLERANCE:  # NaN fails too
         raise dg.Failure(
             f"The ONNX conversion of this {type(model).__name__} ({converted.precision} "
             f"precision) disagrees with the pickle: churn probabilities differ by up to "
@@ -53,7 +65,7 @@ def export(context, duckdb: LakehouseDuckDB, snapshot: int, model, example) -> O
             f"than {onnx_model.PARITY_TOLERANCE:g}. Nothing was logged or registered: scores "
             "would depend on the runtime. Report the model type and data; another model_type "
             "trains a model that converts.",
-            metadata={"max_abs_diff": parity.max_abs_diff, "customers": parity.customers},
+            metadata={"max_abs_diff": parity.max_abs_diff, "customers": customers},
             allow_retries=False,
         )
     status = (
