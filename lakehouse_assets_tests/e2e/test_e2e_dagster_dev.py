@@ -1,5 +1,6 @@
 """End to end, as a user runs it: `dagster dev` (webserver and daemon) with the shipped instance
-settings, a run submitted through GraphQL, and the landing sensor reacting to dropped files.
+settings, showing the README's main command's run, and the landing sensor reacting to dropped
+files. (A run submitted through GraphQL, as "Materialize all" does, is test_browser.py's.)
 
     pytest -m e2e
 """
@@ -14,8 +15,6 @@ from lakehouse_assets.defs.automation.mlflow_run_failure_sensor import FAILURE_S
 from lakehouse_assets.lib.sample import write_sample
 from lakehouse_assets_tests.support.dagster_dev import (
     INSTANCE_QUERY,
-    LOCATION,
-    REPOSITORY,
     DagsterDev,
     dagster_dev,
     quickstart_run,
@@ -24,7 +23,6 @@ from lakehouse_assets_tests.support.dagster_dev import (
 from lakehouse_assets_tests.support.helpers import ASSET_NAMES, MODEL, client_for, lake_conn
 
 SENSOR_RUN_TIMEOUT = 180.0  # from dropping a file to the end of the run it triggers
-FIRST_RUN_TIMEOUT = 300.0
 IDLE_TIMEOUT = 420.0  # the refresh triggered by the sample file raw writes, then quiet ticks
 TABLES = (
     "bronze.transactions",
@@ -109,15 +107,8 @@ def test_dagster_dev_shows_the_quickstart_and_its_sensor_refreshes_every_layer(t
             "nothing to do" in log
         ), log
 
-        # "Materialize all" through GraphQL, as the UI does: the data are unchanged, so the
-        # model is the quickstart's (no new version) and every customer is scored again.
-        first = dev.client().submit_job_execution(
-            "refresh_lakehouse", repository_location_name=LOCATION, repository_name=REPOSITORY
-        )
-        status = dev.wait_for_run(first, FIRST_RUN_TIMEOUT)
-        assert status == "SUCCESS", dev.step_failures(first)
-        wait_until_sensor_idle(dev, IDLE_TIMEOUT)
-        assert len(dev.runs()) == 2
+        # (A second refresh of unchanged data registers no new version:
+        # test_churn_scores.py::test_running_twice_on_the_same_data_registers_one_version.)
         before = table_state(home)
         versions = model_versions(home)
         assert versions == ["1"]
@@ -140,9 +131,23 @@ def test_dagster_dev_shows_the_quickstart_and_its_sensor_refreshes_every_layer(t
         new_versions = model_versions(home)
         assert new_versions == versions
 
+        # A file without a required column: its run fails clearly and no table changes. (Before
+        # the next step, so that the run-failure sensor's wait for its tick overlaps that step's.)
+        known.add(run["runId"])
+        dropped = time.monotonic()
+        (dev.landing / BAD_FILE).write_text(BAD_CSV)
+        bad = wait_for_sensor_run(dev, known, dropped + SENSOR_RUN_TIMEOUT)
+        assert bad["status"] == "FAILURE"
+        failures = "\n".join(dev.step_failures(bad["runId"]))
+        assert failures.startswith("bronze_transactions: ")
+        assert f"{dev.landing / BAD_FILE} lacks required column(s) amount" in failures
+        assert "Nothing was written" in failures
+        assert table_state(home) == after
+        assert model_versions(home) == new_versions
+
         # The same file dropped again (same bytes, new mtime) triggers nothing; nor does a file
         # that is not data, which is logged.
-        known.add(run["runId"])
+        known.add(bad["runId"])
         wait_until_sensor_idle(dev, IDLE_TIMEOUT)
         again = time.time()
         (dev.landing / NEW_FILE).write_text(NEW_CSV)
@@ -156,18 +161,6 @@ def test_dagster_dev_shows_the_quickstart_and_its_sensor_refreshes_every_layer(t
         log = dev.sensor_log(LANDING_SENSOR, since=again)
         assert "README.txt: not a CSV or Parquet file, ignored" in log, log
         assert f"{NEW_FILE}: touched, but its content is unchanged; nothing to do" in log, log
-
-        # A file without a required column: its run fails clearly and no table changes.
-        dropped = time.monotonic()
-        (dev.landing / BAD_FILE).write_text(BAD_CSV)
-        bad = wait_for_sensor_run(dev, known, dropped + SENSOR_RUN_TIMEOUT)
-        assert bad["status"] == "FAILURE"
-        failures = "\n".join(dev.step_failures(bad["runId"]))
-        assert failures.startswith("bronze_transactions: ")
-        assert f"{dev.landing / BAD_FILE} lacks required column(s) amount" in failures
-        assert "Nothing was written" in failures
-        assert table_state(home) == after
-        assert model_versions(home) == new_versions
 
         # The run-failure sensor (default interval 30 s) handled the failed run in the daemon.
         deadline = time.monotonic() + 120

@@ -225,6 +225,10 @@ def test_no_repeats_across_files_equal_a_fresh_build(lakehouse_home, instance, t
         rows = [f"{name}{i},c{i % 4},2025-0{n + 1}-{i + 1:02d},{i}.25,{i}" for i in range(9)]
         write_csv(landing / name, [*rows, "bad,c1,2025-13-01,1,1", rows[0]])
         assert refresh(instance)["silver_transactions"] == ("full" if n == 0 else "append")
+        if n == 0:
+            # One file, built in full: nothing across files yet, and a first full build equal
+            # to a full refresh and to a fresh build is test_hand_written_files_...'s step 1.
+            continue
         assert_equals_full_refresh(lakehouse_home, instance, tmp_path / f"full{n}")
         assert_equals_fresh_build(lakehouse_home, instance, tmp_path / f"fresh{n}")
 
@@ -239,7 +243,8 @@ def test_sample_split_in_files_refreshes_like_a_full_rebuild(lakehouse_home, ins
         pq.write_table(sample.slice(start, stop - start), landing / f"part_{part}.parquet")
         modes = refresh(instance)
         assert modes["silver_transactions"] == ("full" if part == 1 else "append")
-        assert_equals_full_refresh(lakehouse_home, instance, tmp_path / f"full{part}")
+        if part > 1:  # part 1 is a first build, in full (compared in the hand-written test)
+            assert_equals_full_refresh(lakehouse_home, instance, tmp_path / f"full{part}")
     assert query(
         lakehouse_home,
         "SELECT DISTINCT _source_file FROM silver.rejected_transactions "
@@ -365,7 +370,8 @@ def test_features_follow_the_moving_cutoff_like_a_full_rebuild(lakehouse_home, i
         for mode, recomputed, customers in refreshed.values():
             assert mode == modes[part]
             assert recomputed == customers if mode == "full" else 0 < recomputed < customers / 2
-        assert_features_equal_full_refresh(lakehouse_home, instance, tmp_path / f"full{part}")
+        if part > 0:  # part 0 is the first build: no cutoff has moved yet
+            assert_features_equal_full_refresh(lakehouse_home, instance, tmp_path / f"full{part}")
 
     # Late purchases: new customers and existing ones, long before the cutoffs.
     write_csv(landing / "late.csv", ["late1,c-late,2025-03-01T10:00:00,5,1",
