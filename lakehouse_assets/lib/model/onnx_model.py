@@ -137,8 +137,11 @@ def _with_columns(core, example: pd.DataFrame, precision: str, arcsinh: bool):
             raise NotConvertible(f"column {name!r} has dtype {dtype}, not int64 or float64")
         kind = getattr(TensorProto, _INPUT_TYPES[np.dtype(dtype)])
         inputs.append(helper.make_tensor_value_info(str(name), kind, [None]))
-        nodes.append(helper.make_node("Cast", [str(name)], [f"{name}__d"], to=TensorProto.DOUBLE))
-        nodes.append(helper.make_node("Reshape", [f"{name}__d", shape.name], [f"{name}__2d"]))
+        column = str(name)
+        if kind != TensorProto.DOUBLE:  # counts; a same-type Cast would copy the column
+            nodes.append(helper.make_node("Cast", [column], [f"{name}__d"], to=TensorProto.DOUBLE))
+            column = f"{name}__d"
+        nodes.append(helper.make_node("Reshape", [column, shape.name], [f"{name}__2d"]))
         columns.append(f"{name}__2d")
     nodes.append(helper.make_node("Concat", columns, ["lakehouse_x"], axis=1))
     x = "lakehouse_x"
@@ -154,7 +157,10 @@ def _with_columns(core, example: pd.DataFrame, precision: str, arcsinh: bool):
             helper.make_node("Mul", ["asinh_sign", "asinh_log"], ["lakehouse_asinh"]),
         ]
         x = "lakehouse_asinh"
-    nodes.append(helper.make_node("Cast", [x], ["features"], to=matrix_type))
+    if matrix_type == TensorProto.DOUBLE:
+        nodes.append(helper.make_node("Identity", [x], ["features"]))  # onnxruntime drops it
+    else:
+        nodes.append(helper.make_node("Cast", [x], ["features"], to=matrix_type))
     probabilities = next(o.name for o in core.graph.output if o.name == "probabilities")
     index = numpy_helper.from_array(np.array(1, dtype=np.int64), "lakehouse_class_1")
     tail = [
