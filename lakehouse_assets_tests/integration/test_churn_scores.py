@@ -165,12 +165,15 @@ def test_scoring_unpickles_nothing_and_a_tampered_onnx_model_is_refused(lakehous
     assert refusal in failure_messages(result) and "model_onnx_sha256" in failure_messages(result)
     assert step_starts(result, "churn_scores.bucket_of_churn_scores[bucket_0]") == 1
     assert scalar(lakehouse_home, "SELECT count(*) FROM gold.churn_scores") > 0  # still there
-    # Without its hash tag, a version that has an ONNX model does not fall back to the pickle.
-    client_for(sqlite_uri(lakehouse_home)).delete_model_version_tag(MODEL, "1", "model_onnx_sha256")
+    # Without its ONNX tags, a version whose run made an ONNX model does not fall back to the
+    # pickle: the run still says it has one.
+    client = client_for(sqlite_uri(lakehouse_home))
+    for tag in ("model_onnx_sha256", "model_onnx"):
+        client.delete_model_version_tag(MODEL, "1", tag)
     result = run_graph(instance, dg.AssetSelection.assets("churn_scores"))
     assert not result.success
     message = failure_messages(result)
-    assert "records an ONNX model" in message and "Refusing to score it" in message, message
+    assert "has an ONNX model (its MLflow run" in message and "Refusing to score it" in message
     assert step_starts(result, "churn_scores.plan_churn_scores") == 1
 
 

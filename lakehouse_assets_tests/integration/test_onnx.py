@@ -79,7 +79,10 @@ def test_a_model_without_onnx_is_registered_and_scored_from_its_verified_pickle(
     assert query(lakehouse_home, "SELECT DISTINCT scored_by FROM gold.churn_scores") == [
         (pickle_runtime,)
     ]
-    with pytest.raises(dg.Failure, match="has no ONNX model: not converted: FutureClassifier"):
+    with pytest.raises(
+        dg.Failure,
+        match="no verifiable ONNX model .no model_onnx_sha256 tag; model_onnx: not converted: Fut",
+    ):
         load_champion(sqlite_uri(lakehouse_home), flavor="onnx")
 
 

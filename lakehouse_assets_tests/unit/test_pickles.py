@@ -2,6 +2,7 @@
 verifies; a tampered one is refused before any of its code can run."""
 
 import hashlib
+import hmac
 import pickle
 from pathlib import Path
 
@@ -103,6 +104,8 @@ def test_a_signature_signs_one_kind_of_file(monkeypatch, model_payload):
     pickle_signature = signing.sign(KEY, digest, RUN_ID)
     onnx_signature = signing.sign(KEY, digest, RUN_ID, signing.ONNX)
     assert pickle_signature != onnx_signature
+    message = f"lakehouse-assets model v1\n{digest}\n{RUN_ID}".encode()  # as signed before ONNX
+    assert pickle_signature == hmac.new(KEY.encode(), message, hashlib.sha256).hexdigest()
     assert signing.is_signed(digest, RUN_ID, onnx_signature, signing.ONNX)
     assert not signing.is_signed(digest, RUN_ID, pickle_signature, signing.ONNX)
     assert not signing.is_signed(digest, RUN_ID, onnx_signature, signing.PICKLE)

@@ -14,7 +14,7 @@ from lakehouse_assets.lib.metadata import log_progress, markdown_table, table_me
 from lakehouse_assets.lib.model import signing
 from lakehouse_assets.lib.model.champion import (
     Champion,
-    evaluated_roc_auc,
+    champion_run,
     load_verified_model,
     load_verified_onnx,
     require_champion,
@@ -43,8 +43,9 @@ def _plan(context, conn, config) -> tuple[RefreshPlan, dict]:
     mlflow = context.resources.mlflow
     with retry_only_transient("churn_scores"):
         champion = require_champion(mlflow, mlflow.client())
-        evaluation_roc_auc = evaluated_roc_auc(mlflow, mlflow.client(), champion)
-    champion.require_pickle_fallback(mlflow.registered_model_name)
+        run = champion_run(mlflow, mlflow.client(), champion)
+        evaluation_roc_auc = run.data.metrics.get("roc_auc")
+    champion.require_pickle_fallback(mlflow.registered_model_name, run.data.tags)
     runtime = _runtime(champion)
     if champion.onnx_sha256:
         context.log.info(

@@ -169,17 +169,10 @@ def _version_for_run(mlflow: MlflowTracking, client, run_id: str, evaluation: di
         tags = {
             "mlflow_run_id": run_id,
             SHA_TAG: evaluation["model_sha256"],  # the hashes evaluation verified
-            **(
-                {ONNX_SHA_TAG: evaluation["onnx_sha256"]}
-                if evaluation.get("onnx_sha256", "none") != "none"
-                else {}
-            ),
+            **_onnx_tags(run, evaluation),
             **{
                 k: run.data.tags[k]
-                for k in (
-                    *(FINGERPRINT_TAG, TRAINING_KEY_TAG, RECIPE_TAG, CUTOFF_TAG, SIGNATURE_TAG),
-                    *(ONNX_TAG, ONNX_SIGNATURE_TAG),
-                )
+                for k in (FINGERPRINT_TAG, TRAINING_KEY_TAG, RECIPE_TAG, CUTOFF_TAG, SIGNATURE_TAG)
                 if k in run.data.tags
             },
             **{k: f"{evaluation[k]:.6f}" for k in ("roc_auc", "accuracy", "f1_score")},
@@ -195,6 +188,25 @@ def _version_for_run(mlflow: MlflowTracking, client, run_id: str, evaluation: di
             client.delete_model_version(name, version.version)
         return str(twin.version), twin
     return str(version.version), None
+
+
+def _onnx_tags(run, evaluation: dict) -> dict[str, str]:
+    """The version's ONNX tags: the hash evaluation verified, with the run's status and
+    signature; only the status when the model was not converted."""
+    tags = run.data.tags
+    verified = evaluation.get("onnx_sha256", "none")
+    if verified != "none":
+        return {ONNX_SHA_TAG: verified} | {
+            k: tags[k] for k in (ONNX_TAG, ONNX_SIGNATURE_TAG) if k in tags
+        }
+    if ONNX_SHA_TAG in tags:
+        raise dg.Failure(
+            f"MLflow run {run.info.run_id} has an ONNX model, but its evaluation verified none "
+            "(it was evaluated by an older version of the pipeline). Materialize "
+            "churn_model_evaluation again.",
+            allow_retries=False,
+        )
+    return {ONNX_TAG: tags[ONNX_TAG]} if ONNX_TAG in tags else {}
 
 
 def _first_twin(mlflow: MlflowTracking, client, key: str | None):

@@ -28,17 +28,21 @@ class Champion:
         """Why the version has no ONNX model to score with."""
         return self.onnx or "it was registered before the pipeline made ONNX models"
 
-    def require_pickle_fallback(self, name: str) -> None:
-        """Refuse to score from the pickle a version whose tags say it has an ONNX model but
-        whose `model_onnx_sha256` tag is gone: only a version that could not be converted, or
-        one from before ONNX models, falls back."""
-        if self.onnx_sha256 or not self.onnx or self.onnx.startswith(onnx_model.NOT_CONVERTED):
+    def require_pickle_fallback(self, name: str, run_tags: dict) -> None:
+        """Refuse to score from the pickle a version that has, or had, an ONNX model (by its
+        tags or its run's) but whose `model_onnx_sha256` tag is gone: only a version that could
+        not be converted, or one from before ONNX models, falls back."""
+        if self.onnx_sha256:
+            return
+        status = self.onnx or run_tags.get("model_onnx")
+        converted = status and not status.startswith(onnx_model.NOT_CONVERTED)
+        if not converted and not run_tags.get(signing.SHA_TAG_OF[signing.ONNX]):
             return
         raise dg.Failure(
-            f"Version {self.version} of {name!r} records an ONNX model ({self.onnx}) but has no "
-            "model_onnx_sha256 tag to verify it against: its tags were changed after it was "
-            "registered. Refusing to score it, and to fall back to its pickle. Restore the tag, "
-            "or point the alias at another version.",
+            f"Version {self.version} of {name!r} has an ONNX model (its MLflow run "
+            f"{self.run_id} says so) but no model_onnx_sha256 tag to verify it against: its "
+            "tags were changed after it was registered. Refusing to score it, and to fall back "
+            "to its pickle. Restore the tag, or point the alias at another version.",
             allow_retries=False,
         )
 
@@ -92,8 +96,9 @@ def load_verified_onnx(mlflow: MlflowTracking, client, champion: Champion, work_
     source = f"version {champion.version} of {mlflow.registered_model_name!r}"
     if not champion.onnx_sha256:
         raise dg.Failure(
-            f"{source} has no ONNX model: {champion.onnx_missing()}. Load it as a pickle "
-            "(flavor='sklearn'), or materialize churn_model to train a version that has one.",
+            f"{source} has no verifiable ONNX model (no model_onnx_sha256 tag; model_onnx: "
+            f"{champion.onnx_missing()}). Load it as a pickle (flavor='sklearn'), or "
+            "materialize churn_model to train a version that has one.",
             allow_retries=False,
         )
     payload = verified_onnx(
@@ -132,11 +137,10 @@ def verified_onnx(
     return payload
 
 
-def evaluated_roc_auc(mlflow: MlflowTracking, client, champion: Champion) -> float | None:
-    """The held-out ROC AUC that `churn_model_evaluation` recorded on the version's run (None
-    when the run has no evaluation)."""
+def champion_run(mlflow: MlflowTracking, client, champion: Champion):
+    """The version's MLflow run."""
     with mlflow.errors(f"read run {champion.run_id}"):
-        return client.get_run(champion.run_id).data.metrics.get("roc_auc")
+        return client.get_run(champion.run_id)
 
 
 def require_champion(mlflow: MlflowTracking, client) -> Champion:
