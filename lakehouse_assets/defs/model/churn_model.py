@@ -107,8 +107,9 @@ def churn_model(
     HMAC-SHA256 of that hash and the run id as tag `model_signature` (metadata `provenance` says
     "unsigned" without a key). Beside it, the same model as ONNX (`model_onnx/`, MLflow's ONNX
     flavour; tags `model_onnx_sha256`, `model_onnx_signature`, `model_onnx`), which must give
-    the pickle's probabilities within 1e-6 on every customer, or nothing is logged. The lake snapshot of the features it was trained on is tag
-    `lakehouse_snapshot_id` and an MLflow dataset input (`training_data(version)` reads it
+    the pickle's probabilities within 1e-6 on every customer, or nothing is logged. The lake
+    snapshot of the features it was trained on is tag `lakehouse_snapshot_id` and an MLflow
+    dataset input (`training_data(version)` reads it
     back). Trains only when retraining is due (`retrain_after_days`, metadata
     `retraining`): until then the champion's run is kept. When a registered version was trained
     on the same features with the same parameters, that version's run is reused."""

@@ -10,6 +10,7 @@ import dagster as dg
 from lakehouse_assets.lib.model import onnx_model, pickles, signing
 from lakehouse_assets.lib.model.mlflow_resource import MlflowTracking
 from lakehouse_assets.lib.model.signing import ONNX_SIGNATURE_TAG, SIGNATURE_TAG
+from lakehouse_assets.lib.model.training import ONNX_SHA_TAG, ONNX_TAG, SHA_TAG
 
 CHAMPION_ALIAS = "champion"
 
@@ -34,9 +35,9 @@ class Champion:
         not be converted, or one from before ONNX models, falls back."""
         if self.onnx_sha256:
             return
-        status = self.onnx or run_tags.get("model_onnx")
+        status = self.onnx or run_tags.get(ONNX_TAG)
         converted = status and not status.startswith(onnx_model.NOT_CONVERTED)
-        if not converted and not run_tags.get(signing.SHA_TAG_OF[signing.ONNX]):
+        if not converted and not run_tags.get(ONNX_SHA_TAG):
             return
         raise dg.Failure(
             f"Version {self.version} of {name!r} has an ONNX model (its MLflow run "
@@ -70,11 +71,11 @@ def current_champion(mlflow: MlflowTracking, client) -> Champion | None:
     return Champion(
         str(version.version),
         version.run_id,
-        tags.get(signing.SHA_TAG_OF[signing.PICKLE]),
+        tags.get(SHA_TAG),
         tags.get(SIGNATURE_TAG),
-        tags.get(signing.SHA_TAG_OF[signing.ONNX]),
+        tags.get(ONNX_SHA_TAG),
         tags.get(ONNX_SIGNATURE_TAG),
-        tags.get("model_onnx"),
+        tags.get(ONNX_TAG),
     )
 
 

@@ -26,9 +26,9 @@ class OnnxExport:
 def export(context, duckdb: LakehouseDuckDB, snapshot: int, model, example) -> OnnxExport:
     """Convert `model`; then compare its ONNX and pickled probabilities on every customer of the
     training features at `snapshot` and of the scoring features as they are now (when they
-    exist with every feature column), and fail (final) when they
-    differ by more than the tolerance. A model that cannot be converted gets one warning and no
-    ONNX: scoring uses the pickle."""
+    exist with every feature column), and fail (final) when they differ by more than the
+    tolerance. A model that cannot be converted gets one warning and no ONNX: scoring uses the
+    pickle."""
     started = time.perf_counter()
     try:
         converted = onnx_model.convert(model, example)
@@ -38,7 +38,7 @@ def export(context, duckdb: LakehouseDuckDB, snapshot: int, model, example) -> O
             "only, and churn_scores will score with the verified pickle (and say so)."
         )
         return OnnxExport(None, f"{onnx_model.NOT_CONVERTED}: {error}"[:500])
-    scorer = onnx_model.OnnxScorer(onnx_model.session(converted.model.SerializeToString()))
+    scorer = converted.scorer
     columns = ", ".join(("customer_id", *FEATURE_COLUMNS))
     checked = []
     with duckdb.get_connection() as conn:
@@ -63,8 +63,8 @@ def export(context, duckdb: LakehouseDuckDB, snapshot: int, model, example) -> O
             f"The ONNX conversion of this {type(model).__name__} ({converted.precision} "
             f"precision) disagrees with the pickle: churn probabilities differ by up to "
             f"{parity.max_abs_diff:.3g} (customer {parity.worst_customer} of {worst_table}) over "
-            f"{where}, more "
-            f"than {onnx_model.PARITY_TOLERANCE:g}. Nothing was logged or registered: scores "
+            f"{where}, more than {onnx_model.PARITY_TOLERANCE:g}. Nothing was logged or "
+            "registered: scores "
             "would depend on the runtime. Report the model type and data; another model_type "
             "trains a model that converts.",
             metadata={"max_abs_diff": parity.max_abs_diff, "customers": customers},

@@ -39,6 +39,7 @@ class NotConvertible(Exception):
 class Converted:
     model: "onnx.ModelProto"
     precision: str  # "double", or "float" where the converters allow no double
+    scorer: "OnnxScorer"  # the session that was checked on the example, to use again
 
 
 # scikit-learn casts the features to float32 before these walk their trees: so does their graph.
@@ -82,14 +83,15 @@ def convert(model, example: pd.DataFrame) -> Converted:
             core = _skl2onnx(rest, steps[-1], len(example.columns), precision)
             graph = _with_columns(core, example, precision, arcsinh=bool(leading))
             # onnxruntime must have a kernel for every node, and agree on the example's rows.
-            scored = OnnxScorer(session(graph.SerializeToString()))(example)
+            scorer = OnnxScorer(session(graph.SerializeToString()))
+            scored = scorer(example)
         except Exception as error:  # noqa: BLE001 - any converter error means: try float, then say why
             first_line = (str(error).strip().splitlines() or [""])[0][:200]
             problems.append((precision, f"{type(error).__name__}: {first_line}"))
             continue
         difference = float(differences(scored, expected).max(initial=0.0))
         if difference <= PARITY_TOLERANCE:
-            return Converted(graph, precision)
+            return Converted(graph, precision, scorer)
         problems.append((precision, f"probabilities differ by up to {difference:.3g}"))
     if len({problem for _, problem in problems}) == 1:
         raise NotConvertible(f"{name}: {problems[0][1]}")
@@ -231,7 +233,7 @@ def save_folder(converted: Converted, example: pd.DataFrame, folder: Path) -> st
     from mlflow.models import infer_signature
 
     head = example.head(5)
-    output = pd.DataFrame({OUTPUT: OnnxScorer(session(converted.model.SerializeToString()))(head)})
+    output = pd.DataFrame({OUTPUT: converted.scorer(head)})
     logger = logging.getLogger("mlflow")
     level = logger.level
     logger.setLevel(logging.ERROR)
